@@ -1,0 +1,262 @@
+"""Measurements taken during training, kept on the device until a hand-off.
+
+Every measured value stays a device tensor; `DeviceRecorder.drain` concatenates
+all of them and copies them to the host in one transfer, so a hand-off costs a
+single synchronisation however many series and histograms are pending.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from trainer.models import RELU_FAMILY, SATURATING, Maxout
+from trainer.sink import HistogramRecord, ImageRecord, ScalarBatch
+
+# a unit counts as saturated when its output is this close to the activation's bounds
+SATURATION_MARGIN = 0.01
+
+
+class DeviceRecorder:
+    def __init__(self) -> None:
+        # per-step 0-d values of one key, stacked at the hand-off: one op per key, not per step
+        self._series: dict[str, tuple[list[int], list[torch.Tensor]]] = {}
+        self._vectors: list[tuple[tuple[str, ...], int, torch.Tensor]] = []
+        # (keys, step, counts (n, bins), stats (n, 6): low, high, mean, std, zero, saturated)
+        self._histograms: list[tuple[tuple[str, ...], int, torch.Tensor, torch.Tensor]] = []
+        self._host: dict[str, tuple[list[int], list[float]]] = {}
+
+    def add(self, key: str, step: int, value: torch.Tensor) -> None:
+        """A 0-d device tensor (e.g. the detached loss); no synchronisation, no copy."""
+        steps, values = self._series.setdefault(key, ([], []))
+        steps.append(step)
+        values.append(value)
+
+    def add_vector(self, keys: tuple[str, ...], step: int, values: torch.Tensor) -> None:
+        """One device value per key at the same step (e.g. a ratio per parameter tensor)."""
+        self._vectors.append((keys, step, values.reshape(-1)))
+
+    def add_histograms(self, keys: tuple[str, ...], step: int, counts: torch.Tensor, stats: torch.Tensor) -> None:
+        self._histograms.append((keys, step, counts, stats))
+
+    def add_host(self, key: str, step: int, value: float) -> None:
+        """A value already on the host (e.g. the learning rate from the schedule)."""
+        steps, values = self._host.setdefault(key, ([], []))
+        steps.append(step)
+        values.append(value)
+
+    def drain(self) -> tuple[ScalarBatch, list[HistogramRecord]]:
+        pieces = [torch.stack(values) for _, values in self._series.values()]
+        pieces += [values for _, _, values in self._vectors]
+        pieces += [torch.cat([counts.reshape(-1), stats.reshape(-1)]) for _, _, counts, stats in self._histograms]
+        host = (torch.cat([p.to(torch.float64) for p in pieces]).cpu().numpy()  # the one sync of a hand-off
+                if pieces else np.empty(0))
+        collected: dict[str, tuple[list[int], list[float]]] = {}
+        offset = 0
+        for key, (steps, values) in self._series.items():
+            collected[key] = (steps, list(host[offset:offset + len(steps)]))
+            offset += len(steps)
+        for keys, step, values in self._vectors:
+            for index, key in enumerate(keys):
+                steps_list, values_list = collected.setdefault(key, ([], []))
+                steps_list.append(step)
+                values_list.append(host[offset + index])
+            offset += len(keys)
+        records: list[HistogramRecord] = []
+        for keys, step, counts, stats in self._histograms:
+            n, bins = counts.shape
+            block_counts = host[offset:offset + n * bins].reshape(n, bins)
+            block_stats = host[offset + n * bins:offset + n * bins + n * 6].reshape(n, 6)
+            offset += n * bins + n * 6
+            for index, key in enumerate(keys):
+                low, high, mean, std, zero, saturated = block_stats[index]
+                records.append(HistogramRecord(key, step, float(low), float(high),
+                                               block_counts[index].astype(np.int64), float(mean), float(std),
+                                               float(zero), float(saturated)))
+        for key, (steps_list, values_list) in self._host.items():
+            target = collected.setdefault(key, ([], []))
+            target[0].extend(steps_list)
+            target[1].extend(values_list)
+        self._series = {}
+        self._vectors.clear()
+        self._histograms.clear()
+        self._host.clear()
+        batch = {key: (np.asarray(steps, dtype=np.int64), np.asarray(values, dtype=np.float64))
+                 for key, (steps, values) in collected.items()}
+        return batch, records
+
+
+class ParameterProbe:
+    """Per parameter tensor, every K steps: the update-to-weight ratio
+    norm(W_after - W_before) / norm(W_before) (the update the optimizer actually
+    applied, whatever the optimizer), the gradient norm and the weight norm."""
+
+    def __init__(self, named_parameters: list[tuple[str, nn.Parameter]]):
+        self.names = tuple(name for name, _ in named_parameters)
+        self.keys = (tuple(f"update_ratio/{n}" for n in self.names) + tuple(f"grad_norm/{n}" for n in self.names)
+                     + tuple(f"weight_norm/{n}" for n in self.names))
+        self.params = [param for _, param in named_parameters]
+        # one persistent copy of the weights, overwritten in place at each measured step
+        self._before = [param.detach().clone() for param in self.params]
+        self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @torch.no_grad()
+    def before_step(self) -> None:
+        torch._foreach_copy_(self._before, [param.detach() for param in self.params])
+        grads = [p.grad.detach() if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        self._pending = (torch.stack(torch._foreach_norm(grads)), torch.stack(torch._foreach_norm(self._before)))
+
+    @torch.no_grad()
+    def after_step(self) -> torch.Tensor:
+        assert self._pending is not None, "call before_step() first"
+        grad_norms, weight_norms = self._pending
+        torch._foreach_sub_(self._before, [param.detach() for param in self.params])  # W_before - W_after
+        update_norms = torch.stack(torch._foreach_norm(self._before))
+        # a tensor that is exactly zero (e.g. zero-initialised biases) has no finite ratio
+        ratios = torch.where(weight_norms > 0, update_norms / weight_norms.clamp_min(1e-30),
+                             torch.full_like(update_norms, float("nan")))
+        self._pending = None
+        return torch.cat([ratios, grad_norms, weight_norms])
+
+
+def batched_histograms(tensors: list[torch.Tensor], bins: int, saturation: list[str | None]
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Histograms of many tensors in one binning pass on their device.
+
+    Each tensor gets `bins` equal bins over its own [min, max]. Returns counts (n, bins)
+    and stats (n, 6): low, high, mean, std, fraction exactly zero, fraction saturated
+    (for 'tanh' / 'sigmoid' entries of `saturation`). torch.histc would need each
+    range as a host number, i.e. one synchronisation per tensor.
+    """
+    flat = [t.detach().reshape(-1).float() for t in tensors]
+    n = len(flat)
+    device = flat[0].device
+    sizes = torch.tensor([f.numel() for f in flat], device=device)
+    values = torch.cat(flat)
+    segment = torch.repeat_interleave(torch.arange(n, device=device), sizes)
+    lows = torch.stack([f.min() for f in flat])
+    highs = torch.stack([f.max() for f in flat])
+    span = (highs - lows).clamp_min(1e-12)
+    index = ((values - lows[segment]) / span[segment] * bins).long().clamp_(0, bins - 1)
+    counts = torch.bincount(index + segment * bins, minlength=n * bins).view(n, bins)
+
+    def segment_mean(x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(n, device=device, dtype=x.dtype).index_add_(0, segment, x) / sizes
+
+    means = segment_mean(values)
+    stds = (segment_mean(values * values) - means * means).clamp_min(0).sqrt()
+    zeros = segment_mean((values == 0).float())
+    saturated = torch.zeros(n, device=device)
+    for i, kind in enumerate(saturation):
+        if kind == "tanh":
+            saturated[i] = (flat[i].abs() > 1 - SATURATION_MARGIN).float().mean()
+        elif kind == "sigmoid":
+            saturated[i] = ((flat[i] < SATURATION_MARGIN) | (flat[i] > 1 - SATURATION_MARGIN)).float().mean()
+    return counts, torch.stack([lows, highs, means, stds, zeros, saturated], dim=1)
+
+
+def dead_fraction(activation: torch.Tensor) -> torch.Tensor:
+    """Fraction of units (features, or channels of a feature map) never positive over the batch."""
+    if activation.dim() == 4:  # (B, C, H, W): a channel is a unit
+        active = (activation > 0).any(dim=3).any(dim=2).any(dim=0)
+    else:
+        active = (activation > 0).reshape(activation.shape[0], -1).any(dim=0)
+    return 1.0 - active.float().mean()
+
+
+class HistogramProbe:
+    """Every H steps: histograms of each activation layer's output, and of each
+    parameter's gradient and weights; dead and saturated fractions per activation."""
+
+    def __init__(self, model: nn.Module, named_parameters: list[tuple[str, nn.Parameter]], bins: int,
+                 activation_name: str):
+        self.model = model
+        self.bins = bins
+        self.params = named_parameters
+        self.activation_name = activation_name
+        activation_types = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.Tanh, nn.Sigmoid, Maxout)
+        self.layers = [(name, module) for name, module in model.named_modules() if isinstance(module, activation_types)]
+        self._captured: dict[str, torch.Tensor] = {}
+        self._handles: list = []
+
+    def arm(self) -> None:
+        """Hooks exist only during a measured step, so other steps pay nothing."""
+        for name, module in self.layers:
+            self._handles.append(module.register_forward_hook(self._capture(name)))
+
+    def _capture(self, name: str):
+        def hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
+            self._captured[name] = output.detach()
+        return hook
+
+    def collect(self, recorder: DeviceRecorder, step: int) -> None:
+        """After backward: gradients and the activations of this step's forward pass."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        keys: list[str] = []
+        tensors: list[torch.Tensor] = []
+        saturation: list[str | None] = []
+        dead_keys, dead_values = [], []
+        saturating = self.activation_name if self.activation_name in SATURATING else None
+        for name, output in self._captured.items():
+            keys.append(f"activation/{name}")
+            tensors.append(output)
+            saturation.append(saturating)
+            if self.activation_name in RELU_FAMILY:
+                dead_keys.append(f"dead_fraction/{name}")
+                dead_values.append(dead_fraction(output))
+        for name, param in self.params:
+            if param.grad is not None:
+                keys.append(f"gradient/{name}")
+                tensors.append(param.grad)
+                saturation.append(None)
+            keys.append(f"weight/{name}")
+            tensors.append(param)
+            saturation.append(None)
+        self._captured.clear()
+        if not tensors:
+            return
+        counts, stats = batched_histograms(tensors, self.bins, saturation)
+        recorder.add_histograms(tuple(keys), step, counts, stats)
+        if dead_values:
+            recorder.add_vector(tuple(dead_keys), step, torch.stack(dead_values))
+        saturated_rows = [i for i, kind in enumerate(saturation) if kind]
+        if saturated_rows:
+            sat_keys = tuple(f"saturated_fraction/{keys[i].split('/', 1)[1]}" for i in saturated_rows)
+            recorder.add_vector(sat_keys, step, stats[saturated_rows, 5])
+
+
+def first_layer_image(model: nn.Module, image_shape: tuple[int, int, int], max_tiles: int = 100) -> np.ndarray | None:
+    """The first layer's incoming weights of each unit (or filter), each reshaped to
+    the input image and scaled to its own min..max, as a grid: (H, W) or (H, W, 3) uint8."""
+    first = next((m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))), None)
+    if first is None:
+        return None
+    weight = first.weight.detach()
+    if isinstance(first, nn.Linear):
+        if weight.shape[1] != math.prod(image_shape):
+            return None
+        tiles = weight.reshape(weight.shape[0], *image_shape)
+    else:
+        tiles = weight  # (F, C, k, k): the filters themselves
+    tiles = tiles[:max_tiles].float()
+    channels = 3 if tiles.shape[1] == 3 else 1
+    tiles = tiles[:, :channels]
+    low = tiles.amin(dim=(1, 2, 3), keepdim=True)
+    high = tiles.amax(dim=(1, 2, 3), keepdim=True)
+    tiles = ((tiles - low) / (high - low).clamp_min(1e-12)).nan_to_num(0.5).cpu().numpy()  # one copy an epoch
+    count, _, height, width = tiles.shape
+    columns = math.ceil(math.sqrt(count))
+    rows = math.ceil(count / columns)
+    # tiles with a 1-pixel white gap below and right, laid out row by row, then a top/left border
+    padded = np.ones((rows * columns, channels, height + 1, width + 1), dtype=np.float32)
+    padded[:count, :, :height, :width] = tiles
+    grid = padded.reshape(rows, columns, channels, height + 1, width + 1).transpose(2, 0, 3, 1, 4)
+    grid = np.pad(grid.reshape(channels, rows * (height + 1), columns * (width + 1)), ((0, 0), (1, 0), (1, 0)),
+                  constant_values=1.0)
+    pixels = (grid * 255).round().astype(np.uint8)
+    return pixels[0] if channels == 1 else pixels.transpose(1, 2, 0)

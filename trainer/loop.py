@@ -1,0 +1,241 @@
+"""The training loop: one function, read top to bottom.
+
+Host synchronisation happens only at a hand-off (about every
+`handoff_seconds`, and at each epoch end), where the recorder copies every
+pending measurement to the host at once and the sink is asked whether to stop;
+and once an epoch for the validation numbers the schedule and the summary need.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from trainer.config import RunConfig
+from trainer.data import Dataset, load_dataset
+from trainer.instrument import DeviceRecorder, HistogramProbe, ParameterProbe, first_layer_image
+from trainer.models import build_loss, build_model
+from trainer.optim import build_optimizer
+from trainer.schedules import Schedule
+from trainer.sink import ImageRecord, Progress, RunInfo, Sink
+
+# A loss this many times its first value means the run has blown up even if it
+# is still finite (e.g. cross-entropy of 23 against ln(10) = 2.3 at the start).
+EXPLOSION_FACTOR = 10.0
+EXPLOSION_WINDOW = 20
+# Train accuracy is measured each epoch on a fixed training subset as large as the
+# validation set (at most this many), so both accuracies are equally noisy and the
+# gap between them reads fairly; a full pass would cost more than the epoch on small sets.
+TRAIN_EVAL_LIMIT = 10_000
+# Evaluation in batches of this many examples, so that large data sets fit in memory.
+EVAL_BATCH = 4096
+
+
+@dataclass(frozen=True)
+class RunResult:
+    status: str  # succeeded | diverged | cancelled
+    message: str
+    steps: int
+    epochs: int
+    device: str
+    final_loss: float | None
+    best_val_accuracy: float | None
+    final_train_accuracy: float | None
+    final_val_accuracy: float | None
+    seconds: float
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device: 'cuda' was requested but this worker has no CUDA device")
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def autocast_for(config: RunConfig, device: torch.device) -> contextlib.AbstractContextManager:
+    """Mixed precision on CUDA when asked for: bfloat16 where the GPU has it (no loss scaling needed)."""
+    if config.precision != "amp" or device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Scores in evaluation mode (dropout off, batch-norm running statistics), in chunks."""
+    was_training = model.training
+    model.eval()
+    scores = torch.cat([model(x[start:start + EVAL_BATCH]).float() for start in range(0, len(x), EVAL_BATCH)])
+    model.train(was_training)
+    return scores
+
+
+def evaluate(model: torch.nn.Module, loss_fn: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(accuracy, mean loss) as device tensors; the caller decides when to sync."""
+    scores = predict(model, x)
+    with torch.no_grad():
+        return (scores.argmax(dim=1) == y).float().mean(), loss_fn(scores, y)
+
+
+def _diverged_at(steps: np.ndarray, losses: np.ndarray, first_loss: float) -> tuple[int, str] | None:
+    """A non-finite loss, or an explosion: the moving median of EXPLOSION_WINDOW losses
+    above EXPLOSION_FACTOR x the first loss (a one-batch spike is not a divergence)."""
+    bad = ~np.isfinite(losses)
+    if bad.any():
+        index = int(np.argmax(bad))
+        return int(steps[index]), f"loss became {losses[index]} at step {steps[index]}"
+    if len(losses) < EXPLOSION_WINDOW:
+        return None
+    medians = np.median(np.lib.stride_tricks.sliding_window_view(losses, EXPLOSION_WINDOW), axis=1)
+    high = medians > EXPLOSION_FACTOR * max(first_loss, 1e-12)
+    if not high.any():
+        return None
+    index = int(np.argmax(high)) + EXPLOSION_WINDOW - 1
+    return int(steps[index]), (f"the median of {EXPLOSION_WINDOW} losses reached {medians[index - EXPLOSION_WINDOW + 1]:.4g} "
+                               f"at step {steps[index]}, over {EXPLOSION_FACTOR:g}x the first loss {first_loss:.4g}")
+
+
+def train(config: RunConfig, sink: Sink, handoff_seconds: float = 0.5) -> RunResult:
+    started = time.monotonic()
+    torch.manual_seed(config.seed)
+    device = resolve_device(config.device)
+    data: Dataset = load_dataset(config.data, config.seed).to(device)
+    model = build_model(config.model, data.num_features, data.num_classes, data.image_shape).to(device)
+    loss_fn = build_loss(config.loss)
+    optimizer = build_optimizer(config.optimizer, model.parameters())
+    named = [(name, param) for name, param in model.named_parameters()]
+    n_train = len(data.y_train)
+    steps_per_epoch = math.ceil(n_train / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    schedule = Schedule(config.schedule, optimizer, steps_per_epoch, config.epochs)
+    instrument = config.instrument
+    parameters = ParameterProbe(named)
+    histograms = HistogramProbe(model, named, instrument.histogram_bins, config.model.activation)
+    recorder = DeviceRecorder()
+    autocast = autocast_for(config, device)
+    # coupled L2 (the notes' lambda/2 * ||w||^2) is part of the objective: log it beside the data loss
+    l2 = config.optimizer.weight_decay if not (config.optimizer.decoupled_weight_decay
+                                               or config.optimizer.name == "adamw") else 0.0
+    params = [param for _, param in named]
+
+    sink.start(RunInfo(str(device), total_steps, steps_per_epoch, config.epochs, parameters.names))
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    # one forward pass an epoch over the fixed training subset followed by the validation set
+    n_train_eval = min(n_train, len(data.y_val), TRAIN_EVAL_LIMIT)
+    x_eval = torch.cat([data.x_train[:n_train_eval], data.x_val])
+    y_eval = torch.cat([data.y_train[:n_train_eval], data.y_val])
+
+    step = 0
+    first_loss: float | None = None
+    last_loss: float | None = None
+    best_val: float | None = None
+    train_acc: float | None = None
+    val_acc: float | None = None
+    last_handoff = time.monotonic()
+    last_image_step: int | None = None
+
+    def handoff(epochs_done: int) -> RunResult | None:
+        """Copy pending measurements to the host (one sync), check divergence, ask about stopping."""
+        nonlocal first_loss, last_loss, last_handoff
+        batch, records = recorder.drain()
+        if records:
+            sink.histograms(records)
+        if "loss" in batch:
+            loss_steps, losses = batch["loss"]
+            if first_loss is None and len(losses):
+                first_loss = float(losses[0])
+            last_loss = float(losses[-1])
+            verdict = _diverged_at(loss_steps, losses, first_loss or 0.0)
+            if verdict is not None:
+                sink.scalars(batch)
+                _, detail = verdict
+                return finish("diverged", f"{detail}: lower the learning rate "
+                              f"(optimizer.lr={config.optimizer.lr:g})", epochs_done)
+        sink.scalars(batch)
+        sink.progress(Progress(epochs_done, step, total_steps))
+        last_handoff = time.monotonic()
+        if sink.should_stop():
+            return finish("cancelled", f"cancel requested; stopped at step {step}", epochs_done)
+        return None
+
+    def finish(status: str, message: str, epochs_done: int) -> RunResult:
+        return RunResult(status, message, step, epochs_done, str(device), last_loss, best_val,
+                         train_acc, val_acc, time.monotonic() - started)
+
+    model.train()
+    for epoch in range(config.epochs):
+        order = torch.randperm(n_train, device=device, generator=generator)
+        for batch_start in range(0, n_train, config.batch_size):
+            index = order[batch_start:batch_start + config.batch_size]
+            x, y = data.x_train[index], data.y_train[index]
+            measure_histograms = instrument.histogram_every and step % instrument.histogram_every == 0
+            measure_parameters = step % instrument.ratio_every == 0
+
+            # forward / backward
+            if measure_histograms:
+                histograms.arm()
+            with autocast:
+                loss = loss_fn(model(x).float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if measure_histograms:
+                histograms.collect(recorder, step)
+
+            recorder.add("loss", step, loss.detach())
+            if l2:  # with the weights this step's forward pass used
+                with torch.no_grad():
+                    recorder.add("loss_reg", step, 0.5 * l2 * torch.stack(torch._foreach_norm(params)).square().sum())
+
+            # step, measuring the update actually applied every K steps
+            if measure_parameters:
+                parameters.before_step()
+            lr = schedule.lr  # the rate this step uses
+            optimizer.step()
+            if measure_parameters:
+                recorder.add_vector(parameters.keys, step, parameters.after_step())
+            recorder.add_host("lr", step, lr)
+            schedule.after_iteration()
+            step += 1
+
+            if time.monotonic() - last_handoff >= handoff_seconds:
+                ended = handoff(epoch)
+                if ended is not None:
+                    return ended
+
+        # end of epoch: accuracies on a fixed train subset and on the validation set
+        scores = predict(model, x_eval)
+        with torch.no_grad():
+            correct = (scores.argmax(dim=1) == y_eval).float()
+            val_loss_t = loss_fn(scores[n_train_eval:], y_eval[n_train_eval:])
+        epoch_numbers = torch.stack([correct[:n_train_eval].mean(), correct[n_train_eval:].mean(), val_loss_t])
+        train_acc, val_acc, val_loss = epoch_numbers.tolist()  # sync: once an epoch
+        best_val = val_acc if best_val is None else max(best_val, val_acc)
+        last_step = step - 1
+        for key, value in (("train_acc", train_acc), ("val_acc", val_acc), ("val_loss", val_loss),
+                           ("epoch", float(epoch + 1)), ("wall_time", time.monotonic() - started)):
+            recorder.add_host(key, last_step, value)
+        image_due = (last_image_step is None or epoch == config.epochs - 1
+                     or last_step - last_image_step >= instrument.histogram_every)
+        if instrument.first_layer_images and data.image_shape is not None and image_due:
+            pixels = first_layer_image(model, data.image_shape)
+            if pixels is not None:
+                sink.images([ImageRecord("first_layer", last_step, pixels)])
+                last_image_step = last_step
+        schedule.after_epoch(val_loss)
+        # epochs shorter than a hand-off interval go out with the next one, not one each
+        if time.monotonic() - last_handoff >= handoff_seconds:
+            ended = handoff(epoch + 1)
+            if ended is not None:
+                return ended
+
+    ended = handoff(config.epochs)
+    if ended is not None:
+        return ended
+    return finish("succeeded", f"trained {config.epochs} epochs ({step} steps) on {device}", config.epochs)
