@@ -1,0 +1,168 @@
+/* Shared chart helpers for every page (Chart.js 4, vendored). */
+"use strict";
+
+window.Trainwatch = (function () {
+  const palette = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2",
+                   "#ca8a04", "#db2777", "#4b5563", "#65a30d", "#7c3aed", "#0d9488"];
+
+  function lineChart(canvas, options) {
+    const yScale = {
+      type: options.logY ? "logarithmic" : "linear",
+      title: { display: true, text: options.yLabel },
+    };
+    if (options.logY) yScale.ticks = { callback: logTick };
+    if (options.suggestedMin !== undefined) yScale.suggestedMin = options.suggestedMin;
+    if (options.suggestedMax !== undefined) yScale.suggestedMax = options.suggestedMax;
+    if (options.yMin !== undefined) yScale.min = options.yMin;
+    if (options.yMax !== undefined) yScale.max = options.yMax;
+    return new Chart(canvas, {
+      type: "line",
+      data: { datasets: options.datasets.map((d) => Object.assign({
+        data: [], borderWidth: 1.5, pointRadius: 0, pointHitRadius: 6, tension: 0, spanGaps: false,
+      }, d, d.markers ? { pointRadius: markerRadius } : {})) },
+      options: {
+        parsing: false,
+        normalized: true,
+        animation: false,
+        maintainAspectRatio: false,
+        interaction: { mode: "nearest", axis: "x", intersect: false },
+        scales: {
+          x: { type: "linear", min: 0, title: { display: true, text: options.xLabel || "epoch" } },
+          y: yScale,
+        },
+        plugins: {
+          // drag a box (or ctrl + wheel) to zoom, shift + drag to pan; zooming re-reads the range
+          zoom: options.zoom === false ? false : {
+            zoom: { drag: { enabled: true, backgroundColor: "rgba(37, 99, 235, 0.12)" },
+                    wheel: { enabled: true, modifierKey: "ctrl" }, mode: "x",
+                    onZoomComplete: ({ chart }) => chart.$onRange && chart.$onRange(chart) },
+            pan: { enabled: true, mode: "x", modifierKey: "shift",
+                   onPanComplete: ({ chart }) => chart.$onRange && chart.$onRange(chart) },
+          },
+          legend: { display: options.legend !== false, labels: { boxWidth: 12 } },
+          tooltip: { callbacks: { label: (ctx) => `${ctx.dataset.label}: ${formatNumber(ctx.parsed.y)}` } },
+        },
+      },
+    });
+  }
+
+  /* Log-axis labels: 1, 2 and 5 times a power of ten, written as 2e-3 rather than 0.002000. */
+  function logTick(value) {
+    const exponent = Math.floor(Math.log10(value) + 1e-9);
+    const mantissa = value / Math.pow(10, exponent);
+    const shown = [1, 2, 5].find((m) => Math.abs(mantissa - m) < 1e-6);
+    return shown ? `${shown}e${exponent}` : null;
+  }
+
+  /* Per-epoch markers help while there are few points and become a smear on long runs. */
+  function markerRadius(context) {
+    return context.dataset.data.length > 60 ? 0 : 2.5;
+  }
+
+  /* Exponential moving average with bias correction (docs: training dynamics, section 3):
+     v_t = beta * v_{t-1} + (1 - beta) * x_t, shown as v_t / (1 - beta^t). `state` carries over
+     between calls so that new points extend the curve without recomputing it. */
+  function emaExtend(points, beta, state) {
+    const out = [];
+    for (const p of points) {
+      if (p.y === null || !Number.isFinite(p.y)) { out.push({ x: p.x, y: null }); continue; }
+      state.t += 1;
+      state.v = beta * state.v + (1 - beta) * p.y;
+      out.push({ x: p.x, y: state.v / (1 - Math.pow(beta, state.t)) });
+    }
+    return out;
+  }
+
+  function formatNumber(value) {
+    if (value === null || value === undefined) return "–";
+    const magnitude = Math.abs(value);
+    if (magnitude !== 0 && (magnitude < 1e-3 || magnitude >= 1e5)) return value.toExponential(2);
+    return value.toPrecision(4);
+  }
+
+  function formatSeconds(seconds) {
+    if (seconds === null || seconds === undefined) return "–";
+    if (seconds < 60) return `${seconds.toFixed(1)} s`;
+    const minutes = Math.floor(seconds / 60);
+    if (minutes < 60) return `${minutes} min ${Math.round(seconds % 60)} s`;
+    return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+  }
+
+  async function fetchJSON(url) {
+    const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+    return response.json();
+  }
+
+  /* Smoothing of a dataset's raw values: bias-corrected EMA (docs, section 3) or a
+     plain moving average over about 1 / (1 - weight) points. */
+  function smooth(values, method, weight) {
+    if (!weight) return values.slice();
+    if (method === "average") {
+      const window = Math.max(1, Math.round(1 / (1 - weight)));
+      const out = [];
+      let sum = 0, count = 0;
+      const queue = [];
+      for (const v of values) {
+        if (v === null || !Number.isFinite(v)) { out.push(null); continue; }
+        queue.push(v); sum += v; count += 1;
+        if (queue.length > window) { sum -= queue.shift(); count -= 1; }
+        out.push(sum / count);
+      }
+      return out;
+    }
+    const state = { t: 0, v: 0 };
+    return emaExtend(values.map((y) => ({ x: 0, y })), weight, state).map((p) => p.y);
+  }
+
+  /* The data of a chart as CSV: one row per point, in long form. */
+  function toCSV(chart, xName) {
+    const rows = [`series,step,${xName},value`];
+    for (const dataset of chart.data.datasets) {
+      if (dataset.label.startsWith("_")) continue;
+      for (const point of dataset.data) {
+        const label = `"${dataset.label.replaceAll('"', '""')}"`;
+        rows.push(`${label},${point.step ?? ""},${point.x},${point.raw ?? point.y ?? ""}`);
+      }
+    }
+    return rows.join("\n") + "\n";
+  }
+
+  function download(filename, text) {
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(new Blob([text], { type: "text/csv" }));
+    link.download = filename;
+    link.click();
+    setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+  }
+
+  /* Buttons above a chart: linear/log y, reset zoom, CSV. */
+  function toolbar(figure, chart, options) {
+    const bar = document.createElement("div");
+    bar.className = "chart-tools";
+    const scale = document.createElement("button");
+    scale.type = "button";
+    const showScale = () => { scale.textContent = chart.options.scales.y.type === "logarithmic" ? "log y" : "linear y"; };
+    scale.addEventListener("click", () => {
+      chart.options.scales.y.type = chart.options.scales.y.type === "logarithmic" ? "linear" : "logarithmic";
+      chart.options.scales.y.ticks = chart.options.scales.y.type === "logarithmic" ? { callback: logTick } : {};
+      showScale();
+      chart.update("none");
+    });
+    showScale();
+    const reset = document.createElement("button");
+    reset.type = "button";
+    reset.textContent = "reset zoom";
+    reset.className = "reset-zoom";
+    reset.addEventListener("click", () => { chart.resetZoom(); if (options.onReset) options.onReset(chart); });
+    const csv = document.createElement("button");
+    csv.type = "button";
+    csv.textContent = "CSV";
+    csv.className = "csv";
+    csv.addEventListener("click", () => download(`${options.name}.csv`, toCSV(chart, options.xName())));
+    bar.append(scale, reset, csv);
+    figure.querySelector("figcaption").append(bar);
+  }
+
+  return { palette, lineChart, logTick, markerRadius, smooth, toCSV, toolbar, emaExtend, formatNumber, formatSeconds, fetchJSON };
+})();

@@ -1,0 +1,177 @@
+/* Comparison page: the selected runs overlaid, one colour per run, or per group its
+   mean with a min..max band; the learning rate on a second axis when asked. The page
+   state lives in the URL, so a comparison can be shared. */
+"use strict";
+
+(function () {
+  const T = window.Trainwatch;
+  const params = new URLSearchParams(location.search);
+  const state = {
+    runs: params.get("runs") || "",
+    metric: params.get("metric") || "loss",
+    x: params.get("x") === "step" ? "step" : "epoch",
+    y: params.get("y") === "log" ? "log" : "linear",
+    lr: params.get("lr") === "1",
+    group: (params.get("group") || "").split(",").filter(Boolean),
+    band: params.get("band") === "std" ? "std" : "minmax",
+  };
+  let chart = null;
+  let lastBody = null;
+  let loadSeq = 0;  // a slow answer to an older request must not overwrite a newer one
+
+  function saveState() {
+    const query = new URLSearchParams({ runs: state.runs, metric: state.metric, x: state.x, y: state.y, band: state.band });
+    if (state.group.length) query.set("group", state.group.join(","));
+    if (state.lr) query.set("lr", "1");
+    history.replaceState(null, "", `?${query}`);
+  }
+
+  function toX(step, stepsPerEpoch) {
+    return state.x === "epoch" && stepsPerEpoch ? (step + 1) / stepsPerEpoch : step;
+  }
+
+  function points(steps, values, stepsPerEpoch) {
+    return steps.map((s, i) => ({ x: toX(s, stepsPerEpoch), y: values[i] }));
+  }
+
+  function withAlpha(hex, alpha) {
+    const n = parseInt(hex.slice(1), 16);
+    return `rgba(${n >> 16}, ${(n >> 8) & 255}, ${n & 255}, ${alpha})`;
+  }
+
+  function datasets(body) {
+    const out = [];
+    const stepsPerEpoch = Object.fromEntries(body.runs.map((run) => [run.id, run.steps_per_epoch]));
+    if (body.groups) {
+      Object.entries(body.groups).forEach(([name, group], index) => {
+        const color = T.palette[index % T.palette.length];
+        const spe = stepsPerEpoch[group.runs[0]];
+        const offset = (sign) => group.mean.map((m, i) => (m === null || group.std[i] === null ? null : m + sign * group.std[i]));
+        const [lower, upper] = state.band === "std" ? [offset(-1), offset(1)] : [group.min, group.max];
+        out.push({ label: `_low ${name}`, data: points(group.steps, lower, spe), borderWidth: 0, pointRadius: 0 });
+        out.push({ label: `_high ${name}`, data: points(group.steps, upper, spe), borderWidth: 0, pointRadius: 0,
+                   fill: "-1", backgroundColor: withAlpha(color, 0.15) });
+        out.push({ label: `${name} (mean of ${group.runs.length})`, data: points(group.steps, group.mean, spe),
+                   borderColor: color, borderWidth: 2, pointRadius: 0 });
+      });
+    } else {
+      body.runs.forEach((run, index) => {
+        out.push({ label: `#${run.id} ${run.label}`, data: points(run.steps, run.values, run.steps_per_epoch),
+                   borderColor: T.palette[index % T.palette.length], borderWidth: 1.5, pointRadius: 0 });
+      });
+    }
+    if (state.lr) {
+      body.runs.forEach((run, index) => {
+        if (!run.lr) return;
+        out.push({ label: `lr #${run.id}`, data: points(run.lr.steps, run.lr.values, run.steps_per_epoch),
+                   borderColor: T.palette[index % T.palette.length], borderDash: [4, 3], borderWidth: 1,
+                   pointRadius: 0, yAxisID: "lr" });
+      });
+    }
+    return out;
+  }
+
+  function draw(body) {
+    if (chart) chart.destroy();
+    chart = T.lineChart(document.getElementById("chart-compare"), {
+      yLabel: body.metric, xLabel: state.x, logY: state.y === "log", datasets: datasets(body) });
+    chart.options.plugins.legend.labels.filter = (item) => !item.text.startsWith("_");
+    if (state.lr) {
+      chart.options.scales.lr = { type: "logarithmic", position: "right", title: { display: true, text: "learning rate" },
+                                  grid: { drawOnChartArea: false }, ticks: { callback: T.logTick } };
+    }
+    chart.update("none");
+    window.trainwatchCompare = chart;  // read by the browser tests
+    document.getElementById("compare-caption").textContent =
+      `${body.metric} of ${body.runs.length} runs` + (body.groups ? `, grouped by ${state.group.join(", ")} `
+        + `(band: ${state.band === "std" ? "mean ± std" : "min..max"} over each group's runs)` : "");
+  }
+
+  function fillControls(body) {
+    const metric = document.getElementById("metric");
+    metric.replaceChildren(...body.keys.map((key) => new Option(key, key, false, key === body.metric)));
+    const fieldset = document.getElementById("group-by");
+    fieldset.querySelectorAll("label").forEach((label) => label.remove());
+    Object.keys(body.diff).forEach((key) => {
+      const label = document.createElement("label");
+      const box = document.createElement("input");
+      box.type = "checkbox";
+      box.value = key;
+      box.checked = state.group.includes(key);
+      box.addEventListener("change", () => {
+        state.group = [...fieldset.querySelectorAll("input:checked")].map((input) => input.value);
+        load();
+      });
+      label.append(box, ` ${key}`);
+      fieldset.append(label);
+    });
+    document.getElementById("x-axis").value = state.x;
+    document.getElementById("y-axis").value = state.y;
+    document.getElementById("lr-overlay").checked = state.lr;
+    document.getElementById("band").value = state.band;
+    document.getElementById("compare-count").textContent = `${body.runs.length} runs`;
+  }
+
+  function fillDiff(body) {
+    const table = document.getElementById("diff-table");
+    const head = document.createElement("tr");
+    head.append(...["config key", ...body.runs.map((run) => `#${run.id} ${run.name}`)].map((text) => {
+      const th = document.createElement("th");
+      th.textContent = text;
+      return th;
+    }));
+    table.tHead.replaceChildren(head);
+    const rows = Object.entries(body.diff).map(([key, values]) => {
+      const tr = document.createElement("tr");
+      [key, ...values.map((v) => (v === null || v === undefined ? "–" : JSON.stringify(v)))].forEach((text) => {
+        const td = document.createElement("td");
+        td.textContent = text;
+        tr.append(td);
+      });
+      return tr;
+    });
+    if (!rows.length) {
+      const tr = document.createElement("tr");
+      tr.innerHTML = '<td class="muted">The configs are identical.</td>';
+      rows.push(tr);
+    }
+    table.tBodies[0].replaceChildren(...rows);
+  }
+
+  // Axis and band changes only redraw what is already loaded: no request, no race.
+  function redraw() {
+    saveState();
+    if (lastBody) draw(lastBody);
+  }
+
+  async function load() {
+    saveState();
+    const seq = ++loadSeq;
+    const query = new URLSearchParams({ runs: state.runs, metric: state.metric });
+    if (state.group.length) query.set("group", state.group.join(","));
+    if (state.lr) query.set("lr", "1");
+    const response = await fetch(`/api/compare/?${query}`, { credentials: "same-origin" });
+    const body = await response.json();
+    if (seq !== loadSeq) return;
+    const error = document.getElementById("compare-error");
+    if (!response.ok) {
+      error.hidden = false;
+      error.textContent = Object.entries(body.errors || {}).map(([field, message]) => `${field}: ${message}`).join("; ");
+      return;
+    }
+    error.hidden = true;
+    lastBody = body;
+    fillControls(body);
+    fillDiff(body);
+    draw(body);
+    document.body.dataset.loaded = String(Date.now());
+  }
+
+  document.getElementById("metric").addEventListener("change", (event) => { state.metric = event.target.value; load(); });
+  document.getElementById("x-axis").addEventListener("change", (event) => { state.x = event.target.value; redraw(); });
+  document.getElementById("y-axis").addEventListener("change", (event) => { state.y = event.target.value; redraw(); });
+  document.getElementById("band").addEventListener("change", (event) => { state.band = event.target.value; redraw(); });
+  document.getElementById("lr-overlay").addEventListener("change", (event) => { state.lr = event.target.checked; load(); });
+  document.getElementById("compare-controls").addEventListener("submit", (event) => event.preventDefault());
+  load().catch((error) => console.warn("compare:", error.message));
+})();

@@ -1,0 +1,207 @@
+/* Per-layer view of a run: one layer x step heatmap (chartjs-chart-matrix) of a chosen
+   quantity, and the detailed charts of one tensor only when it is opened; deep models
+   with hundreds of tensors stay responsive. */
+"use strict";
+
+window.TrainwatchLayers = (function () {
+  const T = window.Trainwatch;
+  const BUCKETS = 100;
+  let runId = null;
+  let xOf = (step) => step;
+  let xTitle = () => "step";
+  let heatmap = null;
+  let detail = null;
+  let lastFetch = 0;
+
+  /* log10 update ratio: blue below 1e-4, green around the 1e-3 target, red above 1e-2 */
+  function colour(value, quantity, range) {
+    if (value === null) return "rgba(0, 0, 0, 0.04)";
+    if (quantity === "update_ratio") {
+      const t = Math.min(1, Math.max(0, (value + 5) / 4));  // -5 .. -1
+      return `hsl(${240 - 240 * t}, 70%, ${45 + 10 * Math.abs(t - 0.5)}%)`;
+    }
+    if (quantity === "dead_fraction" || quantity === "saturated_fraction") {
+      return `rgba(220, 38, 38, ${0.08 + 0.92 * Math.min(1, Math.max(0, value))})`;
+    }
+    const t = range[1] > range[0] ? (value - range[0]) / (range[1] - range[0]) : 0.5;
+    return `hsl(${260 - 200 * t}, 65%, ${30 + 35 * t}%)`;
+  }
+
+  function draw(body) {
+    const canvas = document.getElementById("layer-heatmap");
+    const box = canvas.parentElement;
+    box.style.height = `${Math.min(640, Math.max(160, body.rows.length * 14 + 60))}px`;
+    const finite = body.values.flat().filter((v) => v !== null);
+    const range = finite.length ? [Math.min(...finite), Math.max(...finite)] : [0, 1];
+    // cells sit on bucket indices; only the tick labels speak the chosen x unit
+    const cells = [];
+    body.rows.forEach((row, r) => body.values[r].forEach((v, c) => {
+      cells.push({ x: c, y: row, v, step: body.steps[c] });
+    }));
+    const xs = body.steps;
+    if (heatmap) heatmap.destroy();
+    heatmap = new Chart(canvas, {
+      type: "matrix",
+      data: { datasets: [{
+        label: body.quantity, data: cells,
+        backgroundColor: (ctx) => colour(ctx.raw ? ctx.raw.v : null, body.quantity, range),
+        borderWidth: 0,
+        width: ({ chart }) => Math.max(1, (chart.chartArea || { width: 0 }).width / Math.max(1, xs.length)),
+        height: ({ chart }) => Math.max(1, (chart.chartArea || { height: 0 }).height / Math.max(1, body.rows.length)),
+      }] },
+      options: {
+        animation: false, maintainAspectRatio: false,
+        plugins: {
+          legend: { display: false },
+          tooltip: { callbacks: {
+            title: (items) => items[0].raw.y,
+            label: (item) => {
+              const v = item.raw.v;
+              const shown = v === null ? "no data" : body.log10 ? `${Math.pow(10, v).toExponential(2)} (log10 ${v})` : v.toFixed(3);
+              return `step ${item.raw.step}: ${shown}`;
+            } } },
+        },
+        scales: {
+          x: { type: "linear", min: -0.5, max: xs.length - 0.5, offset: false, grid: { display: false },
+               title: { display: true, text: xTitle() },
+               ticks: { callback: (index) => (Number.isInteger(index) && index < xs.length
+                 ? Number(xOf(xs[index]).toPrecision(3)) : null) } },
+          // the matrix chart reverses y by default; the input layer goes on top, as in a model summary
+          y: { type: "category", labels: body.rows, offset: true, reverse: false, grid: { display: false },
+               ticks: { autoSkip: true, font: { size: 10 } } },
+        },
+        onClick: (event, elements) => { if (elements.length) open(body.rows.length ? cells[elements[0].index].y : null); },
+      },
+    });
+    window.trainwatchHeatmap = heatmap;  // read by the browser tests
+    const unit = body.log10 ? "log10 of the value" : "fraction";
+    document.getElementById("layer-legend").textContent =
+      `${body.rows.length} tensors x ${xs.length} step buckets; colour: ${unit}` +
+      (body.quantity === "update_ratio" ? " (blue < 1e-4, green about 1e-3, red > 1e-2)" : "");
+  }
+
+  async function refresh(force) {
+    if (!force && Date.now() - lastFetch < 5000) return;
+    lastFetch = Date.now();
+    const quantity = document.getElementById("layer-quantity").value;
+    const body = await T.fetchJSON(`/api/runs/${runId}/layers/?quantity=${quantity}&buckets=${BUCKETS}`);
+    document.getElementById("layers-panel").hidden = body.rows.length === 0 && quantity === "update_ratio";
+    draw(body);
+  }
+
+  async function open(tensor) {
+    if (!tensor) return;
+    const keys = ["update_ratio", "grad_norm", "weight_norm"].map((q) => `${q}/${tensor}`);
+    const body = await T.fetchJSON(`/api/runs/${runId}/series/?series=${encodeURIComponent(keys.join(","))}`);
+    const panel = document.getElementById("layer-detail");
+    panel.hidden = false;
+    document.getElementById("layer-detail-name").textContent = tensor;
+    if (detail) detail.destroy();
+    detail = T.lineChart(document.getElementById("layer-detail-chart"), {
+      yLabel: "value (log scale)", logY: true, datasets: keys.map((key, i) => ({
+        label: key.split("/")[0], borderColor: T.palette[i],
+        data: body.series[key].steps.map((s, j) => ({ x: xOf(s), y: body.series[key].values[j], step: s }))
+          .filter((p) => p.y > 0),
+      })) });
+    window.trainwatchLayerDetail = detail;
+    await openDistributions(tensor);
+  }
+
+  /* The activation layer a tensor feeds: fc3.weight -> act3, conv2.bias -> act_conv2. */
+  function activationOf(tensor) {
+    const head = tensor.split(".")[0];
+    if (head.startsWith("conv")) return `act_conv${head.slice(4)}`;
+    if (head.startsWith("fc")) return `act${head.slice(2)}`;
+    return null;
+  }
+
+  const distributions = {};  // kind -> {chart, body}
+  let stepChart = null;
+
+  function drawDistribution(kind, body) {
+    const canvas = document.getElementById(`dist-${kind}`);
+    const figure = canvas.closest("figure");
+    if (distributions[kind]) distributions[kind].chart.destroy();
+    const m = body.matrix;
+    figure.hidden = !m.steps.length;
+    if (!m.steps.length) { delete distributions[kind]; return; }
+    const cells = [];
+    m.fractions.forEach((column, c) => column.forEach((f, r) => cells.push({ x: c, y: r, v: f })));
+    const mid = (r) => (m.edges[r] + m.edges[r + 1]) / 2;
+    const chart = new Chart(canvas, {
+      type: "matrix",
+      data: { datasets: [{ data: cells, borderWidth: 0,
+        backgroundColor: (ctx) => `rgba(29, 78, 216, ${ctx.raw ? Math.min(1, Math.sqrt(ctx.raw.v)) : 0})`,
+        width: ({ chart }) => Math.max(1, (chart.chartArea || { width: 0 }).width / m.steps.length),
+        height: ({ chart }) => Math.max(1, (chart.chartArea || { height: 0 }).height / (m.edges.length - 1)) }] },
+      options: { animation: false, maintainAspectRatio: false,
+        plugins: { legend: { display: false }, tooltip: { callbacks: {
+          title: (items) => `step ${m.steps[items[0].raw.x]}`,
+          label: (item) => `${(item.raw.v * 100).toFixed(1)}% near ${mid(item.raw.y).toPrecision(3)}` } } },
+        scales: {
+          x: { type: "linear", min: -0.5, max: m.steps.length - 0.5, grid: { display: false }, title: { display: true, text: xTitle() },
+               ticks: { callback: (i) => (Number.isInteger(i) && i < m.steps.length ? Number(xOf(m.steps[i]).toPrecision(3)) : null) } },
+          y: { type: "linear", min: -0.5, max: m.edges.length - 1.5, reverse: false, grid: { display: false },  // values up
+               title: { display: true, text: "value" },
+               ticks: { callback: (r) => (Number.isInteger(r) && r < m.edges.length - 1 ? Number(mid(r).toPrecision(2)) : null) } },
+        } },
+    });
+    distributions[kind] = { chart, body };
+  }
+
+  function drawStep() {
+    const kind = document.getElementById("dist-kind").value;
+    const entry = distributions[kind];
+    if (!entry) return;
+    const slider = document.getElementById("dist-step");
+    const histograms = entry.body.histograms;
+    slider.max = String(histograms.length - 1);
+    const h = histograms[Math.min(Number(slider.value), histograms.length - 1)];
+    const width = (h.high - h.low) / h.counts.length;
+    const labels = h.counts.map((_, i) => Number((h.low + width * (i + 0.5)).toPrecision(3)));
+    if (stepChart) stepChart.destroy();
+    stepChart = new Chart(document.getElementById("dist-at-step"), {
+      type: "bar", data: { labels, datasets: [{ label: `${kind} at step ${h.step}`, data: h.counts,
+                                                backgroundColor: "rgba(37, 99, 235, 0.6)", barPercentage: 1, categoryPercentage: 1 }] },
+      options: { animation: false, maintainAspectRatio: false, plugins: { legend: { display: false } },
+                 scales: { x: { title: { display: true, text: "value" }, ticks: { maxTicksLimit: 8 } },
+                           y: { title: { display: true, text: "count" } } } },
+    });
+    document.getElementById("dist-step-label").textContent =
+      `step ${h.step}: mean ${T.formatNumber(h.mean)}, std ${T.formatNumber(h.std)}, zeros ${(h.zero_fraction * 100).toFixed(1)}%`
+      + (h.saturated_fraction ? `, saturated ${(h.saturated_fraction * 100).toFixed(1)}%` : "");
+    window.trainwatchDistributionAtStep = stepChart;
+  }
+
+  async function openDistributions(tensor) {
+    const activation = activationOf(tensor);
+    const kinds = { weight: `weight/${tensor}`, gradient: `gradient/${tensor}`, activation: activation && `activation/${activation}` };
+    await Promise.all(Object.entries(kinds).map(async ([kind, key]) => {
+      if (!key) { drawDistribution(kind, { matrix: { steps: [] }, histograms: [] }); return; }
+      const body = await T.fetchJSON(`/api/runs/${runId}/histograms/?key=${encodeURIComponent(key)}`);
+      drawDistribution(kind, body);
+    }));
+    // the latest histogram first: the range must be set before the value, or the value is clamped
+    const shown = distributions[document.getElementById("dist-kind").value];
+    const slider = document.getElementById("dist-step");
+    slider.max = String(shown ? shown.body.histograms.length - 1 : 0);
+    slider.value = slider.max;
+    drawStep();
+    window.trainwatchDistributions = Object.fromEntries(Object.entries(distributions).map(([k, v]) => [k, v.chart]));
+  }
+
+  function init(id, xMapping, xName) {
+    document.getElementById("dist-kind").addEventListener("change", drawStep);
+    document.getElementById("dist-step").addEventListener("input", drawStep);
+    runId = id;
+    xOf = xMapping;
+    xTitle = xName;
+    document.getElementById("layer-quantity").addEventListener("change", () => refresh(true));
+    document.getElementById("layer-detail-close").addEventListener("click", () => {
+      document.getElementById("layer-detail").hidden = true;
+    });
+    return refresh(true);
+  }
+
+  return { init, refresh, open };
+})();

@@ -1,0 +1,403 @@
+/* Run page: draws every stored series and, while the run is running, polls the
+   series API for the points after the last step it has, about once a second.
+   Every point keeps its step and raw value, so the x axis (epoch, step, wall time)
+   and the smoothing can change without asking the server again; zooming asks the
+   server for the visible range at full resolution. */
+"use strict";
+
+(function () {
+  const T = window.Trainwatch;
+  const page = JSON.parse(document.getElementById("run-data").textContent);
+  const runId = page.run.id;
+  const POLL_MS = 1000;
+  const BASE_KEYS = ["loss", "loss_reg", "lr", "train_acc", "val_acc", "val_loss", "wall_time", "system/cpu_percent",
+                     "system/memory_mb", "system/gpu_percent", "system/gpu_memory_mb"];
+  // Polls append full-resolution points. Past this many on one line, the next poll
+  // re-reads every series over the full range, downsampled by the server.
+  const MAX_LOCAL_POINTS = 3000;
+
+  const view = { x: "epoch", method: "ema", weight: 0.9 };
+
+  const charts = {
+    loss: T.lineChart(document.getElementById("chart-loss"), {
+      yLabel: "loss", datasets: [
+        { label: "loss (raw)", borderColor: "rgba(37, 99, 235, 0.25)", borderWidth: 1 },
+        { label: "loss (smoothed)", borderColor: "#2563eb", borderWidth: 2 },
+        { label: "validation loss", borderColor: "#dc2626", borderWidth: 2, markers: true },
+        { label: "regularisation loss", borderColor: "#9333ea", borderWidth: 1.5 },
+      ] }),
+    accuracy: T.lineChart(document.getElementById("chart-accuracy"), {
+      yLabel: "accuracy", yMin: 0, yMax: 1, datasets: [
+        { label: "train", borderColor: "#2563eb", markers: true },
+        { label: "validation", borderColor: "#dc2626", markers: true,
+          fill: { target: 0, above: "rgba(220, 38, 38, 0.08)", below: "rgba(37, 99, 235, 0.12)" } },
+      ] }),
+    lr: T.lineChart(document.getElementById("chart-lr"), {
+      yLabel: "learning rate", legend: false, datasets: [{ label: "learning rate", borderColor: "#16a34a" }] }),
+    ratio: T.lineChart(document.getElementById("chart-ratio"), {
+      // the range always shows 1e-4..1e-2 around the 1e-3 target, so a line's place is readable at a glance
+      yLabel: "update / weight", logY: true, suggestedMin: 1e-4, suggestedMax: 1e-2, datasets: [] }),
+    grad: T.lineChart(document.getElementById("chart-grad"), { yLabel: "gradient norm", logY: true, datasets: [] }),
+    units: T.lineChart(document.getElementById("chart-units"), {
+      yLabel: "fraction of units", yMin: 0, yMax: 1, datasets: [] }),
+    system: T.lineChart(document.getElementById("chart-system"), {
+      yLabel: "CPU / GPU %", yMin: 0, datasets: [
+        { label: "CPU %", borderColor: "#2563eb", markers: true },
+        { label: "memory (MB)", borderColor: "#9333ea", markers: true, yAxisID: "memory" },
+        { label: "GPU %", borderColor: "#16a34a", markers: true },
+        { label: "GPU memory (MB)", borderColor: "#ea580c", markers: true, yAxisID: "memory" },
+      ] }),
+  };
+  charts.system.options.scales.memory = { type: "linear", position: "right", min: 0,
+                                          title: { display: true, text: "MB" }, grid: { drawOnChartArea: false } };
+  // the notes' healthy region of the update-to-weight ratio, and its target
+  charts.ratio.options.plugins.annotation = { annotations: {
+    healthy: { type: "box", yMin: 1e-4, yMax: 1e-2, backgroundColor: "rgba(22, 163, 74, 0.07)", borderWidth: 0,
+               label: { display: true, content: "1e-4 .. 1e-2", position: { x: "end", y: "start" },
+                        color: "#15803d", font: { size: 10 } } },
+    target: { type: "line", yMin: 1e-3, yMax: 1e-3, borderColor: "rgba(22, 163, 74, 0.8)", borderWidth: 1,
+              borderDash: [6, 4], label: { display: true, content: "target 1e-3", position: "start",
+                                           backgroundColor: "rgba(22, 163, 74, 0.8)", font: { size: 10 } } },
+  } };
+  charts.ratio.update("none");
+  window.trainwatchCharts = charts;  // read by the browser tests
+
+  // key -> [chart, dataset index or a per-tensor spec]
+  const FIXED = { loss: ["loss", 0], val_loss: ["loss", 2], loss_reg: ["loss", 3], train_acc: ["accuracy", 0],
+                  val_acc: ["accuracy", 1], lr: ["lr", 0], "system/cpu_percent": ["system", 0],
+                  "system/memory_mb": ["system", 1], "system/gpu_percent": ["system", 2],
+                  "system/gpu_memory_mb": ["system", 3] };
+  const PER_TENSOR = [
+    { prefix: "update_ratio/", chart: "ratio", label: (name) => name, positive: true },
+    { prefix: "grad_norm/", chart: "grad", label: (name) => name, positive: true },
+    { prefix: "dead_fraction/", chart: "units", label: (name) => `${name} dead` },
+    { prefix: "saturated_fraction/", chart: "units", label: (name) => `${name} saturated` },
+  ];
+  // Past this many tensors the per-tensor lines are neither drawn nor polled: the layer
+  // heatmap shows them all, and a tensor's lines open on demand.
+  const MAX_TENSOR_LINES = 16;
+  const isPerTensor = (key) => PER_TENSOR.some((p) => key.startsWith(p.prefix));
+  const tooManyTensors = (keys) => keys.filter((k) => k.startsWith("update_ratio/")).length > MAX_TENSOR_LINES;
+  let manyTensors = tooManyTensors(page.keys);
+  let tensorKeys = manyTensors ? [] : page.keys.filter(isPerTensor);
+  let cursor = {};  // key -> last step received by polling
+  let refetchAll = false;
+  let stepsPerEpoch = page.steps_per_epoch || page.run.steps_per_epoch || 0;
+  const wallTime = { steps: [], seconds: [] };  // step -> seconds since the start, at epoch ends
+
+  /* The learning rate a step used, from the lr series on the page (binary search, then linear). */
+  function lrAt(step) {
+    const points = charts.lr.data.datasets[0].data;
+    if (!points.length) return null;
+    let low = 0, high = points.length - 1;
+    if (step <= points[0].step) return points[0].raw;
+    if (step >= points[high].step) return points[high].raw;
+    while (high - low > 1) {
+      const mid = (low + high) >> 1;
+      if (points[mid].step <= step) low = mid; else high = mid;
+    }
+    const a = points[low], b = points[high];
+    return a.raw + ((b.raw - a.raw) * (step - a.step)) / (b.step - a.step);
+  }
+
+  function xOf(step) {
+    if (view.x === "step") return step;
+    if (view.x === "lr") return lrAt(step);
+    if (view.x === "time") {
+      const { steps, seconds } = wallTime;
+      if (!steps.length) return 0;
+      if (step <= steps[0]) return (seconds[0] * (step + 1)) / (steps[0] + 1);
+      for (let i = 1; i < steps.length; i++) {
+        if (step <= steps[i]) {
+          return seconds[i - 1] + ((seconds[i] - seconds[i - 1]) * (step - steps[i - 1])) / (steps[i] - steps[i - 1]);
+        }
+      }
+      return seconds[seconds.length - 1];
+    }
+    return stepsPerEpoch ? (step + 1) / stepsPerEpoch : step;
+  }
+
+  function stepOf(x) {
+    if (view.x === "step") return x;
+    if (view.x === "lr") return null;  // not a function of the step: zooming keeps the points it has
+    if (view.x === "time") {
+      const { steps, seconds } = wallTime;
+      for (let i = 1; i < steps.length; i++) {
+        if (x <= seconds[i]) return steps[i - 1] + ((steps[i] - steps[i - 1]) * (x - seconds[i - 1])) / (seconds[i] - seconds[i - 1]);
+      }
+      return steps.length ? steps[steps.length - 1] : x;
+    }
+    return stepsPerEpoch ? x * stepsPerEpoch - 1 : x;
+  }
+
+  function xTitle() {
+    return { epoch: "epoch", step: "step", time: "wall time (s)", lr: "learning rate" }[view.x];
+  }
+
+  function datasetFor(key) {
+    if (key in FIXED) {
+      const [chart, index] = FIXED[key];
+      return { chart: charts[chart], dataset: charts[chart].data.datasets[index], positive: false };
+    }
+    const spec = PER_TENSOR.find((p) => key.startsWith(p.prefix));
+    if (!spec) return null;
+    const chart = charts[spec.chart];
+    const label = spec.label(key.slice(spec.prefix.length));
+    let dataset = chart.data.datasets.find((d) => d.label === label);
+    if (!dataset) {
+      const color = T.palette[chart.data.datasets.length % T.palette.length];
+      dataset = { label, data: [], borderColor: color, borderWidth: 1.5, pointRadius: T.markerRadius,
+                  pointHitRadius: 6, spanGaps: false, smoothable: true };
+      chart.data.datasets.push(dataset);
+    }
+    return { chart, dataset, positive: spec.positive };
+  }
+
+  function toPoints(series, positive) {
+    const out = [];
+    series.steps.forEach((step, i) => {
+      const value = series.values[i];
+      if (positive && !(value > 0)) return;  // a log axis cannot show 0 or less
+      out.push({ x: xOf(step), y: value, step, raw: value });
+    });
+    return out;
+  }
+
+  /* Put a series' points on its chart: appended after the last step, or replacing all. */
+  function place(key, series, replace) {
+    if (key === "wall_time") {
+      if (replace) { wallTime.steps = []; wallTime.seconds = []; }
+      wallTime.steps.push(...series.steps);
+      wallTime.seconds.push(...series.values);
+      return;
+    }
+    const target = datasetFor(key);
+    if (!target) return;
+    const pts = toPoints(series, target.positive);
+    if (replace) target.dataset.data = pts;
+    else target.dataset.data.push(...pts);
+    if (key === "loss" && charts.loss.data.datasets[0].data.length > MAX_LOCAL_POINTS) refetchAll = true;
+  }
+
+  /* Displayed values from the raw ones: the smoothed loss line and every per-tensor line. */
+  function restyle() {
+    const raw = charts.loss.data.datasets[0].data;
+    const smoothed = T.smooth(raw.map((p) => p.raw), view.method, view.weight);
+    charts.loss.data.datasets[1].data = raw.map((p, i) => ({ x: p.x, y: smoothed[i], step: p.step, raw: p.raw }));
+    for (const chart of [charts.ratio, charts.grad, charts.units]) {
+      for (const dataset of chart.data.datasets) {
+        const values = T.smooth(dataset.data.map((p) => p.raw), view.method, view.weight);
+        dataset.data.forEach((p, i) => { p.y = values[i]; });
+      }
+    }
+  }
+
+  function render() {
+    restyle();
+    Object.values(charts).forEach((chart) => {
+      chart.options.scales.x.title.text = xTitle();
+      chart.update("none");
+    });
+  }
+
+  function clearCharts() {
+    Object.values(charts).forEach((chart) => chart.data.datasets.forEach((d) => { d.data = []; }));
+    cursor = {};
+  }
+
+  function showRun(run) {
+    const status = document.getElementById("run-status");
+    status.textContent = run.status;
+    status.className = `status status-${run.status}`;
+    document.getElementById("run-progress").textContent = run.total_steps
+      ? `epoch ${run.epoch} / ${run.epochs} (step ${run.steps_done} / ${run.total_steps})` : "–";
+    document.getElementById("run-best").textContent = T.formatNumber(run.best_val_accuracy);
+    document.getElementById("run-loss").textContent = T.formatNumber(run.final_loss);
+    document.getElementById("run-duration").textContent = T.formatSeconds(run.seconds);
+    document.getElementById("run-device").textContent = run.device || "–";
+    const worker = document.getElementById("run-worker");
+    worker.textContent = run.worker || "–";
+    worker.title = run.worker || "";
+    document.getElementById("run-message").textContent = run.message || "";
+    showFindings(run);
+  }
+
+  function showFindings(run) {
+    const badge = document.getElementById("run-health");
+    badge.textContent = run.health || "not yet";
+    badge.className = `health health-${run.health || "none"}`;
+    const list = document.getElementById("findings");
+    list.replaceChildren(...run.findings.map((finding) => {
+      const item = document.createElement("li");
+      item.dataset.rule = finding.rule;
+      const title = document.createElement("div");
+      const severity = document.createElement("span");
+      severity.className = `health health-${finding.severity}`;
+      severity.textContent = finding.severity;
+      const text = document.createElement("span");
+      text.className = "title";
+      text.textContent = ` ${finding.title}`;
+      title.append(severity, text);
+      const evidence = document.createElement("div");
+      evidence.className = "evidence";
+      evidence.textContent = finding.evidence;
+      const advice = document.createElement("div");
+      advice.className = "advice";
+      advice.textContent = `Advice: ${finding.advice}`;
+      item.append(title, evidence, advice);
+      return item;
+    }));
+    if (!run.findings.length) {
+      const item = document.createElement("li");
+      item.className = "muted";
+      item.textContent = run.health === "ok" ? "Nothing wrong found." : "The diagnosis runs every 10 s while the run trains.";
+      list.append(item);
+    }
+  }
+
+  async function poll() {
+    const keys = BASE_KEYS.concat(tensorKeys);
+    const full = refetchAll;
+    refetchAll = false;
+    const spec = keys.map((k) => (!full && k in cursor ? `${k}:${cursor[k]}` : k)).join(",");
+    let body;
+    try {
+      body = await T.fetchJSON(`/api/runs/${runId}/series/?series=${encodeURIComponent(spec)}`);
+    } catch (error) {
+      console.warn("poll failed, retrying:", error.message);
+      refetchAll = refetchAll || full;
+      setTimeout(poll, POLL_MS * 3);
+      return;
+    }
+    stepsPerEpoch = body.run.steps_per_epoch || stepsPerEpoch;
+    if (full) clearCharts();
+    // wall time first: the other series' x positions may depend on it
+    const entries = Object.entries(body.series).sort(([a], [b]) => (a === "wall_time" ? -1 : b === "wall_time" ? 1 : 0));
+    for (const [key, series] of entries) {
+      if (series.steps.length) cursor[key] = series.steps[series.steps.length - 1];
+      place(key, series, false);
+    }
+    if (!manyTensors && tooManyTensors(body.keys)) {
+      manyTensors = true;
+      tensorKeys = [];
+      ["ratio", "grad"].forEach((name) => { charts[name].data.datasets = []; });
+      showManyTensors(body.keys);
+    }
+    const newTensorKeys = manyTensors ? [] : body.keys.filter((k) => isPerTensor(k) && !tensorKeys.includes(k));
+    tensorKeys = tensorKeys.concat(newTensorKeys);
+    if (body.keys.some((k) => k.startsWith("update_ratio/"))) {
+      window.TrainwatchLayers.refresh(full).catch((error) => console.warn("layers:", error.message));
+    }
+    render();
+    showRun(body.run);
+    document.body.dataset.lastPoll = String(Date.now());
+    if (body.keys.includes("epoch")) refreshImages().catch((error) => console.warn("images:", error.message));
+    if (newTensorKeys.length) return poll();
+    if (!body.run.finished) setTimeout(poll, POLL_MS);
+    else document.body.dataset.pollingStopped = "1";
+  }
+
+  /* Zoomed: the visible step range of this chart's series, at full resolution up to 1000 points. */
+  function chartKeys(name) {
+    const fixed = Object.entries(FIXED).filter(([, [chart]]) => chart === name).map(([key]) => key);
+    const spec = PER_TENSOR.filter((p) => p.chart === name).map((p) => p.prefix);
+    return fixed.concat(tensorKeys.filter((key) => spec.some((prefix) => key.startsWith(prefix))));
+  }
+
+  async function zoomTo(name, chart) {
+    if (view.x === "lr") return;
+    const from = Math.max(0, Math.floor(stepOf(chart.scales.x.min)));
+    const until = Math.ceil(stepOf(chart.scales.x.max));
+    const keys = chartKeys(name);
+    const body = await T.fetchJSON(`/api/runs/${runId}/series/?series=${encodeURIComponent(keys.join(","))}`
+                                   + `&from=${from}&until=${until}&max_points=1000`);
+    for (const [key, series] of Object.entries(body.series)) place(key, series, true);
+    restyle();
+    chart.update("none");
+    chart.$zoomedRange = [from, until];
+    document.body.dataset.lastZoom = `${name}:${from}-${until}`;
+  }
+
+  Object.entries(charts).forEach(([name, chart]) => {
+    chart.$onRange = (c) => zoomTo(name, c).catch((error) => console.warn("zoom:", error.message));
+    T.toolbar(chart.canvas.closest("figure"), chart, {
+      name: `run-${runId}-${name}`, xName: xTitle,
+      onReset: () => { refetchAll = true; chart.$zoomedRange = null; if (document.body.dataset.pollingStopped) poll(); },
+    });
+  });
+
+  // view controls: x axis and smoothing apply to every chart
+  document.getElementById("x-axis").addEventListener("change", (event) => {
+    view.x = event.target.value;
+    Object.values(charts).forEach((chart) => {
+      chart.data.datasets.forEach((d) => d.data.forEach((p) => { if (p.step !== undefined) p.x = xOf(p.step); }));
+      // rates span decades: against the learning rate the x axis is logarithmic
+      chart.options.scales.x.type = view.x === "lr" ? "logarithmic" : "linear";
+      chart.options.scales.x.min = view.x === "lr" ? undefined : 0;
+      chart.options.scales.x.ticks = view.x === "lr" ? { callback: T.logTick } : {};
+    });
+    Object.values(charts).forEach((chart) => chart.resetZoom("none"));
+    render();
+    window.TrainwatchLayers.refresh(true).catch((error) => console.warn("layers:", error.message));
+  });
+  const slider = document.getElementById("smoothing");
+  const method = document.getElementById("smoothing-method");
+  const showSmoothing = () => { document.getElementById("smoothing-value").textContent = view.weight.toFixed(2); };
+  slider.addEventListener("input", () => { view.weight = Number(slider.value); showSmoothing(); render(); });
+  method.addEventListener("change", () => { view.method = method.value; render(); });
+  showSmoothing();
+
+  // first-layer weights: the image list is re-read at most every few seconds while the run runs
+  const image = { steps: [], shown: null, lastFetch: 0 };
+  const imageSlider = document.getElementById("first-layer-slider");
+
+  function drawImage(img) {
+    const canvas = document.getElementById("first-layer");
+    const bytes = Uint8Array.from(atob(img.pixels), (c) => c.charCodeAt(0));
+    const pixels = new ImageData(img.width, img.height);
+    for (let i = 0; i < img.width * img.height; i++) {
+      const rgb = img.channels === 3 ? [bytes[3 * i], bytes[3 * i + 1], bytes[3 * i + 2]] : [bytes[i], bytes[i], bytes[i]];
+      pixels.data.set([...rgb, 255], 4 * i);
+    }
+    canvas.width = img.width;
+    canvas.height = img.height;
+    const scale = Math.max(1, Math.floor(260 / Math.max(img.width, img.height)));
+    canvas.style.width = `${img.width * scale}px`;
+    canvas.style.height = `${img.height * scale}px`;
+    canvas.getContext("2d").putImageData(pixels, 0, 0);
+    const epoch = stepsPerEpoch ? ` (epoch ${Number(((img.step + 1) / stepsPerEpoch).toFixed(2))})` : "";
+    document.getElementById("first-layer-step").textContent = `step ${img.step}${epoch}`;
+    image.shown = img.step;
+  }
+
+  async function refreshImages(step) {
+    const now = Date.now();
+    if (step === undefined && now - image.lastFetch < 3000) return;
+    image.lastFetch = now;
+    const query = step === undefined ? "" : `&step=${step}`;
+    const body = await T.fetchJSON(`/api/runs/${runId}/images/?key=first_layer${query}`);
+    if (!body.image) return;
+    document.getElementById("first-layer-panel").hidden = false;
+    const following = step === undefined && Number(imageSlider.value) >= image.steps.length - 1;
+    image.steps = body.steps;
+    imageSlider.max = String(Math.max(0, image.steps.length - 1));
+    if (following) imageSlider.value = imageSlider.max;
+    if (step !== undefined || following) drawImage(body.image);
+  }
+
+  imageSlider.addEventListener("input", () => refreshImages(image.steps[Number(imageSlider.value)])
+    .catch((error) => console.warn("images:", error.message)));
+
+  function showManyTensors(keys) {
+    const count = keys.filter((k) => k.startsWith("update_ratio/")).length;
+    document.querySelectorAll(".per-tensor").forEach((figure) => { figure.hidden = true; });
+    const note = document.getElementById("many-tensors");
+    note.hidden = false;
+    note.textContent = `${count} parameter tensors: their update ratios and gradient norms are in the Layers heatmap above; click a row for its lines.`;
+  }
+
+  if (manyTensors) showManyTensors(page.keys);
+  window.TrainwatchLayers.init(runId, xOf, xTitle).catch((error) => console.warn("layers:", error.message));
+  showRun(page.run);
+  poll();
+})();

@@ -1,0 +1,220 @@
+"""Metric storage: series as packed binary chunks, histograms as rows.
+
+Writes are idempotent per (run, key, step):
+- `ChunkWriter` drops points at or below the highest stored step of their key
+  (a resumed run that logs steps again never duplicates them);
+- a flush that is retried after an error hits the (run, key, first_step) key
+  and is skipped, and the Series summary is updated only for chunks that were
+  really inserted (one statement, so both happen or neither).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+from django.db import connection, transaction
+from psycopg2.extras import execute_values
+
+from trainer.sink import HistogramRecord, ImageRecord, ScalarBatch
+
+STEP_DTYPE = np.dtype("<i8")
+VALUE_DTYPE = np.dtype("<f8")
+
+_INSERT_CHUNKS = """
+WITH data (key, first_step, last_step, count, steps, vals, min_v, max_v, last_v) AS (VALUES %s),
+inserted AS (
+    INSERT INTO tracker_serieschunk (run_id, key, first_step, last_step, count, steps, values)
+    SELECT {run}, key, first_step, last_step, count, steps, vals FROM data
+    ON CONFLICT (run_id, key, first_step) DO NOTHING
+    RETURNING key
+)
+INSERT INTO tracker_series AS s (run_id, key, count, last_step, last_value, min_value, max_value)
+SELECT {run}, d.key, d.count, d.last_step, d.last_v, d.min_v, d.max_v FROM data d JOIN inserted USING (key)
+ON CONFLICT (run_id, key) DO UPDATE SET
+    count = s.count + EXCLUDED.count,
+    last_step = GREATEST(s.last_step, EXCLUDED.last_step),
+    last_value = CASE WHEN EXCLUDED.last_step >= s.last_step THEN EXCLUDED.last_value ELSE s.last_value END,
+    min_value = LEAST(s.min_value, EXCLUDED.min_value),
+    max_value = GREATEST(s.max_value, EXCLUDED.max_value)
+"""
+_ROW_TEMPLATE = "(%s, %s::bigint, %s::bigint, %s::int, %s::bytea, %s::bytea, %s::float8, %s::float8, %s::float8)"
+
+
+def _finite_min_max(values: np.ndarray) -> tuple[float | None, float | None]:
+    finite = values[np.isfinite(values)]
+    if not len(finite):
+        return None, None
+    return float(finite.min()), float(finite.max())
+
+
+class ChunkWriter:
+    """Writes one run's series. One instance per run and writer process."""
+
+    def __init__(self, run_id: int):
+        self.run_id = int(run_id)
+        self.high_water: dict[str, int] = self._load_high_water()
+
+    def _load_high_water(self) -> dict[str, int]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT key, last_step FROM tracker_series WHERE run_id = %s", [self.run_id])
+            return {key: int(step) for key, step in cursor.fetchall()}
+
+    def write(self, batch: ScalarBatch) -> int:
+        """Store one flush (one chunk per key); returns the number of new points."""
+        rows = []
+        written = 0
+        for key, (steps, values) in batch.items():
+            steps = np.asarray(steps, dtype=STEP_DTYPE)
+            values = np.asarray(values, dtype=VALUE_DTYPE)
+            if len(steps) != len(values):
+                raise ValueError(f"series {key!r}: {len(steps)} steps but {len(values)} values")
+            high = self.high_water.get(key)
+            if high is not None and len(steps) and steps[0] <= high:
+                keep = steps > high
+                steps, values = steps[keep], values[keep]
+            if not len(steps):
+                continue
+            if len(steps) > 1 and not np.all(steps[1:] > steps[:-1]):
+                order = np.argsort(steps, kind="stable")
+                steps, values = steps[order], values[order]
+                unique = np.concatenate(([True], steps[1:] != steps[:-1]))
+                steps, values = steps[unique], values[unique]
+            low, top = _finite_min_max(values)
+            rows.append((key, int(steps[0]), int(steps[-1]), len(steps), steps.tobytes(), values.tobytes(),
+                         low, top, float(values[-1])))
+            written += len(steps)
+        if rows:
+            sql = _INSERT_CHUNKS.format(run=self.run_id)
+            marks = {row[0]: row[2] for row in rows}
+            with transaction.atomic(), connection.cursor() as cursor:
+                execute_values(cursor.cursor, sql, rows, template=_ROW_TEMPLATE, page_size=len(rows))
+                # only once committed: a rolled-back or lost write must be sent again, not skipped
+                transaction.on_commit(lambda: self.high_water.update(marks))
+        return written
+
+
+# Chunks are written per flush, so a sparse series (say one point every 20 steps) gets
+# a few dozen points per row and reading it costs a row per few points. When a run
+# ends its chunks are merged into chunks of up to this many points.
+COMPACT_POINTS = 50_000
+
+
+def compact_series(run_id: int) -> int:
+    """Merge each series' chunks into as few as possible; returns the rows saved."""
+    saved = 0
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT key, count(*) FROM tracker_serieschunk WHERE run_id = %s GROUP BY key"
+                       " HAVING count(*) > 1", [int(run_id)])
+        for key, rows in cursor.fetchall():
+            steps, values = read_series(run_id, key)
+            merged = [(int(run_id), key, int(s[0]), int(s[-1]), len(s), s.tobytes(), v.tobytes())
+                      for s, v in ((steps[i:i + COMPACT_POINTS], values[i:i + COMPACT_POINTS])
+                                   for i in range(0, len(steps), COMPACT_POINTS))]
+            if len(merged) >= rows:
+                continue
+            cursor.execute("DELETE FROM tracker_serieschunk WHERE run_id = %s AND key = %s", [int(run_id), key])
+            execute_values(cursor.cursor, "INSERT INTO tracker_serieschunk (run_id, key, first_step, last_step, count,"
+                           " steps, values) VALUES %s", merged)
+            saved += rows - len(merged)
+    return saved
+
+
+def write_histograms(run_id: int, records: Iterable[HistogramRecord]) -> None:
+    rows = [
+        (int(run_id), r.key, int(r.step), float(r.low), float(r.high),
+         np.asarray(r.counts, dtype=STEP_DTYPE).tobytes(), float(r.mean), float(r.std),
+         float(r.zero_fraction), float(r.saturated_fraction))
+        for r in records
+    ]
+    if not rows:
+        return
+    with connection.cursor() as cursor:
+        execute_values(
+            cursor.cursor,
+            "INSERT INTO tracker_histogram (run_id, key, step, low, high, counts, mean, std, zero_fraction,"
+            " saturated_fraction) VALUES %s ON CONFLICT (run_id, key, step) DO NOTHING",
+            rows,
+            page_size=1000,
+        )
+
+
+def write_images(run_id: int, records: Iterable[ImageRecord]) -> None:
+    rows = []
+    for record in records:
+        pixels = np.ascontiguousarray(record.pixels, dtype=np.uint8)
+        channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+        rows.append((int(run_id), record.key, int(record.step), pixels.shape[0], pixels.shape[1], channels,
+                     pixels.tobytes()))
+    if not rows:
+        return
+    with connection.cursor() as cursor:
+        execute_values(
+            cursor.cursor,
+            "INSERT INTO tracker_runimage (run_id, key, step, height, width, channels, pixels) VALUES %s"
+            " ON CONFLICT (run_id, key, step) DO NOTHING",
+            rows,
+        )
+
+
+def read_many(run_id: int, after: dict[str, int | None], until_step: int | None = None
+              ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Several series of one run in one query: key -> points with after[key] < step <= until_step."""
+    if not after:
+        return {}
+    sql = ("SELECT key, steps, values FROM tracker_serieschunk WHERE run_id = %s AND key = ANY(%s)"
+           " AND last_step > %s")
+    floor = min((step for step in after.values() if step is not None), default=None)
+    params: list = [int(run_id), list(after), -1 if floor is None or None in after.values() else int(floor)]
+    if until_step is not None:
+        sql += " AND first_step <= %s"
+        params.append(int(until_step))
+    sql += " ORDER BY key, first_step"
+    chunks: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {key: ([], []) for key in after}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for key, steps, values in cursor.fetchall():
+            chunks[key][0].append(np.frombuffer(steps, dtype=STEP_DTYPE))
+            chunks[key][1].append(np.frombuffer(values, dtype=VALUE_DTYPE))
+    result = {}
+    for key, (step_parts, value_parts) in chunks.items():
+        if not step_parts:
+            result[key] = (np.empty(0, STEP_DTYPE), np.empty(0, VALUE_DTYPE))
+            continue
+        steps, values = np.concatenate(step_parts), np.concatenate(value_parts)
+        keep = np.ones(len(steps), dtype=bool)
+        if after[key] is not None:
+            keep &= steps > after[key]
+        if until_step is not None:
+            keep &= steps <= until_step
+        result[key] = (steps[keep], values[keep])
+    return result
+
+
+def read_series(run_id: int, key: str, after_step: int | None = None,
+                until_step: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """All points of one series with after_step < step <= until_step, in step order."""
+    sql = "SELECT steps, values FROM tracker_serieschunk WHERE run_id = %s AND key = %s"
+    params: list = [int(run_id), key]
+    if after_step is not None:
+        sql += " AND last_step > %s"
+        params.append(int(after_step))
+    if until_step is not None:
+        sql += " AND first_step <= %s"
+        params.append(int(until_step))
+    sql += " ORDER BY first_step"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        chunks = cursor.fetchall()
+    if not chunks:
+        return np.empty(0, STEP_DTYPE), np.empty(0, VALUE_DTYPE)
+    steps = np.concatenate([np.frombuffer(s, dtype=STEP_DTYPE) for s, _ in chunks])
+    values = np.concatenate([np.frombuffer(v, dtype=VALUE_DTYPE) for _, v in chunks])
+    if after_step is not None or until_step is not None:
+        keep = np.ones(len(steps), dtype=bool)
+        if after_step is not None:
+            keep &= steps > after_step
+        if until_step is not None:
+            keep &= steps <= until_step
+        steps, values = steps[keep], values[keep]
+    return steps, values

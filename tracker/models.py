@@ -1,0 +1,305 @@
+"""What Trainwatch stores. Metric storage (chunks) is written and read by
+tracker.ingest with raw SQL; the models here define the tables and the
+per-run summaries that pages read without touching the series."""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RunDict(TypedDict):
+    id: int
+    name: str
+    tags: list[str]
+    status: str
+    finished: bool
+    device: str
+    worker: str
+    epoch: int
+    epochs: int
+    steps_done: int
+    total_steps: int
+    steps_per_epoch: int
+    best_val_accuracy: float | None
+    final_loss: float | None
+    message: str
+    error: str
+    health: str
+    findings: list
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    seconds: float | None
+
+
+class Run(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+        DIVERGED = "diverged"
+        LOST = "lost"
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.DIVERGED, Status.LOST)
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs")
+    name = models.CharField(max_length=200, blank=True)
+    tags = ArrayField(models.CharField(max_length=40), default=list, blank=True)
+    config = models.JSONField(help_text="the resolved, validated RunConfig")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    queue = models.CharField(max_length=32, default="cpu")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    celery_task_id = models.CharField(max_length=64, blank=True)
+    worker = models.CharField(max_length=200, blank=True, help_text="Celery node name of the worker")
+    device = models.CharField(max_length=64, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    attempts = models.IntegerField(default=0, help_text="times a worker has started this run")
+    # progress and summary, updated at each flush so list pages never read series
+    epoch = models.IntegerField(default=0)
+    steps_done = models.IntegerField(default=0)
+    total_steps = models.IntegerField(default=0)
+    steps_per_epoch = models.IntegerField(default=0)
+    best_val_accuracy = models.FloatField(null=True, blank=True)
+    final_loss = models.FloatField(null=True, blank=True)
+    message = models.TextField(blank=True, help_text="how the run ended, in words")
+    checks = models.JSONField(null=True, blank=True, help_text="results of the preflight or check job")
+    findings = models.JSONField(default=list, blank=True, help_text="the automatic diagnosis, latest first by severity")
+    health = models.CharField(max_length=16, blank=True,
+                              help_text="the worst finding's severity (ok, info, warning, error); '' before any")
+    error = models.TextField(blank=True, help_text="traceback of a failed run")
+
+    class Meta:
+        indexes = [
+            # runs list: newest first, optionally filtered by status
+            models.Index(fields=["-created_at"], name="run_created_idx"),
+            models.Index(fields=["status", "-created_at"], name="run_status_created_idx"),
+            # runs table: ?tag= (tags @> ARRAY[tag])
+            GinIndex(fields=["tags"], name="run_tags_gin"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.name}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("run", args=[self.pk])
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+    @property
+    def optimizer_name(self) -> str:
+        return str(self.config.get("optimizer", {}).get("name", ""))
+
+    @property
+    def learning_rate(self) -> float | None:
+        return self.config.get("optimizer", {}).get("lr")
+
+    @property
+    def is_check_job(self) -> bool:
+        return self.config.get("job") == "check"
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at or timezone.now()
+        return (end - self.started_at).total_seconds()
+
+    def to_dict(self) -> RunDict:
+        return RunDict(
+            id=self.pk,
+            name=self.name,
+            tags=list(self.tags),
+            status=self.status,
+            finished=self.is_finished,
+            device=self.device,
+            worker=self.worker,
+            epoch=self.epoch,
+            epochs=int(self.config.get("epochs", 0)),
+            steps_done=self.steps_done,
+            total_steps=self.total_steps,
+            steps_per_epoch=self.steps_per_epoch,
+            best_val_accuracy=self.best_val_accuracy,
+            final_loss=self.final_loss,
+            message=self.message,
+            error=self.error,
+            health=self.health,
+            findings=self.findings,
+            created_at=self.created_at.isoformat(),
+            started_at=self.started_at.isoformat() if self.started_at else None,
+            finished_at=self.finished_at.isoformat() if self.finished_at else None,
+            seconds=self.seconds,
+        )
+
+
+class Series(models.Model):
+    """One row per (run, key): the summary of a stored series, kept current by ingest."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="series")
+    key = models.CharField(max_length=200)
+    count = models.BigIntegerField(default=0)
+    last_step = models.BigIntegerField()
+    last_value = models.FloatField(null=True)
+    min_value = models.FloatField(null=True)
+    max_value = models.FloatField(null=True)
+
+    class Meta:
+        constraints = [
+            # ingest upserts by (run, key); the run page lists a run's keys through it
+            models.UniqueConstraint(fields=["run", "key"], name="series_run_key_uniq"),
+        ]
+
+
+class SeriesChunk(models.Model):
+    """Immutable block of one series: one row per flush per (run, key).
+
+    `steps` and `values` are packed little-endian int64 / float64 arrays: one
+    bytea each instead of a row (and an index entry) per point.
+    """
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="chunks")
+    key = models.CharField(max_length=200)
+    first_step = models.BigIntegerField()
+    last_step = models.BigIntegerField()
+    count = models.IntegerField()
+    steps = models.BinaryField()
+    values = models.BinaryField()
+
+    class Meta:
+        constraints = [
+            # reading a series scans (run, key) in first_step order; a retried flush
+            # hits this key and is dropped (ON CONFLICT DO NOTHING)
+            models.UniqueConstraint(fields=["run", "key", "first_step"], name="chunk_run_key_step_uniq"),
+        ]
+
+
+class Histogram(models.Model):
+    """One histogram of one quantity (e.g. activations of fc1) at one step."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="histograms")
+    key = models.CharField(max_length=200)
+    step = models.BigIntegerField()
+    low = models.FloatField()
+    high = models.FloatField()
+    counts = models.BinaryField(help_text="packed little-endian int64 counts of equal bins over [low, high]")
+    mean = models.FloatField()
+    std = models.FloatField()
+    zero_fraction = models.FloatField(default=0.0)
+    saturated_fraction = models.FloatField(default=0.0)
+
+    class Meta:
+        constraints = [
+            # idempotent ingest, and a key's histograms read in step order
+            models.UniqueConstraint(fields=["run", "key", "step"], name="histogram_run_key_step_uniq"),
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        import numpy as np
+
+        return {
+            "step": self.step,
+            "low": self.low,
+            "high": self.high,
+            "counts": np.frombuffer(bytes(self.counts), dtype="<i8").tolist(),
+            "mean": self.mean,
+            "std": self.std,
+            "zero_fraction": self.zero_fraction,
+            "saturated_fraction": self.saturated_fraction,
+        }
+
+
+class RunImage(models.Model):
+    """An image at a step, e.g. the first layer's weights as a tile grid."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="images")
+    key = models.CharField(max_length=200)
+    step = models.BigIntegerField()
+    height = models.IntegerField()
+    width = models.IntegerField()
+    channels = models.IntegerField(help_text="1 (grey) or 3 (RGB)")
+    pixels = models.BinaryField(help_text="uint8, row-major (H, W) or (H, W, 3)")
+
+    class Meta:
+        constraints = [
+            # idempotent ingest; the run page reads a key's images in step order
+            models.UniqueConstraint(fields=["run", "key", "step"], name="image_run_key_step_uniq"),
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        import base64
+
+        return {"step": self.step, "height": self.height, "width": self.width, "channels": self.channels,
+                "pixels": base64.b64encode(bytes(self.pixels)).decode("ascii")}
+
+
+class DashboardVisit(models.Model):
+    """When each user last opened the dashboard: its "since your last visit" starts there."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="dashboard_visit")
+    seen_at = models.DateTimeField()
+
+
+class ApiToken(models.Model):
+    """A user's token for scripts: `Authorization: Bearer <token>`. Only its SHA-256 is stored."""
+
+    PREFIX = "tw_"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    digest = models.CharField(max_length=64, unique=True)  # the lookup of every token request uses it
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} / {self.name}"
+
+    @staticmethod
+    def hash(token: str) -> str:
+        import hashlib
+
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    @classmethod
+    def issue(cls, user, name: str) -> tuple[ApiToken, str]:
+        """A new token; the clear text is returned once and never stored."""
+        import secrets
+
+        token = cls.PREFIX + secrets.token_urlsafe(32)
+        return cls.objects.create(user=user, name=name, digest=cls.hash(token)), token
+
+
+class Worker(models.Model):
+    """A Celery worker as it described itself when it started, and when it was last heard of."""
+
+    name = models.CharField(max_length=200, unique=True, help_text="Celery node name, e.g. gpu0@host")
+    hostname = models.CharField(max_length=200)
+    queues = ArrayField(models.CharField(max_length=64), default=list)
+    device = models.CharField(max_length=200, help_text="GPU name and memory, or CPU and cores")
+    torch_version = models.CharField(max_length=64, blank=True)
+    started_at = models.DateTimeField()
+    seen_at = models.DateTimeField(help_text="start, or the last flush of a run it trained")
+
+    def __str__(self) -> str:
+        return self.name

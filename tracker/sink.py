@@ -1,0 +1,149 @@
+"""The tracker's implementation of trainer.sink.Sink: buffer, then write to
+PostgreSQL in bulk about once a second (TRAINWATCH_FLUSH_SECONDS)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import F
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from tracker.diagnose import diagnose_run
+from tracker.ingest import ChunkWriter, write_histograms, write_images
+from tracker.models import Run, Worker
+from tracker.system import SystemSampler
+from trainer.sink import HistogramRecord, ImageRecord, Progress, RunInfo, ScalarBatch
+
+log = logging.getLogger(__name__)
+SYSTEM_SECONDS = 5.0
+
+
+class DatabaseSink:
+    def __init__(self, run: Run, flush_seconds: float | None = None):
+        self.run = run
+        self.flush_seconds = settings.TRAINWATCH_FLUSH_SECONDS if flush_seconds is None else flush_seconds
+        self.writer = ChunkWriter(run.pk)
+        self._pending: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+        self._pending_histograms: list[HistogramRecord] = []
+        self._pending_images: list[ImageRecord] = []
+        self._progress: Progress | None = None
+        self._last_flush = time.monotonic()
+        self._last_diagnosis = time.monotonic()
+        self._outage_since: float | None = None
+        self._system: SystemSampler | None = None
+        self._last_system = 0.0
+        self._stop = False
+
+    # --- trainer.sink.Sink --------------------------------------------------
+
+    def start(self, info: RunInfo) -> None:
+        self._system = SystemSampler(info.device)
+        Run.objects.filter(pk=self.run.pk).update(
+            device=info.device, total_steps=info.total_steps, steps_per_epoch=info.steps_per_epoch,
+            heartbeat_at=timezone.now(),
+        )
+
+    def scalars(self, batch: ScalarBatch) -> None:
+        for key, (steps, values) in batch.items():
+            pending = self._pending.setdefault(key, ([], []))
+            pending[0].append(steps)
+            pending[1].append(values)
+        self._maybe_flush()
+
+    def histograms(self, records: list[HistogramRecord]) -> None:
+        self._pending_histograms.extend(records)
+        self._maybe_flush()
+
+    def images(self, records: list[ImageRecord]) -> None:
+        self._pending_images.extend(records)
+        self._maybe_flush()
+
+    def progress(self, progress: Progress) -> None:
+        self._progress = progress
+        self._sample_system()
+        self._maybe_flush()
+
+    def should_stop(self) -> bool:
+        # refreshed at each flush, so this costs no query
+        return self._stop
+
+    # --- writing --------------------------------------------------------------
+
+    def _maybe_flush(self) -> None:
+        if time.monotonic() - self._last_flush >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write everything pending, update the run's progress and heartbeat, read its cancel flag.
+
+        All in one transaction. If the database cannot be reached (a restart, the network), the
+        points stay pending and the next flush tries again: writes are idempotent, so nothing is
+        lost or doubled. A run fails only when the outage outlasts TRAINWATCH_DB_OUTAGE_SECONDS."""
+        try:
+            with transaction.atomic():
+                batch = self._write_pending()
+        except (OperationalError, InterfaceError) as error:
+            self._last_flush = time.monotonic()
+            if self._outage_since is None:
+                self._outage_since = self._last_flush
+                log.warning("run %s: the database is unreachable (%s); keeping the points and retrying",
+                            self.run.pk, str(error).strip().splitlines()[0] if str(error).strip() else error)
+            connection.close()  # Django opens a new connection at the next query
+            if self._last_flush - self._outage_since > settings.TRAINWATCH_DB_OUTAGE_SECONDS:
+                raise
+            return
+        if self._outage_since is not None:
+            log.warning("run %s: the database is back after %.0f s; the buffered points are written",
+                        self.run.pk, time.monotonic() - self._outage_since)
+            self._outage_since = None
+        self._pending.clear()
+        self._pending_histograms.clear()
+        self._pending_images.clear()
+        self._last_flush = time.monotonic()
+        self._after_flush(batch)
+
+    def _write_pending(self) -> ScalarBatch:
+        batch = {key: (np.concatenate(steps), np.concatenate(values))
+                 for key, (steps, values) in self._pending.items() if steps}
+        self.writer.write(batch)
+        write_histograms(self.run.pk, self._pending_histograms)
+        write_images(self.run.pk, self._pending_images)
+        updates: dict = {"heartbeat_at": timezone.now()}
+        if self._progress is not None:
+            updates.update(epoch=self._progress.epoch, steps_done=self._progress.step)
+        if "loss" in batch and len(batch["loss"][1]):
+            updates["final_loss"] = float(batch["loss"][1][-1])
+        if "val_acc" in batch and len(batch["val_acc"][1]):
+            # PostgreSQL's GREATEST skips NULL, so the first value simply becomes the best
+            updates["best_val_accuracy"] = Greatest(F("best_val_accuracy"), float(np.nanmax(batch["val_acc"][1])))
+        Run.objects.filter(pk=self.run.pk).update(**updates)
+        Worker.objects.filter(name=self.run.worker).update(seen_at=updates["heartbeat_at"])
+        self._stop = Run.objects.filter(pk=self.run.pk, cancel_requested=True).exists()
+        return batch
+
+    def _sample_system(self) -> None:
+        """CPU, memory (and GPU) of the training process every SYSTEM_SECONDS, as series at
+        the current step."""
+        now = time.monotonic()
+        if self._system is None or self._progress is None or now - self._last_system < SYSTEM_SECONDS:
+            return
+        self._last_system = now
+        step = np.array([self._progress.step], dtype=np.int64)
+        for key, value in self._system.sample().items():
+            pending = self._pending.setdefault(key, ([], []))
+            pending[0].append(step)
+            pending[1].append(np.array([value]))
+
+    def _after_flush(self, batch: ScalarBatch) -> None:
+        if self._last_flush - self._last_diagnosis >= settings.TRAINWATCH_DIAGNOSE_SECONDS:
+            # while the run runs, so that a problem shows before the run ends
+            try:
+                diagnose_run(self.run.pk)
+            except Exception:
+                log.exception("run %s: the diagnosis failed; training goes on", self.run.pk)
+            self._last_diagnosis = time.monotonic()

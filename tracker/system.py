@@ -1,0 +1,45 @@
+"""System metrics of a training process, sampled by its worker every few seconds:
+CPU and memory of the process (psutil) and, with a CUDA device, GPU utilisation and
+memory (NVML, nvidia-ml-py)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import psutil
+
+log = logging.getLogger(__name__)
+
+
+class SystemSampler:
+    def __init__(self, device: str = "cpu"):
+        self.process = psutil.Process(os.getpid())
+        self.process.cpu_percent(None)  # the first call only starts the measurement
+        self.gpu = None
+        if device.startswith("cuda"):
+            try:
+                import pynvml
+
+                pynvml.nvmlInit()
+                index = int(device.split(":")[1]) if ":" in device else 0
+                visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+                if visible and visible.split(",")[index].strip().isdigit():
+                    index = int(visible.split(",")[index])  # NVML counts every GPU of the host
+                self.gpu = pynvml.nvmlDeviceGetHandleByIndex(index)
+                self.nvml = pynvml
+            except Exception as error:  # no driver, no library: CPU metrics only
+                log.info("no GPU metrics: %s", error)
+
+    def sample(self) -> dict[str, float]:
+        """Key -> value, for the run's series (`system/...`)."""
+        values = {
+            "system/cpu_percent": float(self.process.cpu_percent(None)),
+            "system/memory_mb": self.process.memory_info().rss / 2**20,
+        }
+        if self.gpu is not None:
+            utilisation = self.nvml.nvmlDeviceGetUtilizationRates(self.gpu)
+            memory = self.nvml.nvmlDeviceGetMemoryInfo(self.gpu)
+            values["system/gpu_percent"] = float(utilisation.gpu)
+            values["system/gpu_memory_mb"] = memory.used / 2**20
+        return values
