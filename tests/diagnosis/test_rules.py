@@ -1,0 +1,77 @@
+"""Each rule on hand-made series: the thresholds of the README, at their edges."""
+
+import numpy as np
+
+from trainer import diagnosis as d
+
+
+def ctx(**overrides) -> d.Context:
+    base = dict(optimizer="sgd", lr=0.1, loss="cross_entropy", classes=10, activation="relu", steps_per_epoch=10)
+    return d.Context(**{**base, **overrides})
+
+
+def series(values, start=0, every=1):
+    values = np.asarray(values, dtype=float)
+    return np.arange(start, start + every * len(values), every), values
+
+
+def falling_loss(n=200, end=0.1):
+    return series(np.linspace(2.3, end, n))
+
+
+def test_update_ratio_sustained_above_1e_2_is_too_high_and_says_since_when():
+    ratios = [1e-3] * 30 + [3e-2] * 10
+    found = d.learning_rate_too_high({"update_ratio/fc1.weight": series(ratios, every=10), "loss": falling_loss()}, ctx())
+    assert found and found.step == 300 and "3.0e-02 on fc1.weight since step 300" in found.evidence
+
+
+def test_a_few_high_ratios_are_not_sustained():
+    ratios = [1e-3] * 30 + [3e-2, 1e-3] * 5
+    assert d.learning_rate_too_high({"update_ratio/fc1.weight": series(ratios)}, ctx()) is None
+
+
+def test_biases_do_not_count_for_the_learning_rate_rules():
+    assert d.learning_rate_too_high({"update_ratio/fc1.bias": series([0.5] * 40)}, ctx()) is None
+
+
+def test_tiny_updates_after_convergence_are_not_a_low_learning_rate():
+    ratios = {"update_ratio/fc1.weight": series([1e-5] * 40)}
+    assert d.learning_rate_too_low({**ratios, "loss": falling_loss(end=0.01)}, ctx()) is None
+    assert d.learning_rate_too_low({**ratios, "loss": falling_loss(end=2.0)}, ctx()) is not None
+
+
+def test_dead_fraction_thresholds():
+    assert d.dead_relus({"dead_fraction/act1": series([0.39] * 10)}, ctx()) is None
+    assert d.dead_relus({"dead_fraction/act1": series([0.45] * 10)}, ctx()).severity == "warning"
+    assert d.dead_relus({"dead_fraction/act1": series([0.95] * 10)}, ctx()).severity == "error"
+
+
+def test_underfitting_needs_low_and_close_accuracies():
+    low = {"train_acc": series([0.5] * 10), "val_acc": series([0.48] * 10)}
+    assert d.underfitting(low, ctx()) is not None
+    assert d.underfitting({"train_acc": series([0.95] * 10), "val_acc": series([0.94] * 10)}, ctx()) is None
+
+
+def test_overfitting_needs_a_large_gap():
+    growing = {"train_acc": series(np.linspace(0.8, 1.0, 20)), "val_acc": series(np.linspace(0.78, 0.8, 20))}
+    assert d.overfitting(growing, ctx()) is not None
+    close = {"train_acc": series([1.0] * 20), "val_acc": series([0.95] * 20)}
+    assert d.overfitting(close, ctx()) is None
+
+
+def test_initial_loss_far_from_ln_c():
+    assert d.initial_loss_off({"loss": series([2.4, 2.0])}, ctx()) is None
+    assert d.initial_loss_off({"loss": series([40.0, 2.0])}, ctx()).numbers["expected"] == np.log(10)
+    assert d.initial_loss_off({"loss": series([9.2, 5.0])}, ctx(loss="svm")) is None
+
+
+def test_a_stalled_validation_accuracy_is_information_not_a_warning():
+    values = list(np.linspace(0.5, 0.9, 20)) + [0.89] * 20
+    found = d.validation_stalled({"val_acc": series(values)}, ctx())
+    assert found.severity == "info" and found.numbers["epochs_since"] == 20
+
+
+def test_health_is_the_worst_severity():
+    info = d.Finding("a", "info", "t", "e", "a")
+    warning = d.Finding("b", "warning", "t", "e", "a")
+    assert d.health([]) == "ok" and d.health([info]) == "info" and d.health([info, warning]) == "warning"

@@ -1,0 +1,111 @@
+import numpy as np
+import pytest
+
+from tracker.ingest import ChunkWriter, read_series
+from tracker.models import Project, Run, Series, SeriesChunk
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def run():
+    return Run.objects.create(project=Project.objects.create(name="p"), config={})
+
+
+def batch(start: int, stop: int, key: str = "loss"):
+    steps = np.arange(start, stop, dtype=np.int64)
+    return {key: (steps, steps * 0.5)}
+
+
+def test_a_series_is_read_back_in_step_order_across_chunks(run):
+    writer = ChunkWriter(run.pk)
+    for start in range(0, 300, 100):
+        writer.write(batch(start, start + 100))
+    steps, values = read_series(run.pk, "loss")
+    np.testing.assert_array_equal(steps, np.arange(300))
+    np.testing.assert_array_equal(values, np.arange(300) * 0.5)
+    assert SeriesChunk.objects.filter(run=run).count() == 3
+
+
+def test_a_retried_flush_stores_nothing_twice(run):
+    writer = ChunkWriter(run.pk)
+    writer.write(batch(0, 100))
+    writer.high_water.clear()  # as if the first attempt's success was never seen
+    assert writer.write(batch(0, 100)) == 100
+    steps, _ = read_series(run.pk, "loss")
+    assert len(steps) == 100
+    series = Series.objects.get(run=run, key="loss")
+    assert series.count == 100 and series.last_step == 99
+
+
+def test_a_resumed_writer_drops_the_steps_already_stored(run):
+    ChunkWriter(run.pk).write(batch(0, 100))
+    resumed = ChunkWriter(run.pk)  # a new process: its high-water mark comes from the database
+    assert resumed.write(batch(60, 150)) == 50
+    steps, _ = read_series(run.pk, "loss")
+    np.testing.assert_array_equal(steps, np.arange(150))
+    assert Series.objects.get(run=run, key="loss").count == 150
+
+
+def test_unsorted_and_repeated_steps_within_a_flush_are_stored_once_in_order(run):
+    steps = np.array([3, 1, 2, 2, 0], dtype=np.int64)
+    ChunkWriter(run.pk).write({"loss": (steps, steps.astype(float))})
+    stored, values = read_series(run.pk, "loss")
+    np.testing.assert_array_equal(stored, [0, 1, 2, 3])
+    np.testing.assert_array_equal(values, [0.0, 1.0, 2.0, 3.0])
+
+
+def test_nan_is_stored_but_left_out_of_the_summary_range(run):
+    ChunkWriter(run.pk).write({"loss": (np.arange(3), np.array([1.0, np.nan, 3.0]))})
+    _, values = read_series(run.pk, "loss")
+    assert np.isnan(values[1])
+    series = Series.objects.get(run=run, key="loss")
+    assert (series.min_value, series.max_value, series.last_value) == (1.0, 3.0, 3.0)
+
+
+def test_reading_after_and_until_a_step_returns_only_that_range(run):
+    writer = ChunkWriter(run.pk)
+    writer.write(batch(0, 50))
+    writer.write(batch(50, 100))
+    steps, _ = read_series(run.pk, "loss", after_step=40, until_step=60)
+    np.testing.assert_array_equal(steps, np.arange(41, 61))
+    assert len(read_series(run.pk, "loss", after_step=99)[0]) == 0
+    assert len(read_series(run.pk, "missing")[0]) == 0
+
+
+def test_mismatched_lengths_are_refused(run):
+    with pytest.raises(ValueError, match="3 steps but 2 values"):
+        ChunkWriter(run.pk).write({"loss": (np.arange(3), np.zeros(2))})
+
+
+def test_many_series_are_read_in_one_query_each_from_its_own_step(run, django_assert_num_queries):
+    writer = ChunkWriter(run.pk)
+    writer.write({"a": (np.arange(10), np.arange(10.0)), "b": (np.arange(5), np.arange(5.0))})
+    writer.write({"a": (np.arange(10, 20), np.arange(10.0, 20.0))})
+    from tracker.ingest import read_many
+
+    with django_assert_num_queries(1):
+        result = read_many(run.pk, {"a": 14, "b": None, "missing": 3}, until_step=17)
+    np.testing.assert_array_equal(result["a"][0], [15, 16, 17])
+    np.testing.assert_array_equal(result["b"][0], np.arange(5))
+    assert len(result["missing"][0]) == 0
+
+
+def test_compaction_merges_chunks_without_changing_the_series(run, monkeypatch):
+    import tracker.ingest as ingest
+
+    monkeypatch.setattr(ingest, "COMPACT_POINTS", 250)
+    writer = ChunkWriter(run.pk)
+    for start in range(0, 1000, 10):
+        writer.write({"loss": (np.arange(start, start + 10), np.arange(start, start + 10) * 0.5),
+                      "rare": (np.array([start]), np.array([float(start)]))})
+    before_loss, before_rare = read_series(run.pk, "loss"), read_series(run.pk, "rare")
+    assert ingest.compact_series(run.pk) == 200 - 4 - 1
+    assert SeriesChunk.objects.filter(run=run, key="loss").count() == 4
+    assert SeriesChunk.objects.filter(run=run, key="rare").count() == 1
+    for key, before in (("loss", before_loss), ("rare", before_rare)):
+        after = read_series(run.pk, key)
+        np.testing.assert_array_equal(after[0], before[0])
+        np.testing.assert_array_equal(after[1], before[1])
+    # a resumed writer still refuses the steps already stored
+    assert ChunkWriter(run.pk).write({"loss": (np.arange(990, 1010), np.zeros(20))}) == 10

@@ -1,0 +1,138 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from trainer.config import RunConfig
+from trainer.instrument import DeviceRecorder, batched_histograms, dead_fraction, first_layer_image
+from trainer.loop import train
+from trainer.models import build_model
+from trainer.sink import MemorySink
+
+
+def test_batched_histograms_match_numpy_for_each_tensor():
+    torch.manual_seed(0)
+    tensors = [torch.randn(1000), torch.rand(50, 7) * 3 - 1, torch.tensor([0.0, 0.0, 1.0, 2.0])]
+    counts, stats = batched_histograms(tensors, 10, [None, None, None])
+    for tensor, row, stat in zip(tensors, counts, stats):
+        values = tensor.numpy().ravel()
+        expected, _ = np.histogram(values, bins=10, range=(values.min(), values.max()))
+        np.testing.assert_array_equal(row.numpy(), expected)
+        low, high, mean, std, zero, _ = stat.tolist()
+        assert (low, high) == pytest.approx((values.min(), values.max()))
+        assert (mean, std) == pytest.approx((values.mean(), values.std()), rel=1e-4, abs=1e-6)
+        assert zero == pytest.approx((values == 0).mean())
+
+
+def test_saturation_counts_tanh_units_near_plus_or_minus_one():
+    activations = torch.tensor([-1.0, -0.999, 0.0, 0.5, 0.9999, 0.2])
+    _, stats = batched_histograms([activations], 4, ["tanh"])
+    assert stats[0, 5].item() == pytest.approx(3 / 6)
+
+
+def test_dead_fraction_counts_units_never_active_over_the_batch():
+    activations = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 2.0, 0.0]]).relu()
+    assert dead_fraction(activations).item() == pytest.approx(2 / 3)
+    maps = torch.zeros(2, 4, 3, 3)
+    maps[1, 0, 2, 2] = 1.0  # one channel fires once
+    assert dead_fraction(maps).item() == pytest.approx(3 / 4)
+
+
+def run(config: dict, **kwargs) -> MemorySink:
+    sink = MemorySink()
+    train(RunConfig.from_dict(config), sink, **kwargs)
+    return sink
+
+
+def test_histograms_of_activations_gradients_and_weights_every_h_steps():
+    sink = run({"epochs": 1, "model": {"hidden": [32]}, "instrument": {"histogram_every": 10, "histogram_bins": 16}})
+    keys = {r.key for r in sink.histogram_records}
+    assert keys == {"activation/act1", "gradient/fc1.weight", "gradient/fc1.bias", "gradient/out.weight",
+                    "gradient/out.bias", "weight/fc1.weight", "weight/fc1.bias", "weight/out.weight", "weight/out.bias"}
+    steps = sorted({r.step for r in sink.histogram_records})
+    assert steps == [0, 10, 20]
+    weight = next(r for r in sink.histogram_records if r.key == "weight/fc1.weight" and r.step == 0)
+    assert weight.counts.sum() == 32 * 64 and len(weight.counts) == 16
+    np.testing.assert_array_equal(sink.get("dead_fraction/act1")[0], [0, 10, 20])
+
+
+def test_a_relu_layer_with_a_huge_negative_bias_is_reported_dead():
+    config = RunConfig.from_dict({"model": {"hidden": [16]}, "epochs": 1})
+    model = build_model(config.model, 64, 10, (1, 8, 8))
+    with torch.no_grad():
+        model.fc1.bias.fill_(-100.0)
+    activation = model.act1(model.fc1(torch.randn(64, 64)))
+    assert dead_fraction(activation).item() == 1.0
+
+
+def test_huge_tanh_weights_saturate_and_it_shows():
+    sink = run({"epochs": 1, "model": {"activation": "tanh", "init": "normal", "init_std": 5.0},
+                "instrument": {"histogram_every": 5}})
+    _, saturated = sink.get("saturated_fraction/act1")
+    assert saturated[0] > 0.8
+
+
+def test_norms_per_tensor_every_k_steps():
+    sink = run({"epochs": 1, "instrument": {"ratio_every": 5}})
+    for kind in ("update_ratio", "grad_norm", "weight_norm"):
+        steps, values = sink.get(f"{kind}/fc1.weight")
+        np.testing.assert_array_equal(steps, np.arange(0, 23, 5))
+        assert (values > 0).all()
+
+
+def test_the_l2_part_of_the_loss_is_logged_separately():
+    sink = run({"epochs": 1, "optimizer": {"name": "sgd", "lr": 0.05, "weight_decay": 0.01},
+                "instrument": {"ratio_every": 1}})
+    steps, reg = sink.get("loss_reg")
+    assert len(steps) == len(sink.get("loss")[0])
+    # lambda/2 * sum of squared weight norms, before each step
+    norms = [sink.get(f"weight_norm/{n}")[1] for n in ("fc1.weight", "fc1.bias", "out.weight", "out.bias")]
+    expected = 0.5 * 0.01 * sum(n**2 for n in norms)
+    np.testing.assert_allclose(reg, expected, rtol=1e-5)
+    assert "loss_reg" not in run({"epochs": 1}).series
+
+
+def test_first_layer_weights_become_one_tile_per_unit():
+    sink = run({"epochs": 2, "model": {"hidden": [64]}})
+    assert [r.step for r in sink.image_records] == [22, 45]  # the first and last epochs always
+    pixels = sink.image_records[0].pixels
+    assert pixels.dtype == np.uint8 and pixels.shape == (8 * 9 + 1, 8 * 9 + 1)  # 8 x 8 tiles of 8 x 8 px
+    rgb = build_model(RunConfig.from_dict({"model": {"kind": "cnn", "channels": [6]}}).model, 3072, 10, (3, 32, 32))
+    assert first_layer_image(rgb, (3, 32, 32)).shape == (2 * 4 + 1, 3 * 4 + 1, 3)  # 6 filters of 3 x 3: 2 rows of 3
+
+
+def test_images_of_short_epochs_are_at_least_h_steps_apart():
+    sink = run({"epochs": 10, "instrument": {"histogram_every": 50}})  # 23 steps an epoch
+    assert [r.step for r in sink.image_records] == [22, 91, 160, 229]
+
+
+def test_no_images_for_data_that_are_not_images():
+    assert run({"epochs": 1, "data": {"name": "spiral"}}).image_records == []
+
+
+def test_training_synchronises_with_the_host_only_at_hand_offs_and_epoch_ends(monkeypatch):
+    calls = {"count": 0}
+    for name in ("item", "tolist", "cpu", "numpy"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, **kwargs):
+            calls["count"] += 1
+            return _original(self, *args, **kwargs)
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    sink = run({"epochs": 3, "batch_size": 16, "instrument": {"histogram_every": 20}}, handoff_seconds=3600)
+    steps = len(sink.get("loss")[0])
+    # per epoch: the validation numbers, the first-layer image and the hand-off's one copy (plus the
+    # NumPy views of that copy): a constant, not one per step
+    assert steps == 270 and calls["count"] <= 3 * 6
+
+
+def test_recorder_copies_histograms_with_the_scalars_in_one_transfer():
+    recorder = DeviceRecorder()
+    counts, stats = batched_histograms([torch.arange(10.0)], 5, [None])
+    recorder.add_histograms(("weight/w",), 7, counts, stats)
+    recorder.add("loss", 7, torch.tensor(1.5))
+    batch, records = recorder.drain()
+    assert batch["loss"][1].tolist() == [1.5]
+    assert records[0].key == "weight/w" and records[0].counts.tolist() == [2, 2, 2, 2, 2]
+    assert math.isclose(records[0].mean, 4.5)
