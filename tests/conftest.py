@@ -57,7 +57,7 @@ def _database_url_for(name: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
 
 
-def start_worker(name: str, queues: str, log_path: Path, **env: str) -> subprocess.Popen:
+def start_worker(name: str, queues: str, log_path: Path, concurrency: int = 1, **env: str) -> subprocess.Popen:
     """A real `celery worker` process on the real broker, writing to the test database;
     returns once it answers a ping."""
     from django.db import connection
@@ -65,11 +65,12 @@ def start_worker(name: str, queues: str, log_path: Path, **env: str) -> subproce
     from tracker.celery import app
 
     environment = dict(os.environ, DATABASE_URL=_database_url_for(connection.settings_dict["NAME"]),
-                       TRAINWATCH_WORKER_CONCURRENCY="1", TRAINWATCH_DIAGNOSE_SECONDS="1", PYTHONUNBUFFERED="1", **env)
+                       TRAINWATCH_WORKER_CONCURRENCY=str(concurrency), TRAINWATCH_DIAGNOSE_SECONDS="1",
+                       PYTHONUNBUFFERED="1", **env)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tracker", "worker", "-Q", queues, "--concurrency", "1",
+        [sys.executable, "-m", "celery", "-A", "tracker", "worker", "-Q", queues, "--concurrency", str(concurrency),
          "-n", name, "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
         env=environment, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )

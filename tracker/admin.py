@@ -1,14 +1,56 @@
-"""The job queue, in Django admin: runs by status, cancel and retry."""
+"""The job queue, in Django admin: runs by status and queue position, priority (editable
+while queued), cancel, retry, clone-and-edit, and the workers."""
 
 from __future__ import annotations
 
+import json
+
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html
 
 from tracker import runs as run_actions
-from tracker.models import ApiToken, Project, Run, Worker
+from tracker.models import PRIORITY_MAX, PRIORITY_MIN, ApiToken, Project, Run, Worker
+from trainer.config import ConfigError
+
+
+class RunChangeListForm(forms.ModelForm):
+    """The job queue's inline priority: accepted only while the run is still queued."""
+
+    class Meta:
+        model = Run
+        fields = ("priority",)
+
+    def clean_priority(self) -> int:
+        priority = self.cleaned_data["priority"]
+        if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
+            raise ValidationError(f"priority must be from {PRIORITY_MIN} to {PRIORITY_MAX}")
+        if priority != self.instance.priority and self.instance.status != Run.Status.QUEUED:
+            raise ValidationError(f"the run is {self.instance.status}: priority only changes while it is queued")
+        return priority
+
+
+class CloneForm(forms.Form):
+    """A new run from an old one's config, edited; validated by the same create_run as the API."""
+
+    project = forms.CharField(max_length=100)
+    name = forms.CharField(max_length=200, required=False)
+    tags = forms.CharField(required=False, help_text="comma-separated")
+    priority = forms.IntegerField(min_value=PRIORITY_MIN, max_value=PRIORITY_MAX, initial=0)
+    config = forms.CharField(widget=forms.Textarea(attrs={"rows": 30, "cols": 90, "spellcheck": "false"}),
+                             help_text="the run config as JSON; see the README for every key")
+
+    def clean_config(self) -> object:
+        try:
+            return json.loads(self.cleaned_data["config"])
+        except json.JSONDecodeError as error:
+            raise ValidationError(f"not valid JSON: {error}") from None
 
 admin.site.site_header = "Trainwatch administration"
 admin.site.site_title = "Trainwatch"
@@ -22,18 +64,81 @@ class ProjectAdmin(admin.ModelAdmin):
 
 @admin.register(Run)
 class RunAdmin(admin.ModelAdmin):
-    list_display = ("id", "name", "tags", "project", "status", "queue", "worker", "device", "progress",
-                    "best_val_accuracy", "created_at", "heartbeat_at")
+    list_display = ("id", "name", "tags", "project", "status", "queue", "position", "priority", "worker", "device",
+                    "progress", "attempts", "best_val_accuracy", "created_at", "heartbeat_at")
+    list_display_links = ("id", "name")
+    list_editable = ("priority",)
     list_filter = ("status", "queue", "project")
     search_fields = ("name", "worker", "tags")
     ordering = ("-created_at",)
-    actions = ("cancel", "retry")
+    actions = ("cancel", "retry", "clone")
     readonly_fields = ("status", "celery_task_id", "worker", "device", "created_at", "started_at", "finished_at",
                        "heartbeat_at", "epoch", "steps_done", "total_steps", "steps_per_epoch", "best_val_accuracy",
-                       "final_loss", "message", "error", "cancel_requested", "config", "queue", "created_by")
+                       "final_loss", "message", "error", "cancel_requested", "config", "queue", "created_by",
+                       "attempts", "resumed_from_step", "project")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # runs are created through the API or CLI, which validate the config
+        return False  # runs are created through the API, CLI or "clone and edit", which validate the config
+
+    def get_changelist_form(self, request: HttpRequest, **kwargs):
+        return RunChangeListForm
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Run | None = None):
+        if obj is not None and obj.status != Run.Status.QUEUED:
+            return (*self.readonly_fields, "priority")
+        return self.readonly_fields
+
+    def save_model(self, request: HttpRequest, obj: Run, form, change: bool) -> None:
+        """Only the fields the form changed, and the priority only while queued: a plain save()
+        would write back every column and undo what the worker wrote meanwhile."""
+        changed = {field: getattr(obj, field) for field in form.changed_data if field != "priority"}
+        if changed:
+            Run.objects.filter(pk=obj.pk).update(**changed)
+        if "priority" in form.changed_data and not run_actions.set_priority(obj, obj.priority):
+            self.message_user(request, f"Run #{obj.pk} left the queue; its priority was not changed.",
+                              messages.WARNING)
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        self._positions = run_actions.queue_positions()  # one query per page
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="queue position")
+    def position(self, run: Run) -> str:
+        position = getattr(self, "_positions", {}).get(run.pk)
+        return f"{position} in {run.queue}" if position is not None else "-"
+
+    def get_urls(self):
+        clone = path("<int:run_id>/clone/", self.admin_site.admin_view(self.clone_view), name="tracker_run_clone")
+        return [clone, *super().get_urls()]
+
+    def clone_view(self, request: HttpRequest, run_id: int) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        source = get_object_or_404(Run, pk=run_id)
+        if request.method == "POST":
+            form = CloneForm(request.POST)
+            if form.is_valid():
+                data = form.cleaned_data
+                tags = [tag.strip() for tag in data["tags"].split(",") if tag.strip()]
+                try:
+                    run = run_actions.create_run(data["project"], data["config"], data["name"], request.user, tags,
+                                                 data["priority"])
+                except ConfigError as error:
+                    for field, message in error.errors.items():
+                        target = field.split(".", 1)[0] if field.split(".", 1)[0] in form.fields else None
+                        form.add_error(target, f"{field}: {message}" if target == "config" or target is None
+                                       else message)
+                else:
+                    self.message_user(request, f"Queued run #{run.pk} {run.name}, a clone of #{source.pk}.",
+                                      messages.SUCCESS)
+                    return HttpResponseRedirect(reverse("admin:tracker_run_change", args=[run.pk]))
+        else:
+            form = CloneForm(initial={"project": source.project.name, "name": f"{source.name} (clone)"[:200],
+                                      "tags": ", ".join(source.tags), "priority": source.priority,
+                                      "config": json.dumps(source.config, indent=2)})
+        context = {**self.admin_site.each_context(request), "title": f"Clone and edit run #{source.pk}",
+                   "form": form, "source": source, "opts": self.model._meta}
+        return TemplateResponse(request, "admin/tracker/run/clone.html", context)
 
     @admin.display(description="progress")
     def progress(self, run: Run) -> str:
@@ -47,6 +152,13 @@ class RunAdmin(admin.ModelAdmin):
         skipped = queryset.count() - done
         self.message_user(request, f"Cancel requested for {done} run(s)."
                           + (f" {skipped} had already ended." if skipped else ""), messages.SUCCESS)
+
+    @admin.action(description="Clone and edit the selected run (one)")
+    def clone(self, request: HttpRequest, queryset: QuerySet[Run]):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one run to clone.", messages.WARNING)
+            return None
+        return HttpResponseRedirect(reverse("admin:tracker_run_clone", args=[queryset.get().pk]))
 
     @admin.action(description="Retry selected ended runs (from scratch)")
     def retry(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:

@@ -218,3 +218,35 @@ def read_series(run_id: int, key: str, after_step: int | None = None,
             keep &= steps <= until_step
         steps, values = steps[keep], values[keep]
     return steps, values
+
+
+def truncate_run(run_id: int, from_step: int) -> None:
+    """Forget every measurement at or after `from_step`: a run resumed from a checkpoint at
+    that step measures those steps again, and must not find the lost attempt's points there.
+    Series summaries of the keys it touches are recomputed from what is left."""
+    run_id, from_step = int(run_id), int(from_step)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT DISTINCT key FROM tracker_serieschunk WHERE run_id = %s AND last_step >= %s",
+                       [run_id, from_step])
+        touched = [key for (key,) in cursor.fetchall()]
+        cursor.execute("SELECT id, steps, values FROM tracker_serieschunk WHERE run_id = %s AND first_step < %s"
+                       " AND last_step >= %s", [run_id, from_step, from_step])
+        for chunk_id, steps, values in cursor.fetchall():
+            steps = np.frombuffer(steps, dtype=STEP_DTYPE)
+            values = np.frombuffer(values, dtype=VALUE_DTYPE)
+            keep = steps < from_step
+            cursor.execute("UPDATE tracker_serieschunk SET steps = %s, values = %s, count = %s, last_step = %s"
+                           " WHERE id = %s", [steps[keep].tobytes(), values[keep].tobytes(), int(keep.sum()),
+                                              int(steps[keep][-1]), chunk_id])
+        cursor.execute("DELETE FROM tracker_serieschunk WHERE run_id = %s AND first_step >= %s", [run_id, from_step])
+        for key in touched:
+            steps, values = read_series(run_id, key)
+            if not len(steps):
+                cursor.execute("DELETE FROM tracker_series WHERE run_id = %s AND key = %s", [run_id, key])
+                continue
+            low, top = _finite_min_max(values)
+            cursor.execute("UPDATE tracker_series SET count = %s, last_step = %s, last_value = %s, min_value = %s,"
+                           " max_value = %s WHERE run_id = %s AND key = %s",
+                           [len(steps), int(steps[-1]), float(values[-1]), low, top, run_id, key])
+        cursor.execute("DELETE FROM tracker_histogram WHERE run_id = %s AND step >= %s", [run_id, from_step])
+        cursor.execute("DELETE FROM tracker_runimage WHERE run_id = %s AND step >= %s", [run_id, from_step])

@@ -22,11 +22,17 @@ class Project(models.Model):
         return self.name
 
 
+PRIORITY_MIN, PRIORITY_MAX = -100, 100
+
+
 class RunDict(TypedDict):
     id: int
     name: str
     tags: list[str]
     status: str
+    priority: int
+    attempts: int
+    resumed_from_step: int | None
     finished: bool
     device: str
     worker: str
@@ -65,6 +71,8 @@ class Run(models.Model):
     config = models.JSONField(help_text="the resolved, validated RunConfig")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     queue = models.CharField(max_length=32, default="cpu")
+    priority = models.IntegerField(default=0, help_text=f"{PRIORITY_MIN} to {PRIORITY_MAX}; higher runs first; "
+                                   "editable while the run is queued")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -75,6 +83,8 @@ class Run(models.Model):
     device = models.CharField(max_length=64, blank=True)
     cancel_requested = models.BooleanField(default=False)
     attempts = models.IntegerField(default=0, help_text="times a worker has started this run")
+    resumed_from_step = models.IntegerField(null=True, blank=True,
+                                            help_text="the checkpoint's step the latest attempt went on from")
     # progress and summary, updated at each flush so list pages never read series
     epoch = models.IntegerField(default=0)
     steps_done = models.IntegerField(default=0)
@@ -94,6 +104,9 @@ class Run(models.Model):
             # runs list: newest first, optionally filtered by status
             models.Index(fields=["-created_at"], name="run_created_idx"),
             models.Index(fields=["status", "-created_at"], name="run_status_created_idx"),
+            # a worker claims the next run of its queue: highest priority, then oldest
+            models.Index(fields=["queue", "-priority", "created_at"], name="run_queued_order_idx",
+                         condition=models.Q(status="queued")),
             # runs table: ?tag= (tags @> ARRAY[tag])
             GinIndex(fields=["tags"], name="run_tags_gin"),
         ]
@@ -133,6 +146,9 @@ class Run(models.Model):
             name=self.name,
             tags=list(self.tags),
             status=self.status,
+            priority=self.priority,
+            attempts=self.attempts,
+            resumed_from_step=self.resumed_from_step,
             finished=self.is_finished,
             device=self.device,
             worker=self.worker,
@@ -152,6 +168,18 @@ class Run(models.Model):
             finished_at=self.finished_at.isoformat() if self.finished_at else None,
             seconds=self.seconds,
         )
+
+
+class RunCheckpoint(models.Model):
+    """A run's latest checkpoint (trainer.checkpoint): a requeued run resumes from it, and
+    the last one of a finished run holds its trained model (ensembles read it)."""
+
+    run = models.OneToOneField(Run, on_delete=models.CASCADE, related_name="checkpoint", primary_key=True)
+    step = models.BigIntegerField(help_text="steps trained when it was taken")
+    epoch = models.IntegerField(help_text="the epoch in progress (epochs done, at an epoch end)")
+    data = models.BinaryField()
+    size = models.IntegerField(help_text="bytes")
+    created_at = models.DateTimeField(default=timezone.now)
 
 
 class Series(models.Model):

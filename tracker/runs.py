@@ -11,12 +11,14 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from tracker.models import Project, Run
+from tracker.models import PRIORITY_MAX, PRIORITY_MIN, Project, Run, RunCheckpoint
 from trainer.config import ConfigError, RunConfig
 
 MAX_NAME_LENGTH = 200
 MAX_TAGS = 10
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
+# PostgreSQL text cannot hold NUL, and the other control characters have no place in a name
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def queue_for(config: RunConfig) -> str:
@@ -26,10 +28,12 @@ def queue_for(config: RunConfig) -> str:
 
 
 def _dispatch(run: Run) -> None:
-    from tracker.tasks import train_run
+    """One token to the run's queue (see tracker.runner.claim_next), sent only once the Run
+    row is committed, so the worker always finds it."""
+    from tracker.tasks import train_next
 
-    # sent only once the Run row is committed, so the worker always finds it
-    transaction.on_commit(lambda: train_run.apply_async(args=[run.pk], queue=run.queue, task_id=run.celery_task_id))
+    transaction.on_commit(lambda: train_next.apply_async(args=[run.queue], queue=run.queue,
+                                                         task_id=run.celery_task_id))
 
 
 def _check_tags(tags: Any, errors: dict[str, str]) -> list[str]:
@@ -43,17 +47,28 @@ def _check_tags(tags: Any, errors: dict[str, str]) -> list[str]:
     return list(dict.fromkeys(tags))
 
 
+def _check_priority(priority: Any, errors: dict[str, str]) -> int:
+    if priority is None:
+        return 0
+    if isinstance(priority, bool) or not isinstance(priority, int) or not PRIORITY_MIN <= priority <= PRIORITY_MAX:
+        errors["priority"] = f"must be a whole number from {PRIORITY_MIN} to {PRIORITY_MAX} (higher runs first); got {priority!r}"
+        return 0
+    return priority
+
+
 def create_run(project_name: Any, config: Any, name: Any = "", user: AbstractBaseUser | None = None,
-               tags: Any = None) -> Run:
+               tags: Any = None, priority: Any = None) -> Run:
     """Validate everything, then create and queue the run; raises ConfigError naming each bad field."""
     errors: dict[str, str] = {}
-    if not isinstance(project_name, str) or not project_name.strip() or len(project_name) > 100:
-        errors["project"] = f"must be a project name of 1 to 100 characters, got {project_name!r}"
+    if (not isinstance(project_name, str) or not project_name.strip() or len(project_name) > 100
+            or CONTROL_CHARACTERS.search(project_name)):
+        errors["project"] = f"must be a project name of 1 to 100 printable characters, got {project_name!r}"
     if name is None:
         name = ""
-    if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH:
-        errors["name"] = f"must be text of at most {MAX_NAME_LENGTH} characters"
+    if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH or CONTROL_CHARACTERS.search(name):
+        errors["name"] = f"must be text of at most {MAX_NAME_LENGTH} printable characters"
     clean_tags = _check_tags(tags, errors)
+    clean_priority = _check_priority(priority, errors)
     try:
         resolved = RunConfig.from_dict(config)
     except ConfigError as error:
@@ -67,6 +82,7 @@ def create_run(project_name: Any, config: Any, name: Any = "", user: AbstractBas
             project=project,
             name=name.strip() or resolved.summary(),
             tags=clean_tags,
+            priority=clean_priority,
             config=resolved.to_dict(),
             queue=queue_for(resolved),
             created_by=user if user is not None and user.is_authenticated else None,
@@ -74,6 +90,30 @@ def create_run(project_name: Any, config: Any, name: Any = "", user: AbstractBas
         )
         _dispatch(run)
     return run
+
+
+def set_priority(run: Run, priority: Any) -> bool:
+    """Change a queued run's priority (raises ConfigError for a bad value); False once the run
+    has left the queue. Takes effect at once: workers pick the order when they claim a run."""
+    errors: dict[str, str] = {}
+    clean = _check_priority(priority, errors)
+    if errors:
+        raise ConfigError(errors)
+    return bool(Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(priority=clean))
+
+
+def queue_positions(queue: str | None = None) -> dict[int, int]:
+    """run id -> 1-based position in its queue's order (highest priority, then oldest), for
+    every queued run (of one queue, if given): the order tracker.runner.claim_next takes them in."""
+    from django.db.models import F, Window
+    from django.db.models.functions import RowNumber
+
+    queued = Run.objects.filter(status=Run.Status.QUEUED)
+    if queue is not None:
+        queued = queued.filter(queue=queue)
+    ranked = queued.annotate(position=Window(RowNumber(), partition_by=[F("queue")],
+                                             order_by=[F("priority").desc(), F("created_at").asc(), F("pk").asc()]))
+    return dict(ranked.values_list("pk", "position"))
 
 
 def request_cancel(run: Run) -> bool:
@@ -93,14 +133,20 @@ RESET_FIELDS = {
 }
 
 
-def _restart(locked: Run, message: str) -> None:
-    """Queue a run again from scratch: without a checkpoint its stored measurements would
-    mix two attempts, so they are cleared first."""
-    locked.chunks.all().delete()
-    locked.series.all().delete()
-    locked.histograms.all().delete()
-    locked.images.all().delete()
-    for field, value in {**RESET_FIELDS, "message": message, "celery_task_id": str(uuid.uuid4())}.items():
+def _restart(locked: Run, message: str, resume: bool) -> None:
+    """Queue a run again. To resume, its checkpoint and measurements stay (the worker drops
+    those after the checkpoint's step); from scratch, they are cleared, so that two attempts
+    never mix."""
+    if not resume:
+        RunCheckpoint.objects.filter(run=locked).delete()
+        locked.chunks.all().delete()
+        locked.series.all().delete()
+        locked.histograms.all().delete()
+        locked.images.all().delete()
+    fields = {**RESET_FIELDS, "message": message, "celery_task_id": str(uuid.uuid4())}
+    if resume:
+        del fields["checks"]  # the preflight checks are not run again on a resume
+    for field, value in fields.items():
         setattr(locked, field, value)
     locked.save()
     _dispatch(locked)
@@ -116,7 +162,7 @@ def retry(run: Run) -> bool:
             return False
         locked.attempts = 0
         locked.created_at = timezone.now()
-        _restart(locked, "")
+        _restart(locked, "", resume=False)
     return True
 
 
@@ -135,7 +181,10 @@ def reap_lost_runs(max_silence: float, max_attempts: int) -> list[tuple[int, str
             silent = (timezone.now() - locked.heartbeat_at).total_seconds()
             what = (f"worker {locked.worker or '?'} went silent {silent:.0f} s ago at step {locked.steps_done}")
             if locked.attempts < max_attempts:
-                _restart(locked, f"lost: {what}; requeued from scratch (attempt {locked.attempts + 1} of {max_attempts})")
+                saved = RunCheckpoint.objects.filter(run=locked).values_list("step", flat=True).first()
+                how = f"resumes from the checkpoint at step {saved}" if saved is not None else "restarts from scratch"
+                _restart(locked, f"lost: {what}; requeued, {how} (attempt {locked.attempts + 1} of {max_attempts})",
+                         resume=saved is not None)
                 done.append((run_id, "requeued"))
             else:
                 locked.status = Run.Status.LOST

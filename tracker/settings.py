@@ -152,7 +152,12 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Redis redelivers an unacknowledged message after visibility_timeout; it must
 # exceed the longest run (the task also refuses to start a run twice).
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", str(7 * 24 * 3600))}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", str(7 * 24 * 3600)),
+    # how often kombu looks for unacknowledged messages to redeliver (interval x throttle s)
+    "unacked_restore_interval": envint("CELERY_UNACKED_RESTORE_INTERVAL", "10"),
+    "unacked_restore_throttle": envint("CELERY_UNACKED_RESTORE_THROTTLE", "10"),
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "cpu"
 CELERY_TASK_CREATE_MISSING_QUEUES = True
@@ -170,8 +175,11 @@ TRAINWATCH_FLUSH_SECONDS = float(os.getenv("TRAINWATCH_FLUSH_SECONDS", "1.0"))
 # ... and diagnoses a running run at most this often.
 TRAINWATCH_DIAGNOSE_SECONDS = float(os.getenv("TRAINWATCH_DIAGNOSE_SECONDS", "10.0"))
 # A running run whose worker wrote no heartbeat (every flush, about 1 s) for this long
-# is lost: requeued from scratch while it has attempts left.
+# is lost: requeued while it has attempts left, to resume from its latest checkpoint.
 TRAINWATCH_LOST_SECONDS = float(os.getenv("TRAINWATCH_LOST_SECONDS", "60"))
+# A running run saves a checkpoint at each epoch end (or every config.checkpoint_every
+# steps), at most once this often; a lost run resumes from its latest one.
+TRAINWATCH_CHECKPOINT_SECONDS = float(os.getenv("TRAINWATCH_CHECKPOINT_SECONDS", "30"))
 TRAINWATCH_MAX_ATTEMPTS = envint("TRAINWATCH_MAX_ATTEMPTS", "3")
 # A worker keeps training and buffering through a database outage this long, then fails the run.
 TRAINWATCH_DB_OUTAGE_SECONDS = float(os.getenv("TRAINWATCH_DB_OUTAGE_SECONDS", "300"))

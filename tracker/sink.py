@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from tracker.diagnose import diagnose_run
 from tracker.ingest import ChunkWriter, write_histograms, write_images
-from tracker.models import Run, Worker
+from tracker.models import Run, RunCheckpoint, Worker
 from tracker.system import SystemSampler
 from trainer.sink import HistogramRecord, ImageRecord, Progress, RunInfo, ScalarBatch
 
@@ -31,6 +31,7 @@ class DatabaseSink:
         self._pending: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
         self._pending_histograms: list[HistogramRecord] = []
         self._pending_images: list[ImageRecord] = []
+        self._pending_checkpoint: tuple[int, int, bytes] | None = None
         self._progress: Progress | None = None
         self._last_flush = time.monotonic()
         self._last_diagnosis = time.monotonic()
@@ -68,6 +69,13 @@ class DatabaseSink:
         self._sample_system()
         self._maybe_flush()
 
+    def checkpoint(self, step: int, epoch: int, blob: bytes) -> None:
+        """Written in the same transaction as every point before it: a checkpoint in the
+        database always has its measurements there too. During an outage only the newest
+        pending one is kept."""
+        self._pending_checkpoint = (step, epoch, blob)
+        self.flush()
+
     def should_stop(self) -> bool:
         # refreshed at each flush, so this costs no query
         return self._stop
@@ -104,6 +112,7 @@ class DatabaseSink:
         self._pending.clear()
         self._pending_histograms.clear()
         self._pending_images.clear()
+        self._pending_checkpoint = None
         self._last_flush = time.monotonic()
         self._after_flush(batch)
 
@@ -113,6 +122,10 @@ class DatabaseSink:
         self.writer.write(batch)
         write_histograms(self.run.pk, self._pending_histograms)
         write_images(self.run.pk, self._pending_images)
+        if self._pending_checkpoint is not None:
+            step, epoch, blob = self._pending_checkpoint
+            RunCheckpoint.objects.update_or_create(run_id=self.run.pk, defaults={
+                "step": step, "epoch": epoch, "data": blob, "size": len(blob), "created_at": timezone.now()})
         updates: dict = {"heartbeat_at": timezone.now()}
         if self._progress is not None:
             updates.update(epoch=self._progress.epoch, steps_done=self._progress.step)

@@ -11,11 +11,12 @@ from celery.signals import worker_process_init, worker_ready, worker_shutting_do
 log = logging.getLogger(__name__)
 
 
-@shared_task(bind=True, acks_late=True, name="tracker.train_run")
-def train_run(self, run_id: int) -> str:
-    from tracker.runner import execute_run
+@shared_task(bind=True, acks_late=True, name="tracker.train_next")
+def train_next(self, queue: str) -> str:
+    """One token per queued run: train the queue's next run (tracker.runner.claim_next)."""
+    from tracker.runner import execute_next
 
-    return execute_run(run_id, self.request.hostname or "unknown")
+    return execute_next(queue, self.request.hostname or "unknown")
 
 
 @shared_task(name="tracker.reap_lost_runs", ignore_result=True)

@@ -207,6 +207,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     precision: str = "fp32"
+    checkpoint_every: int = 0  # steps between checkpoints; 0: at each epoch end
 
     @classmethod
     def from_dict(cls, raw: Any) -> RunConfig:
@@ -227,6 +228,7 @@ class RunConfig:
             seed=top.integer("seed", 0, 0, MAX_SEED),
             device=top.choice("device", "auto", DEVICES),
             precision=top.choice("precision", "fp32", PRECISIONS),
+            checkpoint_every=top.integer("checkpoint_every", 0, 0, MAX_STEPS),
         )
         top.finish()
         if config.model.kind == "cnn" and config.data.name not in IMAGE_DATASETS and "data.name" not in errors:

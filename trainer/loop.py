@@ -4,6 +4,10 @@ Host synchronisation happens only at a hand-off (about every
 `handoff_seconds`, and at each epoch end), where the recorder copies every
 pending measurement to the host at once and the sink is asked whether to stop;
 and once an epoch for the validation numbers the schedule and the summary need.
+
+Checkpoints (trainer.checkpoint) are taken at a hand-off, so that everything measured
+before the checkpoint has reached the sink before the checkpoint does: a run resumed
+from it logs every step after it once, and none before it again.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from trainer import checkpoint
 from trainer.config import RunConfig
 from trainer.data import Dataset, load_dataset
 from trainer.instrument import DeviceRecorder, HistogramProbe, ParameterProbe, first_layer_image
@@ -102,7 +107,11 @@ def _diverged_at(steps: np.ndarray, losses: np.ndarray, first_loss: float) -> tu
                                f"at step {steps[index]}, over {EXPLOSION_FACTOR:g}x the first loss {first_loss:.4g}")
 
 
-def train(config: RunConfig, sink: Sink, handoff_seconds: float = 0.5) -> RunResult:
+def train(config: RunConfig, sink: Sink, handoff_seconds: float = 0.5, resume: bytes | None = None,
+          checkpoint_seconds: float = 60.0) -> RunResult:
+    """Train to the end, or from the checkpoint `resume` on. Checkpoints go to the sink at each
+    epoch end (or every config.checkpoint_every steps), at most one per `checkpoint_seconds`,
+    and always after the last epoch."""
     started = time.monotonic()
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
@@ -125,7 +134,6 @@ def train(config: RunConfig, sink: Sink, handoff_seconds: float = 0.5) -> RunRes
                                                or config.optimizer.name == "adamw") else 0.0
     params = [param for _, param in named]
 
-    sink.start(RunInfo(str(device), total_steps, steps_per_epoch, config.epochs, parameters.names))
     generator = torch.Generator(device=device).manual_seed(config.seed)
     # one forward pass an epoch over the fixed training subset followed by the validation set
     n_train_eval = min(n_train, len(data.y_val), TRAIN_EVAL_LIMIT)
@@ -140,6 +148,32 @@ def train(config: RunConfig, sink: Sink, handoff_seconds: float = 0.5) -> RunRes
     val_acc: float | None = None
     last_handoff = time.monotonic()
     last_image_step: int | None = None
+    start_epoch, start_batch, elapsed_before = 0, 0, 0.0
+    if resume is not None:
+        saved = checkpoint.load(resume)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["schedule"])
+        checkpoint.restore_rng(saved)
+        generator.set_state(saved["epoch_generator"])
+        loop_state: checkpoint.LoopState = saved["loop"]
+        step, start_epoch, start_batch = loop_state.step, loop_state.epoch, loop_state.batch
+        elapsed_before = loop_state.elapsed
+        first_loss, last_loss, best_val = loop_state.first_loss, loop_state.last_loss, loop_state.best_val
+        train_acc, val_acc, last_image_step = loop_state.train_acc, loop_state.val_acc, loop_state.last_image_step
+    last_checkpoint = time.monotonic()
+    epoch_generator_state = generator.get_state()
+
+    def elapsed() -> float:
+        return elapsed_before + time.monotonic() - started
+
+    def save_checkpoint(epoch: int, batch: int) -> None:
+        nonlocal last_checkpoint
+        loop_now = checkpoint.LoopState(step, epoch, batch, elapsed(), first_loss, last_loss, best_val,
+                                        train_acc, val_acc, last_image_step)
+        sink.checkpoint(step, epoch, checkpoint.save(model, optimizer, schedule.state_dict(),
+                                                     epoch_generator_state, loop_now))
+        last_checkpoint = time.monotonic()
 
     def handoff(epochs_done: int) -> RunResult | None:
         """Copy pending measurements to the host (one sync), check divergence, ask about stopping."""
@@ -167,12 +201,15 @@ def train(config: RunConfig, sink: Sink, handoff_seconds: float = 0.5) -> RunRes
 
     def finish(status: str, message: str, epochs_done: int) -> RunResult:
         return RunResult(status, message, step, epochs_done, str(device), last_loss, best_val,
-                         train_acc, val_acc, time.monotonic() - started)
+                         train_acc, val_acc, elapsed())
 
+    sink.start(RunInfo(str(device), total_steps, steps_per_epoch, config.epochs, parameters.names, step))
     model.train()
-    for epoch in range(config.epochs):
+    for epoch in range(start_epoch, config.epochs):
+        epoch_generator_state = generator.get_state()
         order = torch.randperm(n_train, device=device, generator=generator)
-        for batch_start in range(0, n_train, config.batch_size):
+        first_batch = start_batch if epoch == start_epoch else 0
+        for batch_start in range(first_batch * config.batch_size, n_train, config.batch_size):
             index = order[batch_start:batch_start + config.batch_size]
             x, y = data.x_train[index], data.y_train[index]
             measure_histograms = instrument.histogram_every and step % instrument.histogram_every == 0
@@ -204,10 +241,14 @@ def train(config: RunConfig, sink: Sink, handoff_seconds: float = 0.5) -> RunRes
             schedule.after_iteration()
             step += 1
 
-            if time.monotonic() - last_handoff >= handoff_seconds:
+            checkpoint_due = (config.checkpoint_every and step % config.checkpoint_every == 0
+                              and time.monotonic() - last_checkpoint >= checkpoint_seconds)
+            if checkpoint_due or time.monotonic() - last_handoff >= handoff_seconds:
                 ended = handoff(epoch)
                 if ended is not None:
                     return ended
+                if checkpoint_due:
+                    save_checkpoint(epoch, batch_start // config.batch_size + 1)
 
         # end of epoch: accuracies on a fixed train subset and on the validation set
         scores = predict(model, x_eval)
@@ -219,7 +260,7 @@ def train(config: RunConfig, sink: Sink, handoff_seconds: float = 0.5) -> RunRes
         best_val = val_acc if best_val is None else max(best_val, val_acc)
         last_step = step - 1
         for key, value in (("train_acc", train_acc), ("val_acc", val_acc), ("val_loss", val_loss),
-                           ("epoch", float(epoch + 1)), ("wall_time", time.monotonic() - started)):
+                           ("epoch", float(epoch + 1)), ("wall_time", elapsed())):
             recorder.add_host(key, last_step, value)
         image_due = (last_image_step is None or epoch == config.epochs - 1
                      or last_step - last_image_step >= instrument.histogram_every)
@@ -229,11 +270,16 @@ def train(config: RunConfig, sink: Sink, handoff_seconds: float = 0.5) -> RunRes
                 sink.images([ImageRecord("first_layer", last_step, pixels)])
                 last_image_step = last_step
         schedule.after_epoch(val_loss)
+        epoch_generator_state = generator.get_state()  # the next epoch starts from here
+        checkpoint_due = epoch == config.epochs - 1 or (
+            not config.checkpoint_every and time.monotonic() - last_checkpoint >= checkpoint_seconds)
         # epochs shorter than a hand-off interval go out with the next one, not one each
-        if time.monotonic() - last_handoff >= handoff_seconds:
+        if checkpoint_due or time.monotonic() - last_handoff >= handoff_seconds:
             ended = handoff(epoch + 1)
             if ended is not None:
                 return ended
+            if checkpoint_due:
+                save_checkpoint(epoch + 1, 0)
 
     ended = handoff(config.epochs)
     if ended is not None:

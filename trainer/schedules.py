@@ -95,3 +95,13 @@ class Schedule:
             self.main.step(val_loss)
         else:
             self.main.step()
+
+    def state_dict(self) -> dict:
+        return {"warmup": self.warmup.state_dict() if self.warmup is not None else None,
+                "main": self.main.state_dict() if self.main is not None else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.warmup is not None and state["warmup"] is not None:
+            self.warmup.load_state_dict(state["warmup"])
+        if self.main is not None and state["main"] is not None:
+            self.main.load_state_dict(state["main"])

@@ -76,6 +76,11 @@ class Sink(Protocol):
         """Called at every hand-off (about twice a second); must be cheap."""
         ...
 
+    def checkpoint(self, step: int, epoch: int, blob: bytes) -> None:
+        """The state after `step` steps (trainer.checkpoint), handed over right after the
+        hand-off that delivered every measurement before it."""
+        ...
+
 
 @dataclass
 class MemorySink:
@@ -88,6 +93,7 @@ class MemorySink:
     image_records: list[ImageRecord] = field(default_factory=list)
     last_progress: Progress | None = None
     handoffs: int = 0
+    checkpoints: list[tuple[int, int, bytes]] = field(default_factory=list)  # (step, epoch, blob)
 
     def start(self, info: RunInfo) -> None:
         self.info = info
@@ -107,6 +113,9 @@ class MemorySink:
 
     def progress(self, progress: Progress) -> None:
         self.last_progress = progress
+
+    def checkpoint(self, step: int, epoch: int, blob: bytes) -> None:
+        self.checkpoints.append((step, epoch, blob))
 
     def should_stop(self) -> bool:
         return self.stop_after_handoffs is not None and self.handoffs >= self.stop_after_handoffs

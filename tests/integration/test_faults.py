@@ -10,32 +10,37 @@ from django.db import transaction
 
 from tests.conftest import ROOT, start_worker, stop_worker, wait_until
 from tracker.ingest import read_series
-from tracker.models import Run
+from tracker.models import Histogram, Run, RunCheckpoint, Series
 from tracker.runs import create_run, reap_lost_runs
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
-def test_a_run_whose_worker_is_killed_is_requeued_and_completes_on_another_worker(django_db_setup):
+def test_a_run_whose_worker_is_killed_resumes_from_its_checkpoint_on_another_worker(django_db_setup):
     queue = f"fault-{uuid.uuid4().hex[:6]}"  # only this test's workers listen here
-    first = start_worker(f"doomed-{queue}@localhost", queue, ROOT / ".trainwatch" / "test-worker-doomed.log")
+    first = start_worker(f"doomed-{queue}@localhost", queue, ROOT / ".trainwatch" / "test-worker-doomed.log",
+                         TRAINWATCH_CHECKPOINT_SECONDS="1")
     try:
         with transaction.atomic():
-            run = create_run("faults", {"epochs": 300, "batch_size": 16}, "killed mid-run")  # ~10 s
-            run.queue = queue  # dispatched on commit, to this queue
+            run = create_run("faults", {"epochs": 300, "batch_size": 16,
+                                        "instrument": {"histogram_every": 200}}, "killed mid-run")  # ~10 s
             Run.objects.filter(pk=run.pk).update(queue=queue)
-        wait_until(lambda: Run.objects.filter(pk=run.pk, status="running", steps_done__gt=200).exists(), 60,
-                   "the run to be well under way")
+            run.queue = queue  # dispatched on commit, to this queue
+        wait_until(lambda: RunCheckpoint.objects.filter(run=run, step__gt=500).exists(), 60,
+                   "the run to be well under way, with a checkpoint")
         os.killpg(first.pid, signal.SIGKILL)  # the worker and its pool, without a chance to clean up
         first.wait()
     finally:
         stop_worker(first)
     stuck = Run.objects.get(pk=run.pk)
+    checkpoint_step = RunCheckpoint.objects.get(run=run).step
     assert stuck.status == "running" and stuck.attempts == 1
+    assert stuck.steps_done >= checkpoint_step  # the points after the checkpoint will be measured again
 
     # the reaper (Celery beat in production) finds it silent and requeues it
     wait_until(lambda: reap_lost_runs(max_silence=2, max_attempts=3) == [(run.pk, "requeued")], 20,
                "the reaper to requeue the run")
+    assert f"resumes from the checkpoint at step {checkpoint_step}" in Run.objects.get(pk=run.pk).message
     second = start_worker(f"rescuer-{queue}@localhost", queue, ROOT / ".trainwatch" / "test-worker-rescuer.log")
     try:
         done = wait_until(lambda: Run.objects.filter(pk=run.pk, status__in=Run.FINISHED).first(), 120,
@@ -44,33 +49,36 @@ def test_a_run_whose_worker_is_killed_is_requeued_and_completes_on_another_worke
         stop_worker(second)
     assert done.status == "succeeded", done.error
     assert done.attempts == 2 and done.worker == f"rescuer-{queue}@localhost"
-    steps, _ = read_series(run.pk, "loss")
-    np.testing.assert_array_equal(steps, np.arange(done.total_steps))  # complete, no duplicated step
+    assert done.resumed_from_step == checkpoint_step > 0  # went on, not restarted
+    for key in ("loss", "lr", "grad_norm/fc1.weight"):
+        steps, _ = read_series(run.pk, key)
+        expected = np.arange(done.total_steps) if key != "grad_norm/fc1.weight" else np.arange(0, done.total_steps, 20)
+        np.testing.assert_array_equal(steps, expected, err_msg=key)  # complete, no duplicated step
+    epochs, _ = read_series(run.pk, "epoch")
+    assert len(epochs) == 300 and (np.diff(epochs) > 0).all()
+    histogram_steps = sorted(Histogram.objects.filter(run=run, key="weight/fc1.weight").values_list("step", flat=True))
+    assert histogram_steps == list(range(0, done.total_steps, 200))
+    assert Series.objects.get(run=run, key="loss").count == done.total_steps
 
 
-def test_a_second_delivery_of_a_running_job_never_runs_it_twice(django_db_setup):
-    # What Redis does to an unacknowledged task after visibility_timeout, done here on purpose
-    # (kombu restores unacked messages on its own schedule): the same task delivered again
-    # while the run trains. The second delivery must find the run taken and do nothing.
-    from tracker.tasks import train_run
-
+def test_a_redelivered_job_is_never_run_twice(django_db_setup):
+    """Redis redelivers an unacknowledged message after visibility_timeout: set to 2 s here, for
+    a job of about 15 s. The redelivered token finds the run taken and does nothing."""
     queue = f"once-{uuid.uuid4().hex[:6]}"
-    logs = [ROOT / ".trainwatch" / f"test-worker-once-{i}.log" for i in (1, 2)]
-    workers = [start_worker(f"once{i}-{queue}@localhost", queue, logs[i - 1]) for i in (1, 2)]
+    log = ROOT / ".trainwatch" / "test-worker-once.log"
+    worker = start_worker(f"once-{queue}@localhost", queue, log, concurrency=2, CELERY_VISIBILITY_TIMEOUT="2",
+                          CELERY_UNACKED_RESTORE_INTERVAL="1", CELERY_UNACKED_RESTORE_THROTTLE="1")
     try:
         with transaction.atomic():
-            run = create_run("faults", {"epochs": 300, "batch_size": 16}, "delivered twice")  # ~10 s
-            run.queue = queue
+            run = create_run("faults", {"epochs": 400, "batch_size": 16}, "outlives the visibility timeout")
             Run.objects.filter(pk=run.pk).update(queue=queue)
+            run.queue = queue
         wait_until(lambda: Run.objects.filter(pk=run.pk, status="running").exists(), 60, "the run to start")
-        train_run.apply_async(args=[run.pk], queue=queue)
-        wait_until(lambda: "'skipped'" in "".join(log.read_text() for log in logs), 30,
-                   "the second delivery to be skipped")
-        done = wait_until(lambda: Run.objects.filter(pk=run.pk, status__in=Run.FINISHED).first(), 120,
+        wait_until(lambda: "'skipped'" in log.read_text(), 60, "Redis to redeliver the job, and the copy to be skipped")
+        done = wait_until(lambda: Run.objects.filter(pk=run.pk, status__in=Run.FINISHED).first(), 180,
                           "the run to finish")
     finally:
-        for worker in workers:
-            stop_worker(worker)
+        stop_worker(worker)
     assert done.status == "succeeded" and done.attempts == 1
     steps, _ = read_series(run.pk, "loss")
     np.testing.assert_array_equal(steps, np.arange(done.total_steps))

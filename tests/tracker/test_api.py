@@ -44,8 +44,9 @@ def test_malformed_json_is_a_400_with_a_message(logged_in):
 
 
 def test_unknown_top_level_fields_are_refused(logged_in):
-    response = post_json(logged_in, {"project": "p", "config": {}, "priority": 3})
-    assert response.status_code == 400 and "priority" in response.json()["errors"]
+    response = post_json(logged_in, {"project": "p", "config": {}, "urgency": 3})
+    assert response.status_code == 400 and "urgency" in response.json()["errors"]
+    assert "priority" in response.json()["errors"]["urgency"]  # the message lists what is allowed
 
 
 def test_the_api_needs_a_login(client):
@@ -186,3 +187,10 @@ def test_tags_are_validated_stored_and_filter_the_runs_list(logged_in):
         response = post_json(logged_in, {"project": "t", "config": {}, "tags": bad})
         assert response.status_code == 400 and "tags" in response.json()["errors"]
     assert Run.objects.count() == 2
+
+
+def test_a_run_can_be_queued_with_a_priority(logged_in):
+    response = post_json(logged_in, {"project": "p", "config": {"epochs": 1}, "priority": 7})
+    assert response.status_code == 201 and response.json()["run"]["priority"] == 7
+    response = post_json(logged_in, {"project": "p", "config": {"epochs": 1}, "priority": 1000})
+    assert response.status_code == 400 and "-100 to 100" in response.json()["errors"]["priority"]

@@ -5,7 +5,7 @@ import pytest
 from django.utils import timezone
 
 from tracker.ingest import ChunkWriter
-from tracker.models import Project, Run, Series
+from tracker.models import Project, Run, RunCheckpoint, Series
 from tracker.runs import reap_lost_runs
 
 pytestmark = pytest.mark.django_db
@@ -26,6 +26,7 @@ def test_a_silent_run_is_requeued_from_scratch_while_it_has_attempts_left():
     lost.refresh_from_db()
     assert lost.status == "queued" and lost.steps_done == 0 and lost.worker == ""
     assert "w1@host went silent" in lost.message and "attempt 2 of 3" in lost.message
+    assert "restarts from scratch" in lost.message
     assert not Series.objects.filter(run=lost).exists()  # no mix of two attempts
     alive.refresh_from_db()
     assert alive.status == "running"
@@ -36,3 +37,13 @@ def test_after_its_last_attempt_a_silent_run_is_lost():
     assert reap_lost_runs(60, 3) == [(run.pk, "lost")]
     run.refresh_from_db()
     assert run.status == "lost" and run.is_finished and "no attempts left" in run.message
+
+
+def test_a_silent_run_with_a_checkpoint_keeps_it_and_its_measurements_to_resume():
+    lost = running(120, attempts=1)
+    RunCheckpoint.objects.create(run=lost, step=30, epoch=3, data=b"state", size=5)
+    assert reap_lost_runs(60, 3) == [(lost.pk, "requeued")]
+    lost.refresh_from_db()
+    assert lost.status == "queued" and "resumes from the checkpoint at step 30" in lost.message
+    assert Series.objects.get(run=lost, key="loss").count == 40  # the worker drops steps 30..39 when it resumes
+    assert RunCheckpoint.objects.filter(run=lost, step=30).exists()

@@ -182,12 +182,13 @@ def runs(request: HttpRequest) -> JsonResponse:
         return _bad_request({"body": f"is not valid JSON: {error}"})
     if not isinstance(body, dict):
         return _bad_request({"body": "must be a JSON object with project, name and config"})
-    unknown = set(body) - {"project", "name", "config", "tags"}
+    unknown = set(body) - {"project", "name", "config", "tags", "priority"}
     if unknown:
-        return _bad_request({key: "unknown field; allowed: project, name, config, tags" for key in sorted(unknown)})
+        return _bad_request({key: "unknown field; allowed: project, name, config, tags, priority"
+                             for key in sorted(unknown)})
     try:
         run = create_run(body.get("project", "default"), body.get("config", {}), body.get("name", ""), request.user,
-                         body.get("tags"))
+                         body.get("tags"), body.get("priority"))
     except ConfigError as error:
         return _bad_request(error.errors)
     return JsonResponse({"run": run.to_dict(), "config": run.config}, status=201)

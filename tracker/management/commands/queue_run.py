@@ -15,6 +15,7 @@ class Command(BaseCommand):
         parser.add_argument("--project", default="default")
         parser.add_argument("--name", default="")
         parser.add_argument("--tag", action="append", dest="tags", help="a tag (repeat for several)")
+        parser.add_argument("--priority", type=int, default=0, help="-100 to 100; higher runs first (default 0)")
         parser.add_argument("--check", action="store_true",
                             help="queue the sanity checks and the gradient check of the config instead of training")
 
@@ -31,7 +32,8 @@ class Command(BaseCommand):
                 raise CommandError(f"{path} is not a valid run config: it must be a JSON object")
             config = {**config, "job": "check"}
         try:
-            run = create_run(options["project"], config, options["name"], tags=options["tags"])
+            run = create_run(options["project"], config, options["name"], tags=options["tags"],
+                             priority=options["priority"])
         except ConfigError as error:
             lines = "\n".join(f"  {field}: {message}" for field, message in error.errors.items())
             raise CommandError(f"{path} is not a valid run config; nothing was queued:\n{lines}") from None
