@@ -46,8 +46,9 @@ REPEATS = 20
 USER, PASSWORD = "bench-query", "bench-query-password"
 
 
-def build_run() -> Run:
+def build_run(user) -> Run:
     project, _ = Project.objects.get_or_create(name="bench")
+    project.members.add(user)  # the bench user reads the run as a member would
     run = Run.objects.create(project=project, name="bench/query", config={"epochs": 1000}, status="succeeded",
                              steps_per_epoch=1000, total_steps=LOSS_POINTS)
     sink = DatabaseSink(run, flush_seconds=0.0)
@@ -129,7 +130,7 @@ def main() -> None:
     user.set_password(PASSWORD)
     user.save()
     t0 = time.perf_counter()
-    run = build_run()
+    run = build_run(user)
     print(f"stored {LOSS_POINTS:,} loss points and {OTHER_SERIES} series of {OTHER_POINTS:,} in {time.perf_counter() - t0:.1f} s")
     try:
         client = Client(HTTP_HOST="127.0.0.1")  # an allowed host, as a browser would send

@@ -36,7 +36,21 @@ def _fast_password_hasher(settings) -> None:
 
 @pytest.fixture
 def user(django_user_model):
-    return django_user_model.objects.create_user("alice", password="correct horse battery")
+    """A plain (not staff) user, member of every project the test creates: the tests of what
+    a member sees use it; tests/tracker/test_access.py tests what a non-member does not see."""
+    from django.db.models.signals import post_save
+
+    from tracker.models import Project
+
+    alice = django_user_model.objects.create_user("alice", password="correct horse battery")
+
+    def join(sender, instance, created, **_):
+        if created:
+            instance.members.add(alice)
+
+    post_save.connect(join, sender=Project, dispatch_uid="alice-joins-every-project")
+    yield alice
+    post_save.disconnect(sender=Project, dispatch_uid="alice-joins-every-project")
 
 
 @pytest.fixture

@@ -58,8 +58,13 @@ admin.site.site_title = "Trainwatch"
 
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
-    list_display = ("name", "created_at")
+    list_display = ("name", "member_count", "created_at")
     search_fields = ("name",)
+    filter_horizontal = ("members",)
+
+    @admin.display(description="members")
+    def member_count(self, project: Project) -> int:
+        return project.members.count()
 
 
 @admin.register(Run)

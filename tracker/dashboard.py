@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 from django.core.cache import cache
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from tracker.ingest import read_many
@@ -37,8 +37,11 @@ def eta_seconds(run: Run) -> float | None:
     return run.seconds * (run.total_steps - run.steps_done) / run.steps_done
 
 
-def running(limit: int = 20) -> list[dict[str, Any]]:
-    runs = list(Run.objects.filter(status=Run.Status.RUNNING).select_related("project").order_by("started_at")[:limit])
+# Each takes the runs the viewer may see (tracker.access.visible_runs).
+
+
+def running(visible: QuerySet[Run], limit: int = 20) -> list[dict[str, Any]]:
+    runs = list(visible.filter(status=Run.Status.RUNNING).select_related("project").order_by("started_at")[:limit])
     cards = []
     for run in runs:
         loss_steps, losses = read_many(run.pk, {"loss": None})["loss"]
@@ -48,23 +51,24 @@ def running(limit: int = 20) -> list[dict[str, Any]]:
     return cards
 
 
-def queued(limit: int = 20) -> list[Run]:
-    return list(Run.objects.filter(status=Run.Status.QUEUED).select_related("project").order_by("created_at")[:limit])
+def queued(visible: QuerySet[Run], limit: int = 20) -> list[Run]:
+    return list(visible.filter(status=Run.Status.QUEUED).select_related("project").order_by("created_at")[:limit])
 
 
-def ended_badly(since: dt.datetime, limit: int = 30) -> list[Run]:
+def ended_badly(visible: QuerySet[Run], since: dt.datetime, limit: int = 30) -> list[Run]:
     bad = Q(status__in=[Run.Status.FAILED, Run.Status.DIVERGED, Run.Status.LOST]) | Q(health__in=["warning", "error"])
-    return list(Run.objects.filter(bad, finished_at__gte=since).select_related("project").order_by("-finished_at")[:limit])
+    return list(visible.filter(bad, finished_at__gte=since).select_related("project").order_by("-finished_at")[:limit])
 
 
-def best_per_project() -> list[Run]:
+def best_per_project(visible: QuerySet[Run]) -> list[Run]:
     # one query: PostgreSQL's DISTINCT ON keeps each project's first row in this order
-    return list(Run.objects.filter(best_val_accuracy__isnull=False).select_related("project")
+    return list(visible.filter(best_val_accuracy__isnull=False).select_related("project")
                 .order_by("project_id", "-best_val_accuracy").distinct("project_id"))
 
 
-def workers() -> list[dict[str, Any]]:
-    """Live Celery workers (a broadcast ping, cached a few seconds) with the run each is training."""
+def workers(visible: QuerySet[Run] | None = None) -> list[dict[str, Any]]:
+    """Live Celery workers (a broadcast ping, cached a few seconds) with the run each is training:
+    its details only when the viewer may see it, else just that the worker is busy."""
     found = cache.get("dashboard-workers")
     if found is None:
         from tracker.celery import app
@@ -77,7 +81,10 @@ def workers() -> list[dict[str, Any]]:
             found = []
         cache.set("dashboard-workers", found, WORKERS_CACHE_SECONDS)
     busy = {run.worker: run for run in Run.objects.filter(status=Run.Status.RUNNING, worker__in=found)}
-    return [{"name": name, "run": busy[name].to_dict() if name in busy else None} for name in found]
+    shown = set(visible.filter(pk__in=[run.pk for run in busy.values()]).values_list("pk", flat=True)) \
+        if visible is not None else {run.pk for run in busy.values()}
+    return [{"name": name, "busy": name in busy,
+             "run": busy[name].to_dict() if name in busy and busy[name].pk in shown else None} for name in found]
 
 
 def project_count() -> int:

@@ -17,6 +17,8 @@ from django.utils import timezone
 class Project(models.Model):
     name = models.CharField(max_length=100, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="projects",
+                                     help_text="who sees this project's runs (staff see every project)")
 
     def __str__(self) -> str:
         return self.name

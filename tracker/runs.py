@@ -11,6 +11,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from tracker.access import may_use_project
 from tracker.models import PRIORITY_MAX, PRIORITY_MIN, Project, Run, RunCheckpoint
 from trainer.config import ConfigError, RunConfig
 
@@ -69,6 +70,12 @@ def create_run(project_name: Any, config: Any, name: Any = "", user: AbstractBas
         errors["name"] = f"must be text of at most {MAX_NAME_LENGTH} printable characters"
     clean_tags = _check_tags(tags, errors)
     clean_priority = _check_priority(priority, errors)
+    acting = user if user is not None and user.is_authenticated else None
+    if acting is not None and "project" not in errors:
+        existing = Project.objects.filter(name=project_name.strip()).first()
+        if existing is not None and not may_use_project(acting, existing):
+            errors["project"] = (f"you are not a member of project {existing.name!r}; "
+                                 "a staff user adds members in the admin")
     try:
         resolved = RunConfig.from_dict(config)
     except ConfigError as error:
@@ -77,7 +84,9 @@ def create_run(project_name: Any, config: Any, name: Any = "", user: AbstractBas
     if errors:
         raise ConfigError(errors)
     with transaction.atomic():
-        project, _ = Project.objects.get_or_create(name=project_name.strip())
+        project, created = Project.objects.get_or_create(name=project_name.strip())
+        if created and acting is not None:
+            project.members.add(acting)  # a new project belongs to whoever created it
         run = Run.objects.create(
             project=project,
             name=name.strip() or resolved.summary(),
@@ -85,7 +94,7 @@ def create_run(project_name: Any, config: Any, name: Any = "", user: AbstractBas
             priority=clean_priority,
             config=resolved.to_dict(),
             queue=queue_for(resolved),
-            created_by=user if user is not None and user.is_authenticated else None,
+            created_by=acting,
             celery_task_id=str(uuid.uuid4()),
         )
         _dispatch(run)

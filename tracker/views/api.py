@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from tracker.compare import comparison, flatten
 from tracker.ingest import read_many
+from tracker.access import visible_runs
 from tracker.layers import QUANTITIES, histogram_matrix, layer_matrix
 from tracker.lib.downsample import min_max_downsample
 from tracker.models import ApiToken, Histogram, Run, RunImage, Series
@@ -132,7 +133,7 @@ def run_series(request: HttpRequest, run_id: int) -> JsonResponse:
     the server to at most ~max_points keeping each bucket's first, last, min and max.
     Also the run's status, so that a page knows when to stop polling.
     """
-    run = get_object_or_404(Run, pk=run_id)
+    run = get_object_or_404(visible_runs(request.user), pk=run_id)
     wanted, errors = _parse_series_param(request.GET.get("series", ""))
     max_points = _max_points(request, errors)
     start = _optional_step(request, "from", errors)
@@ -163,7 +164,7 @@ def run_series(request: HttpRequest, run_id: int) -> JsonResponse:
 @require_GET
 @_api_login_required
 def run_detail(request: HttpRequest, run_id: int) -> JsonResponse:
-    run = get_object_or_404(Run, pk=run_id)
+    run = get_object_or_404(visible_runs(request.user), pk=run_id)
     return JsonResponse({"run": run.to_dict(), "config": run.config})
 
 
@@ -172,7 +173,7 @@ def run_detail(request: HttpRequest, run_id: int) -> JsonResponse:
 def runs(request: HttpRequest) -> JsonResponse:
     """GET: the latest runs. POST {"project", "name", "config"}: validate and queue a run."""
     if request.method == "GET":
-        latest = Run.objects.order_by("-created_at")[:100]
+        latest = visible_runs(request.user).order_by("-created_at")[:100]
         return JsonResponse({"runs": [run.to_dict() for run in latest]})
     if len(request.body) > MAX_BODY_BYTES:
         return _bad_request({"body": f"must be at most {MAX_BODY_BYTES} bytes"})
@@ -220,7 +221,7 @@ def run_histograms(request: HttpRequest, run_id: int) -> JsonResponse:
     """GET /api/runs/<id>/histograms/            -> the histogram keys
     GET /api/runs/<id>/histograms/?key=K         -> K's histograms over time (at most 400 steps, evenly spaced)
     GET /api/runs/<id>/histograms/?key=K&step=S  -> K's histogram at the last step <= S"""
-    run = get_object_or_404(Run, pk=run_id)
+    run = get_object_or_404(visible_runs(request.user), pk=run_id)
     key = request.GET.get("key")
     if key is None:
         keys = list(run.histograms.order_by("key").values_list("key", flat=True).distinct())
@@ -247,7 +248,7 @@ def run_histograms(request: HttpRequest, run_id: int) -> JsonResponse:
 def run_images(request: HttpRequest, run_id: int) -> JsonResponse:
     """GET /api/runs/<id>/images/?key=first_layer[&step=S]: the steps that have an image,
     and the image at the last step <= S (the latest without S); pixels are base64 uint8."""
-    run = get_object_or_404(Run, pk=run_id)
+    run = get_object_or_404(visible_runs(request.user), pk=run_id)
     key = request.GET.get("key", "first_layer")
     if not KEY_PATTERN.match(key):
         return _bad_request({"key": f"{key!r} is not an image key (letters, digits, _ . / -)"})
@@ -288,7 +289,7 @@ def compare(request: HttpRequest) -> JsonResponse:
     if bad_keys:
         errors["group"] = f"{', '.join(bad_keys)}: config keys look like optimizer.name or schedule.name"
     max_points = _max_points(request, errors)
-    runs = {run.pk: run for run in Run.objects.filter(pk__in=ids)} if ids else {}
+    runs = {run.pk: run for run in visible_runs(request.user).filter(pk__in=ids)} if ids else {}
     missing = [str(run_id) for run_id in ids if run_id not in runs]
     if missing:
         errors["runs"] = f"no run with id {', '.join(missing)}"
@@ -310,7 +311,7 @@ def compare(request: HttpRequest) -> JsonResponse:
 def run_layers(request: HttpRequest, run_id: int) -> JsonResponse:
     """GET /api/runs/<id>/layers/?quantity=update_ratio&buckets=100: a layer x step matrix
     (log10 for ratios and norms) for the heatmap."""
-    run = get_object_or_404(Run, pk=run_id)
+    run = get_object_or_404(visible_runs(request.user), pk=run_id)
     errors: dict[str, str] = {}
     quantity = request.GET.get("quantity", "update_ratio")
     if quantity not in QUANTITIES:
@@ -332,4 +333,5 @@ def dashboard(request: HttpRequest) -> JsonResponse:
     """GET /api/dashboard/: the running runs with a sparkline of their loss, and the queue length."""
     from tracker import dashboard as team
 
-    return JsonResponse({"running": team.running(), "queued": len(team.queued(limit=1000))})
+    runs = visible_runs(request.user)
+    return JsonResponse({"running": team.running(runs), "queued": len(team.queued(runs, limit=1000))})

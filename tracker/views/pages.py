@@ -13,6 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from tracker import dashboard as team
+from tracker.access import visible_projects, visible_runs
 from tracker.models import Project, Run
 from tracker.runs import create_run
 from trainer.config import OPTIMIZER_SETTINGS, SCHEDULE_SETTINGS
@@ -29,7 +30,7 @@ SORTS = {
 
 
 def _filtered_runs(request: HttpRequest):
-    queryset = Run.objects.select_related("project").annotate(
+    queryset = visible_runs(request.user).select_related("project").annotate(
         duration=ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField()))
     filters = {key: request.GET.get(key, "").strip() for key in ("status", "project", "optimizer", "schedule", "tag", "q")}
     if filters["status"] in Run.Status.values:
@@ -58,7 +59,7 @@ def runs(request: HttpRequest) -> HttpResponse:
     keep = {key: value for key, value in filters.items() if value}
     return render(request, "tracker/runs.html", {
         "page": page, "filters": filters, "sort": sort, "statuses": Run.Status.values,
-        "projects": Project.objects.order_by("name").values_list("name", flat=True),
+        "projects": visible_projects(request.user).order_by("name").values_list("name", flat=True),
         "optimizers": OPTIMIZER_SETTINGS, "schedules": SCHEDULE_SETTINGS,
         "query": urlencode({**keep, "sort": sort}), "filter_query": urlencode(keep),
         "live": any(not run.is_finished for run in page),
@@ -67,7 +68,7 @@ def runs(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def run(request: HttpRequest, run_id: int) -> HttpResponse:
-    run = get_object_or_404(Run.objects.select_related("project"), pk=run_id)
+    run = get_object_or_404(visible_runs(request.user).select_related("project"), pk=run_id)
     keys = list(run.series.order_by("key").values_list("key", flat=True))
     return render(request, "tracker/run.html", {
         "run": run,
@@ -80,7 +81,7 @@ def run(request: HttpRequest, run_id: int) -> HttpResponse:
 @require_POST
 def queue_check(request: HttpRequest, run_id: int) -> HttpResponse:
     """Queue the sanity checks and the gradient check of this run's config as a job of its own."""
-    run = get_object_or_404(Run.objects.select_related("project"), pk=run_id)
+    run = get_object_or_404(visible_runs(request.user).select_related("project"), pk=run_id)
     config = {**run.config, "job": "check", "preflight": False}
     check = create_run(run.project.name, config, f"check of #{run.pk} {run.name}"[:200], request.user)
     return redirect(check)
@@ -97,7 +98,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     """The home page: running and queued jobs, what ended badly since the last visit,
     the best result per project, the workers."""
     since = team.previous_visit(request.user)
+    runs = visible_runs(request.user)
     return render(request, "tracker/dashboard.html", {
-        "since": since, "running": team.running(), "queued": team.queued(), "ended_badly": team.ended_badly(since),
-        "best": team.best_per_project(), "workers": team.workers(),
+        "since": since, "running": team.running(runs), "queued": team.queued(runs),
+        "ended_badly": team.ended_badly(runs, since), "best": team.best_per_project(runs), "workers": team.workers(runs),
     })
