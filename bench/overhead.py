@@ -37,7 +37,7 @@ from trainer.sink import MemorySink, Progress  # noqa: E402
 def plain_step_seconds(config: RunConfig) -> float:
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
-    data = load_dataset(config.data, config.seed).to(device)
+    data = load_dataset(config.data, config.data_seed).to(device)
     model = build_model(config.model, data.num_features, data.num_classes, data.image_shape).to(device)
     loss_fn = build_loss(config.loss)
     optimizer = build_optimizer(config.optimizer, model.parameters())

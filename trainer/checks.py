@@ -276,7 +276,7 @@ def sanity_checks(config: RunConfig, data: Dataset) -> list[SanityCheck]:
 def run_checks(config: RunConfig) -> dict[str, Any]:
     """Sanity checks and the gradient check for a run's config; JSON-ready."""
     checks = config.checks
-    data = load_dataset(config.data, config.seed)
+    data = load_dataset(config.data, config.data_seed)
     sanity = sanity_checks(config, data)
     torch.manual_seed(config.seed)
     model = build_model(config.model, data.num_features, data.num_classes, data.image_shape)

@@ -85,7 +85,7 @@ DATA_SETTINGS: dict[str, tuple[str, ...]] = {
     "mnist": ("path",),
     "cifar10": ("path",),
 }
-DATA_COMMON = ("name", "val_fraction", "standardize", "train_limit")
+DATA_COMMON = ("name", "val_fraction", "standardize", "train_limit", "seed")
 IMAGE_DATASETS = ("digits", "mnist", "cifar10", "npz")
 
 MODEL_SETTINGS: dict[str, tuple[str, ...]] = {
@@ -132,6 +132,7 @@ class DataConfig:
     val_fraction: float = 0.2
     standardize: bool = True
     train_limit: int | None = None
+    seed: int | None = None  # of the split (and of synthetic data); None: the run's seed
 
 
 @dataclass(frozen=True)
@@ -251,6 +252,13 @@ class RunConfig:
                                   _model_unused(self.model))
         return resolved
 
+    @property
+    def data_seed(self) -> int:
+        """Runs that differ only in `seed` share the data split when data.seed is set: a
+        seed band then shows the spread of initialisation and order, and an ensemble of
+        them is evaluated on examples none of its members trained on."""
+        return self.seed if self.data.seed is None else self.data.seed
+
     def summary(self) -> str:
         """A short label that says what distinguishes the run, e.g. 'adam lr=0.001 step'."""
         label = f"{self.optimizer.name} lr={self.optimizer.lr:g}"
@@ -331,6 +339,7 @@ def _data(fields: Fields, errors: dict[str, str]) -> DataConfig:
         val_fraction=fields.number("val_fraction", 0.2, 0.05, 0.9),
         standardize=fields.boolean("standardize", True),
         train_limit=fields.optional_integer("train_limit", 1, MAX_SAMPLES),
+        seed=fields.optional_integer("seed", 0, MAX_SEED),
     )
     fields.finish()
     return config

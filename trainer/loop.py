@@ -115,7 +115,7 @@ def train(config: RunConfig, sink: Sink, handoff_seconds: float = 0.5, resume: b
     started = time.monotonic()
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
-    data: Dataset = load_dataset(config.data, config.seed).to(device)
+    data: Dataset = load_dataset(config.data, config.data_seed).to(device)
     model = build_model(config.model, data.num_features, data.num_classes, data.image_shape).to(device)
     loss_fn = build_loss(config.loss)
     optimizer = build_optimizer(config.optimizer, model.parameters())
