@@ -16,7 +16,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from tracker import runs as run_actions
-from tracker.models import PRIORITY_MAX, PRIORITY_MIN, ApiToken, Project, Run, Worker
+from tracker.models import PRIORITY_MAX, PRIORITY_MIN, ApiToken, Project, Run, Study, Worker
 from trainer.config import ConfigError
 
 
@@ -213,3 +213,34 @@ class WorkerAdmin(admin.ModelAdmin):
             return "-"
         return format_html('<a href="{}">#{} {}</a> step {} / {}', run.get_absolute_url(), run.pk, run.name,
                            run.steps_done, run.total_steps)
+
+
+@admin.register(Study)
+class StudyAdmin(admin.ModelAdmin):
+    """Studies: listed with their runs; "add" is the same validated form as the web page."""
+
+    list_display = ("id", "name", "project", "kind", "status", "stage", "run_count", "created_at")
+    list_filter = ("kind", "status", "project")
+    search_fields = ("name",)
+    readonly_fields = ("project", "kind", "spec", "stage_params", "stage", "status", "preset", "ensemble",
+                       "created_by", "created_at", "finished_at")
+
+    @admin.display(description="runs")
+    def run_count(self, study: Study) -> int:
+        return study.runs.count()
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context=None) -> HttpResponse:
+        from tracker.views.studies import StudyForm
+
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = StudyForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            study = form.create(request.user)
+            if study is not None:
+                self.message_user(request, f"Created study #{study.pk} {study.name}: {study.runs.count()} runs queued.",
+                                  messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:tracker_study_change", args=[study.pk]))
+        context = {**self.admin_site.each_context(request), "title": "Add study", "form": form,
+                   "opts": self.model._meta}
+        return TemplateResponse(request, "admin/tracker/study/add.html", context)

@@ -141,6 +141,7 @@ def demo(args: argparse.Namespace) -> int:
         children.start("web", [PYTHON, "-m", "gunicorn", "tracker.wsgi:application", "--bind", f"127.0.0.1:{port}",
                                "--workers", "2", "--threads", "4", "--access-logfile", "-"], env)
         print(f"\n  Trainwatch is running: open http://127.0.0.1:{port}/  (log in as demo / {DEMO_PASSWORD})"
+              f"\n  The optimizer comparison (7 optimizers x 3 seeds): http://127.0.0.1:{port}/studies/"
               f"\n  Ctrl-C stops the web server, the worker and the embedded servers.\n", flush=True)
         while not interrupted:
             exited = children.first_exited()

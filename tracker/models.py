@@ -27,6 +27,39 @@ class Project(models.Model):
 PRIORITY_MIN, PRIORITY_MAX = -100, 100
 
 
+class Study(models.Model):
+    """A named set of runs generated from a base config and a spec (trainer.search)."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        FINISHED = "finished"
+        CANCELLED = "cancelled"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="studies")
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=32)
+    spec = models.JSONField(help_text="the validated spec (trainer.search.StudySpec.to_dict)")
+    stage_params = models.JSONField(default=list, blank=True,
+                                    help_text="per stage, the searched ranges (coarse-to-fine narrows them)")
+    stage = models.IntegerField(default=0, help_text="the stage in progress")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    preset = models.CharField(max_length=64, blank=True)
+    notes = models.TextField(blank=True, help_text="the team's notes; shown in the report")
+    ensemble = models.JSONField(null=True, blank=True, help_text="the last ensemble evaluation")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "studies"
+
+    def __str__(self) -> str:
+        return f"study #{self.pk} {self.name}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("study", args=[self.pk])
+
+
 class RunDict(TypedDict):
     id: int
     name: str
@@ -64,8 +97,9 @@ class Run(models.Model):
         CANCELLED = "cancelled"
         DIVERGED = "diverged"
         LOST = "lost"
+        STOPPED = "stopped", "stopped early"
 
-    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.DIVERGED, Status.LOST)
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.DIVERGED, Status.LOST, Status.STOPPED)
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs")
     name = models.CharField(max_length=200, blank=True)
@@ -73,6 +107,9 @@ class Run(models.Model):
     config = models.JSONField(help_text="the resolved, validated RunConfig")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     queue = models.CharField(max_length=32, default="cpu")
+    study = models.ForeignKey(Study, null=True, blank=True, on_delete=models.CASCADE, related_name="runs")
+    stage = models.IntegerField(default=0, help_text="the study stage that queued it")
+    study_values = models.JSONField(default=dict, blank=True, help_text="what the study varied: key -> value")
     priority = models.IntegerField(default=0, help_text=f"{PRIORITY_MIN} to {PRIORITY_MAX}; higher runs first; "
                                    "editable while the run is queued")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)

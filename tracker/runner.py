@@ -15,6 +15,7 @@ from tracker.diagnose import diagnose_run
 from tracker.ingest import compact_series, truncate_run
 from tracker.models import Run, RunCheckpoint
 from tracker.sink import DatabaseSink
+from tracker.studies import on_run_finished
 from trainer import checkpoint
 from trainer.checks import run_checks
 from trainer.config import RunConfig
@@ -87,6 +88,10 @@ def execute_run(run_id: int) -> str:
     except Exception:
         log.exception("run %s: compacting or the final diagnosis failed", run_id)
     Run.objects.filter(pk=run_id).update(finished_at=timezone.now(), heartbeat_at=timezone.now(), **final)
+    try:
+        on_run_finished(run_id)  # a study moves on when its stage is done
+    except Exception:
+        log.exception("run %s: advancing its study failed", run_id)
     return final["status"]
 
 

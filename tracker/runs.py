@@ -57,13 +57,25 @@ def _check_priority(priority: Any, errors: dict[str, str]) -> int:
     return priority
 
 
-def create_run(project_name: Any, config: Any, name: Any = "", user: AbstractBaseUser | None = None,
-               tags: Any = None, priority: Any = None) -> Run:
-    """Validate everything, then create and queue the run; raises ConfigError naming each bad field."""
-    errors: dict[str, str] = {}
+def validate_project(project_name: Any, user: AbstractBaseUser | None, errors: dict[str, str]) -> None:
+    """A printable name; an existing project only for its members (or staff)."""
     if (not isinstance(project_name, str) or not project_name.strip() or len(project_name) > 100
             or CONTROL_CHARACTERS.search(project_name)):
         errors["project"] = f"must be a project name of 1 to 100 printable characters, got {project_name!r}"
+        return
+    if user is not None and user.is_authenticated:
+        existing = Project.objects.filter(name=project_name.strip()).first()
+        if existing is not None and not may_use_project(user, existing):
+            errors["project"] = (f"you are not a member of project {existing.name!r}; "
+                                 "a staff user adds members in the admin")
+
+
+def create_run(project_name: Any, config: Any, name: Any = "", user: AbstractBaseUser | None = None,
+               tags: Any = None, priority: Any = None, study=None, stage: int = 0,
+               study_values: dict | None = None) -> Run:
+    """Validate everything, then create and queue the run; raises ConfigError naming each bad field."""
+    errors: dict[str, str] = {}
+    validate_project(project_name, user, errors)
     if name is None:
         name = ""
     if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH or CONTROL_CHARACTERS.search(name):
@@ -71,11 +83,6 @@ def create_run(project_name: Any, config: Any, name: Any = "", user: AbstractBas
     clean_tags = _check_tags(tags, errors)
     clean_priority = _check_priority(priority, errors)
     acting = user if user is not None and user.is_authenticated else None
-    if acting is not None and "project" not in errors:
-        existing = Project.objects.filter(name=project_name.strip()).first()
-        if existing is not None and not may_use_project(acting, existing):
-            errors["project"] = (f"you are not a member of project {existing.name!r}; "
-                                 "a staff user adds members in the admin")
     try:
         resolved = RunConfig.from_dict(config)
     except ConfigError as error:
@@ -92,6 +99,9 @@ def create_run(project_name: Any, config: Any, name: Any = "", user: AbstractBas
             name=name.strip() or resolved.summary(),
             tags=clean_tags,
             priority=clean_priority,
+            study=study,
+            stage=stage,
+            study_values=study_values or {},
             config=resolved.to_dict(),
             queue=queue_for(resolved),
             created_by=acting,
@@ -127,10 +137,13 @@ def queue_positions(queue: str | None = None) -> dict[int, int]:
 
 def request_cancel(run: Run) -> bool:
     """A queued run never starts; a running one stops at its next flush (about 1 s)."""
+    from tracker.studies import on_run_finished
+
     now = timezone.now()
     if Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
         status=Run.Status.CANCELLED, cancel_requested=True, finished_at=now, message="cancelled before it started"
     ):
+        on_run_finished(run.pk)  # it may have been the last of its study's stage
         return True
     return bool(Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(cancel_requested=True))
 
@@ -201,4 +214,9 @@ def reap_lost_runs(max_silence: float, max_attempts: int) -> list[tuple[int, str
                 locked.message = f"lost: {what}; no attempts left ({locked.attempts} of {max_attempts})"
                 locked.save(update_fields=["status", "finished_at", "message"])
                 done.append((run_id, "lost"))
+    from tracker.studies import on_run_finished
+
+    for run_id, what in done:
+        if what == "lost":
+            on_run_finished(run_id)
     return done

@@ -16,6 +16,7 @@ from django.utils import timezone
 from tracker.diagnose import diagnose_run
 from tracker.ingest import ChunkWriter, write_histograms, write_images
 from tracker.models import Run, RunCheckpoint, Worker
+from tracker.studies import early_stop_reason, early_stopping_of
 from tracker.system import SystemSampler
 from trainer.sink import HistogramRecord, ImageRecord, Progress, RunInfo, ScalarBatch
 
@@ -39,6 +40,8 @@ class DatabaseSink:
         self._system: SystemSampler | None = None
         self._last_system = 0.0
         self._stop = False
+        self._stop_reason: str | None = None
+        self._early_stopping = early_stopping_of(run)
 
     # --- trainer.sink.Sink --------------------------------------------------
 
@@ -75,6 +78,9 @@ class DatabaseSink:
         pending one is kept."""
         self._pending_checkpoint = (step, epoch, blob)
         self.flush()
+
+    def stop_reason(self) -> str | None:
+        return self._stop_reason
 
     def should_stop(self) -> bool:
         # refreshed at each flush, so this costs no query
@@ -137,6 +143,10 @@ class DatabaseSink:
         Run.objects.filter(pk=self.run.pk).update(**updates)
         Worker.objects.filter(name=self.run.worker).update(seen_at=updates["heartbeat_at"])
         self._stop = Run.objects.filter(pk=self.run.pk, cancel_requested=True).exists()
+        if self._early_stopping is not None and "val_acc" in batch and not self._stop:
+            # judged at epoch ends, against the study's other runs of the same stage
+            self._stop_reason = early_stop_reason(self.run, self._early_stopping)
+            self._stop = self._stop_reason is not None
         return batch
 
     def _sample_system(self) -> None:

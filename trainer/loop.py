@@ -43,7 +43,7 @@ EVAL_BATCH = 4096
 
 @dataclass(frozen=True)
 class RunResult:
-    status: str  # succeeded | diverged | cancelled
+    status: str  # succeeded | diverged | cancelled | stopped (early, by the sink's reason)
     message: str
     steps: int
     epochs: int
@@ -196,6 +196,9 @@ def train(config: RunConfig, sink: Sink, handoff_seconds: float = 0.5, resume: b
         sink.progress(Progress(epochs_done, step, total_steps))
         last_handoff = time.monotonic()
         if sink.should_stop():
+            reason = sink.stop_reason()
+            if reason:  # e.g. a study's early stopping
+                return finish("stopped", reason, epochs_done)
             return finish("cancelled", f"cancel requested; stopped at step {step}", epochs_done)
         return None
 

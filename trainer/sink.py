@@ -76,6 +76,11 @@ class Sink(Protocol):
         """Called at every hand-off (about twice a second); must be cheap."""
         ...
 
+    def stop_reason(self) -> str | None:
+        """Why should_stop() said yes: None for a cancel request, else a sentence (the run
+        then ends `stopped`, e.g. by a study's early stopping)."""
+        ...
+
     def checkpoint(self, step: int, epoch: int, blob: bytes) -> None:
         """The state after `step` steps (trainer.checkpoint), handed over right after the
         hand-off that delivered every measurement before it."""
@@ -116,6 +121,9 @@ class MemorySink:
 
     def checkpoint(self, step: int, epoch: int, blob: bytes) -> None:
         self.checkpoints.append((step, epoch, blob))
+
+    def stop_reason(self) -> str | None:
+        return None
 
     def should_stop(self) -> bool:
         return self.stop_after_handoffs is not None and self.handoffs >= self.stop_after_handoffs

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 
 from tracker import dashboard as team
 from tracker.access import visible_projects, visible_runs
-from tracker.models import Project, Run
+from tracker.models import Project, Run, Study
 from tracker.runs import create_run
 from trainer.config import OPTIMIZER_SETTINGS, SCHEDULE_SETTINGS
 
@@ -32,11 +32,14 @@ SORTS = {
 def _filtered_runs(request: HttpRequest):
     queryset = visible_runs(request.user).select_related("project").annotate(
         duration=ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField()))
-    filters = {key: request.GET.get(key, "").strip() for key in ("status", "project", "optimizer", "schedule", "tag", "q")}
+    filters = {key: request.GET.get(key, "").strip()
+               for key in ("status", "project", "study", "optimizer", "schedule", "tag", "q")}
     if filters["status"] in Run.Status.values:
         queryset = queryset.filter(status=filters["status"])
     if filters["project"]:
         queryset = queryset.filter(project__name=filters["project"])
+    if filters["study"].isdigit():
+        queryset = queryset.filter(study_id=int(filters["study"]))
     if filters["optimizer"]:
         queryset = queryset.filter(config__optimizer__name=filters["optimizer"])
     if filters["schedule"]:
@@ -60,6 +63,8 @@ def runs(request: HttpRequest) -> HttpResponse:
     return render(request, "tracker/runs.html", {
         "page": page, "filters": filters, "sort": sort, "statuses": Run.Status.values,
         "projects": visible_projects(request.user).order_by("name").values_list("name", flat=True),
+        "studies": Study.objects.filter(project__in=visible_projects(request.user)).order_by("-created_at")
+                   .values_list("pk", "name")[:200],
         "optimizers": OPTIMIZER_SETTINGS, "schedules": SCHEDULE_SETTINGS,
         "query": urlencode({**keep, "sort": sort}), "filter_query": urlencode(keep),
         "live": any(not run.is_finished for run in page),
