@@ -100,6 +100,9 @@ def comparison(runs: list[Run], metric: str, group_by: list[str], with_lr: bool,
         entry = {"id": run.pk, "name": run.name, "label": label(run, differing), "status": run.status,
                  "steps_per_epoch": run.steps_per_epoch, "steps": shown_steps.tolist(),
                  "values": [None if not np.isfinite(v) else float(v) for v in shown_values]}
+        # per epoch end: the seconds of training so far, for a wall-time x axis
+        wall_steps, walls = read_series(run.pk, "wall_time")
+        entry["wall"] = {"steps": wall_steps.tolist(), "values": walls.tolist()}
         if with_lr:
             lr_steps, lrs = min_max_downsample(*read_series(run.pk, "lr"), max_points)
             entry["lr"] = {"steps": lr_steps.tolist(), "values": lrs.tolist()}

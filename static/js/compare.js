@@ -9,7 +9,7 @@
   const state = {
     runs: params.get("runs") || "",
     metric: params.get("metric") || "loss",
-    x: params.get("x") === "step" ? "step" : "epoch",
+    x: ["step", "wall"].includes(params.get("x")) ? params.get("x") : "epoch",
     y: params.get("y") === "log" ? "log" : "linear",
     lr: params.get("lr") === "1",
     group: (params.get("group") || "").split(",").filter(Boolean),
@@ -26,12 +26,26 @@
     history.replaceState(null, "", `?${query}`);
   }
 
-  function toX(step, stepsPerEpoch) {
+  /* Wall time at a step, interpolated between the run's epoch ends (wall_time is logged
+     there), from 0 s before its first step. */
+  function wallAt(wall, step) {
+    if (!wall || !wall.steps.length) return null;
+    let before = [-1, 0];
+    for (let i = 0; i < wall.steps.length; i++) {
+      const after = [wall.steps[i], wall.values[i]];
+      if (step <= after[0]) return before[1] + (after[1] - before[1]) * (step - before[0]) / (after[0] - before[0]);
+      before = after;
+    }
+    return null;  // after the last epoch end: not known yet
+  }
+
+  function toX(step, stepsPerEpoch, wall) {
+    if (state.x === "wall") return wallAt(wall, step);
     return state.x === "epoch" && stepsPerEpoch ? (step + 1) / stepsPerEpoch : step;
   }
 
-  function points(steps, values, stepsPerEpoch) {
-    return steps.map((s, i) => ({ x: toX(s, stepsPerEpoch), y: values[i] }));
+  function points(steps, values, stepsPerEpoch, wall) {
+    return steps.map((s, i) => ({ x: toX(s, stepsPerEpoch, wall), y: values[i] })).filter((p) => p.x !== null);
   }
 
   function withAlpha(hex, alpha) {
@@ -42,28 +56,30 @@
   function datasets(body) {
     const out = [];
     const stepsPerEpoch = Object.fromEntries(body.runs.map((run) => [run.id, run.steps_per_epoch]));
+    const walls = Object.fromEntries(body.runs.map((run) => [run.id, run.wall]));
     if (body.groups) {
       Object.entries(body.groups).forEach(([name, group], index) => {
         const color = T.palette[index % T.palette.length];
         const spe = stepsPerEpoch[group.runs[0]];
+        const wall = walls[group.runs[0]];  // the group's first run's clock
         const offset = (sign) => group.mean.map((m, i) => (m === null || group.std[i] === null ? null : m + sign * group.std[i]));
         const [lower, upper] = state.band === "std" ? [offset(-1), offset(1)] : [group.min, group.max];
-        out.push({ label: `_low ${name}`, data: points(group.steps, lower, spe), borderWidth: 0, pointRadius: 0 });
-        out.push({ label: `_high ${name}`, data: points(group.steps, upper, spe), borderWidth: 0, pointRadius: 0,
+        out.push({ label: `_low ${name}`, data: points(group.steps, lower, spe, wall), borderWidth: 0, pointRadius: 0 });
+        out.push({ label: `_high ${name}`, data: points(group.steps, upper, spe, wall), borderWidth: 0, pointRadius: 0,
                    fill: "-1", backgroundColor: withAlpha(color, 0.15) });
-        out.push({ label: `${name} (mean of ${group.runs.length})`, data: points(group.steps, group.mean, spe),
+        out.push({ label: `${name} (mean of ${group.runs.length})`, data: points(group.steps, group.mean, spe, wall),
                    borderColor: color, borderWidth: 2, pointRadius: 0 });
       });
     } else {
       body.runs.forEach((run, index) => {
-        out.push({ label: `#${run.id} ${run.label}`, data: points(run.steps, run.values, run.steps_per_epoch),
+        out.push({ label: `#${run.id} ${run.label}`, data: points(run.steps, run.values, run.steps_per_epoch, run.wall),
                    borderColor: T.palette[index % T.palette.length], borderWidth: 1.5, pointRadius: 0 });
       });
     }
     if (state.lr) {
       body.runs.forEach((run, index) => {
         if (!run.lr) return;
-        out.push({ label: `lr #${run.id}`, data: points(run.lr.steps, run.lr.values, run.steps_per_epoch),
+        out.push({ label: `lr #${run.id}`, data: points(run.lr.steps, run.lr.values, run.steps_per_epoch, run.wall),
                    borderColor: T.palette[index % T.palette.length], borderDash: [4, 3], borderWidth: 1,
                    pointRadius: 0, yAxisID: "lr" });
       });
@@ -74,7 +90,7 @@
   function draw(body) {
     if (chart) chart.destroy();
     chart = T.lineChart(document.getElementById("chart-compare"), {
-      yLabel: body.metric, xLabel: state.x, logY: state.y === "log", datasets: datasets(body) });
+      yLabel: body.metric, xLabel: state.x === "wall" ? "wall time (s)" : state.x, logY: state.y === "log", datasets: datasets(body) });
     chart.options.plugins.legend.labels.filter = (item) => !item.text.startsWith("_");
     if (state.lr) {
       chart.options.scales.lr = { type: "logarithmic", position: "right", title: { display: true, text: "learning rate" },

@@ -143,6 +143,13 @@ def test_the_comparison_page_overlays_runs_chosen_in_the_runs_list(celery_worker
     page.wait_for_function("location.search.includes('band=std')")
     page.wait_for_function("document.getElementById('compare-caption').textContent.includes('mean ± std')")
     assert page.evaluate(band) is not None and widest is not None  # a group of one run: mean + 0 std
+    # the x axis in wall-clock seconds of training (wall_time, interpolated between epoch ends)
+    page.select_option("#x-axis", "wall")
+    page.wait_for_function("location.search.includes('x=wall')")
+    assert page.evaluate("window.trainwatchCompare.options.scales.x.title.text") == "wall time (s)"
+    xs = page.evaluate("window.trainwatchCompare.data.datasets.find((d) => d.label.includes('mean of')).data.map((p) => p.x)")
+    assert xs[0] >= 0 and xs[-1] > 0 and all(b >= a for a, b in zip(xs, xs[1:]))
+    page.select_option("#x-axis", "epoch")
     page.check("#lr-overlay")
     page.wait_for_function("window.trainwatchCompare.data.datasets.some((d) => d.yAxisID === 'lr')")
     page.reload()
