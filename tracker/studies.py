@@ -107,9 +107,12 @@ def on_run_finished(run_id: int) -> None:
         study.finished_at = timezone.now()
         study.save(update_fields=["status", "finished_at"])
     if spec.ensemble_k:
-        from tracker.tasks import evaluate_ensemble
-
-        transaction.on_commit(lambda: evaluate_ensemble.apply_async(args=[study.pk, spec.ensemble_k], queue="cpu"))
+        # here, on the worker that trained the study's last run: a few forward passes over
+        # the validation set, not worth a queued job that would wait behind long runs
+        try:
+            evaluate_ensemble(study, spec.ensemble_k)
+        except (ConfigError, ValueError) as error:
+            log.warning("study %s: no ensemble: %s", study.pk, error)
 
 
 def _queue(study, planned, stage: int) -> None:

@@ -19,23 +19,6 @@ def train_next(self, queue: str) -> str:
     return execute_next(queue, self.request.hostname or "unknown")
 
 
-@shared_task(name="tracker.evaluate_ensemble", ignore_result=True)
-def evaluate_ensemble(study_id: int, k: int) -> dict | None:
-    """The top-k runs of a study as an ensemble (tracker.studies.evaluate_ensemble)."""
-    from tracker.models import Study
-    from tracker.studies import evaluate_ensemble as evaluate
-    from trainer.config import ConfigError
-
-    study = Study.objects.filter(pk=study_id).first()
-    if study is None:
-        return None
-    try:
-        return evaluate(study, k)
-    except (ConfigError, ValueError) as error:
-        log.warning("study %s: no ensemble: %s", study_id, error)
-        return None
-
-
 @shared_task(name="tracker.reap_lost_runs", ignore_result=True)
 def reap_lost_runs() -> list:
     """Periodic (Celery beat): requeue or mark `lost` the runs whose worker went silent."""

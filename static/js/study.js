@@ -17,7 +17,7 @@
     if (value === null || value === undefined) return "–";
     if (typeof value === "object" && !Array.isArray(value)) return value.name || JSON.stringify(value);
     if (Array.isArray(value)) return value.join("x");
-    if (typeof value === "number") return T.formatNumber(value);
+    if (typeof value === "number") return Number.isInteger(value) ? String(value) : T.formatNumber(value);
     return String(value);
   }
 
@@ -140,9 +140,12 @@
     const datasets = [
       { label: "ranked runs", data: shown.map((r) => ({ x: x(r), y: r.best_val_accuracy, id: r.id })),
         backgroundColor: T.palette[0], pointRadius: 4 },
-      { label: "diverged or failed (no accuracy; drawn at the bottom)", data: failed.map((r) => ({ x: x(r), y: floor, id: r.id })),
-        backgroundColor: T.palette[1], borderColor: T.palette[1], pointStyle: "crossRot", pointRadius: 6 },
     ];
+    if (failed.length) {
+      datasets.push({ label: "diverged or failed (no accuracy; drawn at the bottom)",
+                      data: failed.map((r) => ({ x: x(r), y: floor, id: r.id })),
+                      backgroundColor: T.palette[1], borderColor: T.palette[1], pointStyle: "crossRot", pointRadius: 6 });
+    }
     if (charts[key]) charts[key].destroy();
     const categories = numeric ? undefined : [...new Set(data.rows.map((r) => label(r.values[key])))];
     charts[key] = new Chart(figure.querySelector("canvas"), {
