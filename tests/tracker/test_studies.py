@@ -158,3 +158,31 @@ def test_summary_warns_when_the_best_value_sits_on_the_edge_of_the_range():
     Run.objects.filter(pk=study.runs.first().pk).update(study_values={"optimizer.lr": 9.5e-4})
     warnings = summary(study)["warnings"]
     assert len(warnings) == 1 and "high edge" in warnings[0] and "widen the range upwards" in warnings[0]
+
+
+def test_promote_trains_the_top_k_longer_as_a_new_stage(logged_in):
+    study = create_study("p", "promote me", {"kind": "grid", "base": BASE, "choices": {"optimizer.lr": [0.1, 0.2, 0.3]}})
+    for run, accuracy in zip(study.runs.order_by("pk"), (0.8, 0.9, 0.7)):
+        finish(run, accuracy)
+    study.refresh_from_db()
+    assert study.status == "finished"
+    response = logged_in.post(f"/studies/{study.pk}/promote/", {"k": "2", "epochs": "12"})
+    assert response.status_code == 302
+    promoted = list(study.runs.filter(stage=1).order_by("pk"))
+    assert [run.config["optimizer"]["lr"] for run in promoted] == [0.2, 0.1]  # best first
+    assert all(run.config["epochs"] == 12 and run.status == "queued" for run in promoted)
+    assert Study.objects.get(pk=study.pk).status == "running"
+    response = logged_in.post(f"/studies/{study.pk}/promote/", {"k": "0", "epochs": "12"})
+    assert response.status_code == 400 and "k: must be a whole number" in response.content.decode()
+
+
+def test_the_admin_adds_a_study_through_the_same_validated_form(client, staff):
+    client.force_login(staff)
+    response = client.post("/admin/tracker/study/add/", {"project": "p", "name": "s", "preset": "",
+                                                         "spec": '{"kind": "grid", "choices": {"optimizer.lr": [-1]}}'})
+    assert response.status_code == 200 and "optimizer.lr" in response.content.decode() and not Study.objects.exists()
+    response = client.post("/admin/tracker/study/add/", {"project": "p", "name": "schedules study",
+                                                         "preset": "compare-schedules"})
+    study = Study.objects.get()
+    assert response.status_code == 302 and study.runs.count() == 15 and study.preset == "compare-schedules"
+    assert "schedules study" in client.get("/admin/tracker/study/").content.decode()
