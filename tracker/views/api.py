@@ -50,6 +50,19 @@ def _token_user(request: HttpRequest):
     return found.user
 
 
+def read_json_object(request: HttpRequest, fields: str) -> tuple[dict, JsonResponse | None]:
+    """The request's JSON object, or the 400 that says why there is none."""
+    if len(request.body) > MAX_BODY_BYTES:
+        return {}, _bad_request({"body": f"must be at most {MAX_BODY_BYTES} bytes"})
+    try:
+        body = json.loads(request.body or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        return {}, _bad_request({"body": f"is not valid JSON: {error}"})
+    if not isinstance(body, dict):
+        return {}, _bad_request({"body": f"must be a JSON object with {fields}"})
+    return body, None
+
+
 def _api_login_required(view):
     """A session or an API token. A token request carries no cookie, so it needs no CSRF
     token; a session request that changes something is CSRF-checked as a form would be."""
@@ -175,14 +188,9 @@ def runs(request: HttpRequest) -> JsonResponse:
     if request.method == "GET":
         latest = visible_runs(request.user).order_by("-created_at")[:100]
         return JsonResponse({"runs": [run.to_dict() for run in latest]})
-    if len(request.body) > MAX_BODY_BYTES:
-        return _bad_request({"body": f"must be at most {MAX_BODY_BYTES} bytes"})
-    try:
-        body = json.loads(request.body or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        return _bad_request({"body": f"is not valid JSON: {error}"})
-    if not isinstance(body, dict):
-        return _bad_request({"body": "must be a JSON object with project, name and config"})
+    body, refused = read_json_object(request, "project, name and config")
+    if refused is not None:
+        return refused
     unknown = set(body) - {"project", "name", "config", "tags", "priority"}
     if unknown:
         return _bad_request({key: "unknown field; allowed: project, name, config, tags, priority"

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from tracker.access import visible_projects
 from tracker.models import Study
 from tracker.studies import create_study, promote, summary
-from tracker.views.api import MAX_BODY_BYTES, _api_login_required, _bad_request
+from tracker.views.api import _api_login_required, _bad_request, read_json_object
 from trainer.config import ConfigError
 from trainer.presets import PRESETS
 
@@ -102,17 +102,35 @@ def study_page(request: HttpRequest, study_id: int) -> HttpResponse:
     return render(request, "tracker/study.html", {"study": study, "data": data, "page_data": data})
 
 
+def _posted_whole(request: HttpRequest, name: str, default: str) -> int:
+    raw = request.POST.get(name, default)
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError({name: f"must be a whole number, got {raw!r}"}) from None
+
+
+def _study_action(request: HttpRequest, study_id: int, action) -> HttpResponse:
+    """Run a button's action on a study the user sees; its errors go back on the page (400)."""
+    study = get_object_or_404(visible_studies(request.user).select_related("project"), pk=study_id)
+    try:
+        action(study)
+    except ConfigError as error:
+        message = "; ".join(f"{field}: {text}" for field, text in error.errors.items())
+    except ValueError as error:  # e.g. an ensemble of runs trained on different splits
+        message = str(error)
+    else:
+        return redirect(study)
+    data = summary(study)
+    return render(request, "tracker/study.html", {"study": study, "data": data, "page_data": data, "error": message},
+                  status=400)
+
+
 @login_required
 @require_POST
 def study_promote(request: HttpRequest, study_id: int) -> HttpResponse:
-    study = get_object_or_404(visible_studies(request.user), pk=study_id)
-    try:
-        promote(study, int(request.POST.get("k", "3")), int(request.POST.get("epochs", "0")), request.user)
-    except (ConfigError, ValueError) as error:
-        message = "; ".join(f"{k}: {v}" for k, v in getattr(error, "errors", {"k": str(error)}).items())
-        return render(request, "tracker/study.html", {"study": study, "data": summary(study),
-                                                      "page_data": summary(study), "error": message}, status=400)
-    return redirect(study)
+    return _study_action(request, study_id, lambda study: promote(
+        study, _posted_whole(request, "k", "3"), _posted_whole(request, "epochs", "0"), request.user))
 
 
 @login_required
@@ -120,14 +138,7 @@ def study_promote(request: HttpRequest, study_id: int) -> HttpResponse:
 def study_ensemble(request: HttpRequest, study_id: int) -> HttpResponse:
     from tracker.studies import evaluate_ensemble
 
-    study = get_object_or_404(visible_studies(request.user), pk=study_id)
-    try:
-        evaluate_ensemble(study, int(request.POST.get("k", "3")))
-    except (ConfigError, ValueError) as error:
-        message = "; ".join(f"{k}: {v}" for k, v in getattr(error, "errors", {"k": str(error)}).items())
-        return render(request, "tracker/study.html", {"study": study, "data": summary(study),
-                                                      "page_data": summary(study), "error": message}, status=400)
-    return redirect(study)
+    return _study_action(request, study_id, lambda study: evaluate_ensemble(study, _posted_whole(request, "k", "3")))
 
 
 @login_required
@@ -222,14 +233,9 @@ def api_studies(request: HttpRequest) -> JsonResponse:
         studies = visible_studies(request.user).order_by("-created_at")[:100]
         return JsonResponse({"studies": [{"id": s.pk, "name": s.name, "kind": s.kind, "status": s.status,
                                           "url": s.get_absolute_url()} for s in studies]})
-    if len(request.body) > MAX_BODY_BYTES:
-        return _bad_request({"body": f"must be at most {MAX_BODY_BYTES} bytes"})
-    try:
-        body = json.loads(request.body or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        return _bad_request({"body": f"is not valid JSON: {error}"})
-    if not isinstance(body, dict):
-        return _bad_request({"body": "must be a JSON object with project, name and spec (or preset)"})
+    body, refused = read_json_object(request, "project, name and spec (or preset)")
+    if refused is not None:
+        return refused
     unknown = set(body) - {"project", "name", "spec", "preset", "notes"}
     if unknown:
         return _bad_request({key: "unknown field; allowed: project, name, spec, preset, notes" for key in sorted(unknown)})
