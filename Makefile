@@ -40,6 +40,7 @@ test: $(STAMP) chromium
 
 # each script prints its figures and ends with one name=value line
 bench: $(STAMP) chromium
+	$(PY) -m tracker.launcher run -- $(PY) manage.py migrate --no-input -v 0
 	$(PY) -m tracker.launcher run -- $(PY) bench/ingest.py
 	$(PY) bench/overhead.py
 	TRAINWATCH_CHROMIUM=$$(test -x $(CHROMIUM) && echo $(CHROMIUM) || command -v chromium) \
