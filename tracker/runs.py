@@ -70,6 +70,14 @@ def validate_project(project_name: Any, user: AbstractBaseUser | None, errors: d
                                  "a staff user adds members in the admin")
 
 
+def project_for(project_name: str, user: AbstractBaseUser | None) -> Project:
+    """The project of that name (validate_project first); a new one belongs to whoever created it."""
+    project, created = Project.objects.get_or_create(name=project_name.strip())
+    if created and user is not None and user.is_authenticated:
+        project.members.add(user)
+    return project
+
+
 def create_run(project_name: Any, config: Any, name: Any = "", user: AbstractBaseUser | None = None,
                tags: Any = None, priority: Any = None, study=None, stage: int = 0,
                study_values: dict | None = None) -> Run:
@@ -91,9 +99,7 @@ def create_run(project_name: Any, config: Any, name: Any = "", user: AbstractBas
     if errors:
         raise ConfigError(errors)
     with transaction.atomic():
-        project, created = Project.objects.get_or_create(name=project_name.strip())
-        if created and acting is not None:
-            project.members.add(acting)  # a new project belongs to whoever created it
+        project = project_for(project_name, acting)
         run = Run.objects.create(
             project=project,
             name=name.strip() or resolved.summary(),

@@ -32,7 +32,7 @@ def create_study(project_name: Any, name: Any, spec: Any, user=None, preset: str
     """Validate the spec (every generated config included), then create the study and queue
     its first stage in one transaction; raises ConfigError naming each bad field."""
     from tracker.models import Study
-    from tracker.runs import create_run, validate_project
+    from tracker.runs import create_run, project_for, validate_project
 
     errors: dict[str, str] = {}
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
@@ -46,7 +46,7 @@ def create_study(project_name: Any, name: Any, spec: Any, user=None, preset: str
         raise ConfigError(errors)
     with transaction.atomic():
         study = Study.objects.create(
-            project=_project(project_name, user), name=name.strip(), kind=parsed.kind, spec=parsed.to_dict(),
+            project=project_for(project_name, user), name=name.strip(), kind=parsed.kind, spec=parsed.to_dict(),
             stage_params=[_params_json(parsed.params)] if parsed.params else [], preset=preset, notes=notes,
             created_by=user if user is not None and user.is_authenticated else None)
         for planned in plan_stage(parsed, 0):
@@ -59,15 +59,6 @@ def create_preset(preset: str, project_name: str, user=None, name: str | None = 
     if preset not in PRESETS:
         raise ConfigError({"preset": f"unknown preset {preset!r}; one of {', '.join(PRESETS)}"})
     return create_study(project_name, name or preset, PRESETS[preset]["spec"], user, preset=preset)
-
-
-def _project(project_name: str, user):
-    from tracker.models import Project
-
-    project, created = Project.objects.get_or_create(name=project_name.strip())
-    if created and user is not None and user.is_authenticated:
-        project.members.add(user)
-    return project
 
 
 def results(study, stage: int | None = None) -> list[Result]:
