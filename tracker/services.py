@@ -72,6 +72,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _clear_stale_pid_file(name: str, pidfile: Path, pid: int | None) -> None:
+    """A pid file left by a server that died is removed; one whose process still runs but does
+    not answer is an error the user must resolve (we never kill what we did not start)."""
+    if pid is None:
+        return
+    if _pid_alive(pid):
+        raise ServiceError(f"{name}: {pidfile} names pid {pid}, which is running but not answering; "
+                           f"stop it (python -m tracker.services stop) and retry")
+    print(f"{name}: removing stale pid file (pid {pid} is not running)", file=sys.stderr)
+    pidfile.unlink()
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -226,15 +238,7 @@ class EmbeddedPostgres:
         current = self.status(state)
         if current.running:
             return current.url or ""
-        pid = self.pid()
-        if pid is not None:
-            if _pid_alive(pid):
-                raise ServiceError(
-                    f"postgres: {self.pgdata}/postmaster.pid names pid {pid}, which is running but not "
-                    f"answering on the recorded port; stop it (python -m tracker.services stop) and retry"
-                )
-            print(f"postgres: removing stale pid file (pid {pid} is not running)", file=sys.stderr)
-            (self.pgdata / "postmaster.pid").unlink()
+        _clear_stale_pid_file("postgres", self.pgdata / "postmaster.pid", self.pid())
         if not (self.pgdata / "PG_VERSION").exists():
             result = self._pg("initdb", "-D", str(self.pgdata), "--auth=trust", "--encoding=utf8", "-U", "postgres")
             if result.returncode != 0:
@@ -312,15 +316,7 @@ class EmbeddedRedis:
         current = self.status(state)
         if current.running:
             return current.url or ""
-        pid = self.pid()
-        if pid is not None:
-            if _pid_alive(pid):
-                raise ServiceError(
-                    f"redis: {self.pidfile} names pid {pid}, which is running but not answering; "
-                    f"stop it (python -m tracker.services stop) and retry"
-                )
-            print(f"redis: removing stale pid file (pid {pid} is not running)", file=sys.stderr)
-            self.pidfile.unlink()
+        _clear_stale_pid_file("redis", self.pidfile, self.pid())
         port = _choose_port(self.name, "TRAINWATCH_REDIS_PORT", state.get("redis_port"))
         # appendonly: queued tasks survive a restart of the embedded server.
         result = subprocess.run(
