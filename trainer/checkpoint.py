@@ -33,8 +33,13 @@ class LoopState:
     last_image_step: int | None
 
 
-def save(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule_state: dict[str, Any],
-         epoch_generator_state: torch.Tensor, loop: LoopState) -> bytes:
+def save(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule_state: dict[str, Any],
+    epoch_generator_state: torch.Tensor,
+    loop: LoopState,
+) -> bytes:
     state = {
         "format": FORMAT,
         "model": model.state_dict(),

@@ -1,27 +1,24 @@
-"""Checks before and during training (docs/training-dynamics.md, section 2).
+"""Checks before and during training (docs/training-dynamics.md, section 2), on any model
+and tensors: the worker's preflight (trainer.preflight) and the client both call them.
 
-gradient_check  analytic vs numerical gradients, as the notes prescribe
-sanity_checks   initial loss, regularisation raises the loss, overfit a tiny subset
-run_checks      both, for a run's config: what a preflight or a check job stores
+gradient_check        analytic vs numerical gradients, as the notes prescribe
+initial_loss_check    the initial loss against ln(C) (C - 1 for an SVM)
+regularisation_check  raising the regularisation strength raises the loss
+overfit_check         a fresh model overfits a tiny subset
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
-import math
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.config import RunConfig
-from trainer.data import Dataset, load_dataset
-from trainer.models import Maxout, MulticlassSVMLoss, build_loss, build_model
-from trainer.optim import build_optimizer
+from trainer.diagnosis import expected_initial_loss
+from trainer.models import Maxout, MulticlassSVMLoss
 
 # Relative-error thresholds of the notes
 WRONG = 1e-2  # above: the gradient is almost certainly wrong
@@ -99,8 +96,15 @@ class _BranchRecorder:
             shape = x.shape
             self.branches.append(x.view(shape[0], shape[1] // module.pieces, module.pieces, *shape[2:]).argmax(dim=2))
         elif isinstance(module, nn.MaxPool2d):
-            _, indices = F.max_pool2d(x, module.kernel_size, module.stride, module.padding, module.dilation,
-                                      module.ceil_mode, return_indices=True)
+            _, indices = F.max_pool2d(
+                x,
+                module.kernel_size,
+                module.stride,
+                module.padding,
+                module.dilation,
+                module.ceil_mode,
+                return_indices=True,
+            )
             self.branches.append(indices)
         else:
             self.branches.append(x > 0)
@@ -125,9 +129,17 @@ def _sample_indices(numel: int, count: int, generator: torch.Generator) -> list[
     return torch.randperm(numel, generator=generator)[:count].tolist()
 
 
-def gradient_check(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
-                   h: float = 1e-5, dims_per_tensor: int = 10, seed: int = 0,
-                   l2: float = 0.0) -> list[GradientCheckResult]:
+def gradient_check(
+    model: nn.Module,
+    loss_fn: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    h: float = 1e-5,
+    dims_per_tensor: int = 10,
+    seed: int = 0,
+    l2: float = 0.0,
+) -> list[GradientCheckResult]:
     """Check the data loss's gradient with regularisation off, then the L2 term on its own
     (when l2 > 0). Runs in double precision on a copy of the model."""
     model = copy.deepcopy(model).double()
@@ -144,7 +156,7 @@ def gradient_check(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: tor
         return loss_fn(scores, y)
 
     def l2_loss() -> torch.Tensor:
-        return 0.5 * l2 * sum(p.square().sum() for _, p in params)
+        return 0.5 * l2 * torch.stack([p.square().sum() for _, p in params]).sum()
 
     results = [_check_part("data loss", data_loss, params, recorder, h, dims_per_tensor, seed, depth)]
     if l2 > 0:
@@ -154,8 +166,9 @@ def gradient_check(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: tor
     return results
 
 
-def _check_part(part: str, objective, params, recorder: _BranchRecorder, h: float, dims_per_tensor: int,
-                seed: int, depth: int) -> GradientCheckResult:
+def _check_part(
+    part: str, objective, params, recorder: _BranchRecorder, h: float, dims_per_tensor: int, seed: int, depth: int
+) -> GradientCheckResult:
     for _, p in params:
         p.grad = None
     objective().backward()
@@ -166,7 +179,8 @@ def _check_part(part: str, objective, params, recorder: _BranchRecorder, h: floa
     with torch.no_grad():
         for name, p in params:
             flat = p.view(-1)
-            errors, kinks, worst = [], 0, {}
+            errors: list[float] = []
+            kinks, worst = 0, {}
             for index in _sample_indices(flat.numel(), dims_per_tensor, generator):
                 original = flat[index].item()
                 flat[index] = original + h
@@ -186,11 +200,21 @@ def _check_part(part: str, objective, params, recorder: _BranchRecorder, h: floa
                     worst = {"index": index, "analytic": fa, "numerical": numerical}
                 errors.append(error)
             top = max(errors, default=0.0)
-            tensors.append(TensorCheck(name, len(errors) + kinks, top, float(np.median(errors)) if errors else 0.0,
-                                       kinks, verdict(top, recorder.kinked, depth >= DEEP_NETWORK_LAYERS), worst))
+            tensors.append(
+                TensorCheck(
+                    name,
+                    len(errors) + kinks,
+                    top,
+                    float(np.median(errors)) if errors else 0.0,
+                    kinks,
+                    verdict(top, recorder.kinked, depth >= DEEP_NETWORK_LAYERS),
+                    worst,
+                )
+            )
     overall = max((t.max_relative_error for t in tensors), default=0.0)
-    return GradientCheckResult(part, h, recorder.kinked, tensors,
-                               verdict(overall, recorder.kinked, depth >= DEEP_NETWORK_LAYERS))
+    return GradientCheckResult(
+        part, h, recorder.kinked, tensors, verdict(overall, recorder.kinked, depth >= DEEP_NETWORK_LAYERS)
+    )
 
 
 # --------------------------------------------------------------------------
@@ -205,44 +229,44 @@ class SanityCheck:
     message: str
 
 
-def expected_initial_loss(loss_name: str, classes: int) -> float:
-    return math.log(classes) if loss_name == "cross_entropy" else classes - 1.0
-
-
-def initial_loss_check(model: nn.Module, loss_fn: nn.Module, loss_name: str, data: Dataset) -> SanityCheck:
+def initial_loss_check(
+    model: nn.Module, loss_fn: nn.Module, loss_name: str, x: torch.Tensor, y: torch.Tensor, classes: int
+) -> SanityCheck:
     with torch.no_grad():
-        x, y = data.x_train[:512], data.y_train[:512]
         loss = loss_fn(model(x), y).item()
-    expected = expected_initial_loss(loss_name, data.num_classes)
+    expected, formula = expected_initial_loss(loss_name, classes)
     passed = abs(loss - expected) <= INITIAL_LOSS_TOLERANCE * expected
-    formula = f"ln({data.num_classes})" if loss_name == "cross_entropy" else f"{data.num_classes} - 1"
-    message = (f"initial loss {loss:.4g}, expected about {formula} = {expected:.4g}"
-               + ("" if passed else ": look at the initialisation (weights too large?) or the loss"))
-    return SanityCheck("initial loss", passed, {"loss": loss, "expected": expected,
-                                                "tolerance": INITIAL_LOSS_TOLERANCE}, message)
+    message = f"initial loss {loss:.4g}, expected about {formula} = {expected:.4g}" + (
+        "" if passed else ": look at the initialisation (weights too large?) or the loss"
+    )
+    return SanityCheck(
+        "initial loss", passed, {"loss": loss, "expected": expected, "tolerance": INITIAL_LOSS_TOLERANCE}, message
+    )
 
 
-def regularisation_check(model: nn.Module, loss_fn: nn.Module, data: Dataset, l2: float) -> SanityCheck:
+def regularisation_check(
+    model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor, l2: float
+) -> SanityCheck:
     stronger = max(10 * l2, 1e-3)
     with torch.no_grad():
-        x, y = data.x_train[:512], data.y_train[:512]
         data_loss = loss_fn(model(x), y).item()
         squared = sum(p.square().sum().item() for p in model.parameters())
     at_l2, at_stronger = data_loss + 0.5 * l2 * squared, data_loss + 0.5 * stronger * squared
     passed = at_stronger > at_l2
-    message = (f"loss {at_l2:.6g} at lambda={l2:g}, {at_stronger:.6g} at lambda={stronger:g}"
-               + ("" if passed else ": the regularisation has no effect (all weights zero?)"))
-    return SanityCheck("regularisation raises the loss", passed,
-                       {"lambda": l2, "loss": at_l2, "stronger_lambda": stronger, "stronger_loss": at_stronger}, message)
+    message = f"loss {at_l2:.6g} at lambda={l2:g}, {at_stronger:.6g} at lambda={stronger:g}" + (
+        "" if passed else ": the regularisation has no effect (all weights zero?)"
+    )
+    numbers = {"lambda": l2, "loss": at_l2, "stronger_lambda": stronger, "stronger_loss": at_stronger}
+    return SanityCheck("regularisation raises the loss", passed, numbers, message)
 
 
-def overfit_check(config: RunConfig, data: Dataset, num_features: int) -> SanityCheck:
-    """20 examples, no regularisation: the loss must get to about zero."""
-    torch.manual_seed(config.seed)
-    model = build_model(dataclasses.replace(config.model, dropout=0.0), num_features, data.num_classes, data.image_shape).to(data.x_train.device)
-    loss_fn = build_loss(config.loss)
-    optimizer = build_optimizer(dataclasses.replace(config.optimizer, weight_decay=0.0), model.parameters())
-    x, y = data.x_train[:OVERFIT_EXAMPLES], data.y_train[:OVERFIT_EXAMPLES]
+def overfit_check(
+    model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> SanityCheck:
+    """A fresh model and optimizer (no regularisation) on OVERFIT_EXAMPLES examples: the loss
+    must get to about zero."""
+    x, y = x[:OVERFIT_EXAMPLES], y[:OVERFIT_EXAMPLES]
+    model.train()
     losses = torch.empty(OVERFIT_MAX_STEPS, device=x.device)
     for step in range(OVERFIT_MAX_STEPS):
         loss = loss_fn(model(x), y)
@@ -254,50 +278,18 @@ def overfit_check(config: RunConfig, data: Dataset, num_features: int) -> Sanity
     below = np.flatnonzero(history < OVERFIT_TARGET_LOSS)
     passed = bool(len(below))
     first, final = float(history[0]), float(history[-1])
-    reached = f"reached {OVERFIT_TARGET_LOSS:g} at step {int(below[0])}" if passed else \
-        f"did not reach {OVERFIT_TARGET_LOSS:g} in {OVERFIT_MAX_STEPS} steps"
-    message = (f"{len(y)} examples without regularisation: loss {first:.4g} -> {final:.4g}, {reached}"
-               + ("" if passed else "; check the learning rate and the model before training on all the data"))
-    return SanityCheck("overfit a tiny subset", passed,
-                       {"examples": float(len(y)), "first_loss": first, "final_loss": final,
-                        "steps": float(int(below[0]) if passed else OVERFIT_MAX_STEPS)}, message)
-
-
-def sanity_checks(config: RunConfig, data: Dataset) -> list[SanityCheck]:
-    torch.manual_seed(config.seed)
-    model = build_model(config.model, data.num_features, data.num_classes, data.image_shape).to(data.x_train.device)
-    model.eval()  # dropout off for the measurements
-    loss_fn = build_loss(config.loss)
-    return [initial_loss_check(model, loss_fn, config.loss, data),
-            regularisation_check(model, loss_fn, data, config.optimizer.weight_decay),
-            overfit_check(config, data, data.num_features)]
-
-
-def run_checks(config: RunConfig) -> dict[str, Any]:
-    """Sanity checks and the gradient check for a run's config; JSON-ready."""
-    checks = config.checks
-    data = load_dataset(config.data, config.data_seed)
-    sanity = sanity_checks(config, data)
-    torch.manual_seed(config.seed)
-    model = build_model(config.model, data.num_features, data.num_classes, data.image_shape)
-    loss_fn = build_loss(config.loss)
-    if checks.warmup_steps:
-        # a wrong gradient can look right at initialisation with tiny weights
-        optimizer = build_optimizer(config.optimizer, model.parameters())
-        for step in range(checks.warmup_steps):
-            start = (step * config.batch_size) % max(1, len(data.y_train) - config.batch_size)
-            x, y = data.x_train[start:start + config.batch_size], data.y_train[start:start + config.batch_size]
-            loss = loss_fn(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    l2 = config.optimizer.weight_decay if config.optimizer.name != "adamw" \
-        and not config.optimizer.decoupled_weight_decay else 0.0
-    x, y = data.x_train[:checks.examples], data.y_train[:checks.examples]
-    gradient = gradient_check(model, loss_fn, x, y, h=checks.h, dims_per_tensor=checks.dims_per_tensor,
-                              seed=config.seed, l2=l2)
-    return {
-        "sanity": [asdict(check) for check in sanity],
-        "gradient": [{**asdict(part), "max_relative_error": part.max_relative_error} for part in gradient],
-        "passed": all(check.passed for check in sanity) and all(part.verdict in ("good", "ok") for part in gradient),
+    reached = (
+        f"reached {OVERFIT_TARGET_LOSS:g} at step {int(below[0])}"
+        if passed
+        else f"did not reach {OVERFIT_TARGET_LOSS:g} in {OVERFIT_MAX_STEPS} steps"
+    )
+    message = f"{len(y)} examples without regularisation: loss {first:.4g} -> {final:.4g}, {reached}" + (
+        "" if passed else "; check the learning rate and the model before training on all the data"
+    )
+    numbers = {
+        "examples": float(len(y)),
+        "first_loss": first,
+        "final_loss": final,
+        "steps": float(int(below[0]) if passed else OVERFIT_MAX_STEPS),
     }
+    return SanityCheck("overfit a tiny subset", passed, numbers, message)

@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from trainer.validation import Fields
+from trainer.validation import Fields, boolean, choice, float_pair, int_list, integer, number, optional_integer, text
 
 MAX_WIDTH = 4096
 MAX_DEPTH = 16
@@ -28,8 +28,16 @@ DEVICES = ("auto", "cpu", "cuda")
 LOSSES = ("cross_entropy", "svm")
 PRECISIONS = ("fp32", "amp")
 ACTIVATIONS = ("relu", "leaky_relu", "prelu", "rrelu", "elu", "tanh", "sigmoid", "maxout")
-INITS = ("default", "xavier_uniform", "xavier_normal", "kaiming_normal", "kaiming_uniform", "normal",
-         "zeros", "constant")
+INITS = (
+    "default",
+    "xavier_uniform",
+    "xavier_normal",
+    "kaiming_normal",
+    "kaiming_uniform",
+    "normal",
+    "zeros",
+    "constant",
+)
 
 # Each choice lists the settings it accepts; anything else is refused rather than
 # silently ignored (e.g. momentum given to Adam).
@@ -85,15 +93,23 @@ DATA_SETTINGS: dict[str, tuple[str, ...]] = {
     "mnist": ("path",),
     "cifar10": ("path",),
 }
-DATA_COMMON = ("name", "val_fraction", "standardize", "train_limit", "seed")
+DATA_COMMON = ("name", "val_fraction", "standardize", "train_limit", "seed", "shuffle_labels")
 IMAGE_DATASETS = ("digits", "mnist", "cifar10", "npz")
 
-MODEL_SETTINGS: dict[str, tuple[str, ...]] = {
-    "mlp": ("hidden",),
-    "cnn": ("channels", "kernel_size", "hidden"),
-}
-MODEL_COMMON = ("kind", "activation", "maxout_pieces", "leaky_slope", "init", "init_std", "init_value",
-                "dropout", "batch_norm")
+MODEL_SETTINGS: dict[str, tuple[str, ...]] = {"mlp": ("hidden",), "cnn": ("channels", "kernel_size", "hidden")}
+# Defaults that differ between model kinds (the others come from ModelConfig).
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {"cnn": {"hidden": (128,)}}
+MODEL_COMMON = (
+    "kind",
+    "activation",
+    "maxout_pieces",
+    "leaky_slope",
+    "init",
+    "init_std",
+    "init_value",
+    "dropout",
+    "batch_norm",
+)
 
 
 class ConfigError(ValueError):
@@ -104,68 +120,79 @@ class ConfigError(ValueError):
         super().__init__("; ".join(f"{name}: {message}" for name, message in errors.items()))
 
 
+# Each setting is declared once: its default and its rule (trainer.validation) side by side.
+# Choices whose defaults differ from these (an optimizer's learning rate, say) say so in the
+# *_DEFAULTS tables above, which the reader applies before it reads the given settings.
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    kind: str = "mlp"
-    hidden: tuple[int, ...] = (64,)
-    channels: tuple[int, ...] = (16, 32)
-    kernel_size: int = 3
-    activation: str = "relu"
-    maxout_pieces: int = 2
-    leaky_slope: float = 0.01
-    init: str = "default"
-    init_std: float = 0.01
-    init_value: float = 0.0
-    dropout: float = 0.0
-    batch_norm: bool = False
+    kind: str = field(default="mlp", metadata=choice(tuple(MODEL_SETTINGS)))
+    hidden: tuple[int, ...] = field(default=(64,), metadata=int_list(0, MAX_DEPTH, 1, MAX_WIDTH))
+    channels: tuple[int, ...] = field(default=(16, 32), metadata=int_list(1, 8, 1, MAX_CHANNELS))
+    kernel_size: int = field(default=3, metadata=integer(1, 11))
+    activation: str = field(default="relu", metadata=choice(ACTIVATIONS))
+    maxout_pieces: int = field(default=2, metadata=integer(2, 8))
+    leaky_slope: float = field(default=0.01, metadata=number(0.0, 1.0))
+    init: str = field(default="default", metadata=choice(INITS))
+    init_std: float = field(default=0.01, metadata=number(0.0, 100.0, exclusive_minimum=True))
+    init_value: float = field(default=0.0, metadata=number(-100.0, 100.0))
+    dropout: float = field(default=0.0, metadata=number(0.0, 0.95))
+    batch_norm: bool = field(default=False, metadata=boolean())
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    name: str = "digits"
-    path: str = ""
-    samples: int = 300
-    classes: int = 3
-    features: int = 2
-    noise: float = 0.2
-    spread: float = 1.0
-    val_fraction: float = 0.2
-    standardize: bool = True
-    train_limit: int | None = None
-    seed: int | None = None  # of the split (and of synthetic data); None: the run's seed
+    name: str = field(default="digits", metadata=choice(tuple(DATA_SETTINGS)))
+    path: str = field(default="", metadata=text())
+    samples: int = field(default=300, metadata=integer(10, MAX_SAMPLES))
+    classes: int = field(default=3, metadata=integer(2, 100))
+    features: int = field(default=2, metadata=integer(1, 1000))
+    noise: float = field(default=0.2, metadata=number(0.0, 10.0))
+    spread: float = field(default=1.0, metadata=number(0.0, 100.0, exclusive_minimum=True))
+    val_fraction: float = field(default=0.2, metadata=number(0.05, 0.9))
+    standardize: bool = field(default=True, metadata=boolean())
+    train_limit: int | None = field(default=None, metadata=optional_integer(1, MAX_SAMPLES))
+    # of the split (and of synthetic data); None: the run's seed
+    seed: int | None = field(default=None, metadata=optional_integer(0, MAX_SEED))
+    # the training labels permuted (a randomisation test: nothing learnt can carry over)
+    shuffle_labels: bool = field(default=False, metadata=boolean())
 
 
 @dataclass(frozen=True)
 class OptimizerConfig:
-    name: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    decoupled_weight_decay: bool = False
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    amsgrad: bool = False
-    decay: float = 0.99
-    centered: bool = False
-    rho: float = 0.9
+    name: str = field(default="sgd", metadata=choice(tuple(OPTIMIZER_SETTINGS)))
+    lr: float = field(default=0.1, metadata=number(0.0, 10.0, exclusive_minimum=True))
+    momentum: float = field(default=0.0, metadata=number(0.0, 0.999))
+    weight_decay: float = field(default=0.0, metadata=number(0.0, 1.0))
+    decoupled_weight_decay: bool = field(default=False, metadata=boolean())
+    betas: tuple[float, float] = field(default=(0.9, 0.999), metadata=float_pair(0.0, 0.9999))
+    eps: float = field(default=1e-8, metadata=number(0.0, 1.0, exclusive_minimum=True))
+    amsgrad: bool = field(default=False, metadata=boolean())
+    decay: float = field(default=0.99, metadata=number(0.0, 0.9999))
+    centered: bool = field(default=False, metadata=boolean())
+    rho: float = field(default=0.9, metadata=number(0.0, 0.9999))
 
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    name: str = "fixed"
-    interval: str = "epoch"  # when the schedule advances: every "iteration" or every "epoch"
-    warmup_steps: int = 0  # linear warm-up over this many iterations, from lr0/100 to lr0
-    gamma: float = 0.1
-    step_size: int = 10
-    milestones: tuple[int, ...] = ()
-    power: float = 1.0
-    max_iter: int | None = None  # None: the run's length in intervals
-    tau: int | None = None
-    t_max: int | None = None
-    eta_min: float = 0.0
-    factor: float = 0.5
-    patience: int = 2
-    threshold: float = 1e-4
+    name: str = field(default="fixed", metadata=choice(tuple(SCHEDULE_SETTINGS)))
+    # when the schedule advances: every "iteration" or every "epoch"
+    interval: str = field(default="epoch", metadata=choice(("iteration", "epoch")))
+    # linear warm-up over this many iterations, from lr0/100 to lr0
+    warmup_steps: int = field(default=0, metadata=integer(0, MAX_STEPS))
+    gamma: float = field(default=0.1, metadata=number(-100.0, 100.0))
+    step_size: int = field(default=10, metadata=integer(1, MAX_STEPS))
+    milestones: tuple[int, ...] = field(default=(), metadata=int_list(1, 100, 1, MAX_STEPS))
+    power: float = field(default=1.0, metadata=number(0.0, 100.0))
+    # None: the run's length in intervals
+    max_iter: int | None = field(default=None, metadata=optional_integer(1, MAX_STEPS))
+    tau: int | None = field(default=None, metadata=optional_integer(1, MAX_STEPS))
+    t_max: int | None = field(default=None, metadata=optional_integer(1, MAX_STEPS))
+    eta_min: float = field(default=0.0, metadata=number(0.0, 10.0))
+    factor: float = field(default=0.5, metadata=number(0.0, 1.0, exclusive_minimum=True))
+    patience: int = field(default=2, metadata=integer(0, 10_000))
+    threshold: float = field(default=1e-4, metadata=number(0.0, 1.0))
 
 
 @dataclass(frozen=True)
@@ -173,23 +200,43 @@ class InstrumentConfig:
     # Defaults keep the cost at about 10 % of a digits-MLP step (bench/overhead.py).
     # Update-to-weight ratios need a copy of every parameter before the step, so they
     # (with gradient and weight norms) are measured every K steps rather than every step.
-    ratio_every: int = 20
+    ratio_every: int = field(default=20, metadata=integer(1, MAX_STEPS))
     # Histograms of activations, gradients and weights every H steps (0: never).
-    histogram_every: int = 250
-    histogram_bins: int = 30
+    histogram_every: int = field(default=250, metadata=integer(0, MAX_STEPS))
+    histogram_bins: int = field(default=30, metadata=integer(4, 256))
+    # The start, when most pathologies show first, is measured densely: for this many steps,
+    # ratios and norms four times as often (every 5 steps with K = 20) and histograms every
+    # quarter of it (0: no dense start); bench/overhead.py counts it in.
+    dense_steps: int = field(default=100, metadata=integer(0, 10_000))
     # First-layer weights as an image grid at epoch ends, at least H steps apart
     # (every epoch when epochs are longer than H steps); image data only.
-    first_layer_images: bool = True
+    first_layer_images: bool = field(default=True, metadata=boolean())
+
+    def measures_parameters(self, step: int) -> bool:
+        """Update ratios, gradient and weight norms at this step?"""
+        dense = step < self.dense_steps and step % max(1, self.ratio_every // 4) == 0
+        return dense or step % self.ratio_every == 0
+
+    def measures_histograms(self, step: int) -> bool:
+        """Histograms (and dead and saturated fractions) at this step?"""
+        if not self.histogram_every:
+            return False
+        dense = step < self.dense_steps and step % max(1, self.dense_steps // 4) == 0
+        return dense or step % self.histogram_every == 0
 
 
 @dataclass(frozen=True)
 class ChecksConfig:
     """The gradient check of a preflight or a check job (the sanity checks take no settings)."""
 
-    h: float = 1e-5  # a smaller h is not always better: floating-point error takes over
-    dims_per_tensor: int = 10  # dimensions sampled from every parameter tensor
-    examples: int = 4  # few data points: fewer kinks crossed, faster
-    warmup_steps: int = 0  # train this many steps first: at tiny initial weights a wrong gradient can look right
+    # a smaller h is not always better: floating-point error takes over
+    h: float = field(default=1e-5, metadata=number(1e-10, 1e-1))
+    # dimensions sampled from every parameter tensor
+    dims_per_tensor: int = field(default=10, metadata=integer(1, 1000))
+    # few data points: fewer kinks crossed, faster
+    examples: int = field(default=4, metadata=integer(1, 256))
+    # train this many steps first: at tiny initial weights a wrong gradient can look right
+    warmup_steps: int = field(default=0, metadata=integer(0, 100_000))
 
 
 @dataclass(frozen=True)
@@ -200,41 +247,35 @@ class RunConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     instrument: InstrumentConfig = field(default_factory=InstrumentConfig)
     checks: ChecksConfig = field(default_factory=ChecksConfig)
-    job: str = "train"  # "check": the sanity checks and the gradient check only
-    preflight: bool = False  # run the checks before training
-    loss: str = "cross_entropy"
-    batch_size: int = 64
-    epochs: int = 10
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "fp32"
-    checkpoint_every: int = 0  # steps between checkpoints; 0: at each epoch end
+    # "check": the sanity checks and the gradient check only
+    job: str = field(default="train", metadata=choice(("train", "check")))
+    preflight: bool = field(default=False, metadata=boolean())  # run the checks before training
+    loss: str = field(default="cross_entropy", metadata=choice(LOSSES))
+    batch_size: int = field(default=64, metadata=integer(1, MAX_BATCH_SIZE))
+    epochs: int = field(default=10, metadata=integer(1, MAX_EPOCHS))
+    seed: int = field(default=0, metadata=integer(0, MAX_SEED))
+    device: str = field(default="auto", metadata=choice(DEVICES))
+    precision: str = field(default="fp32", metadata=choice(PRECISIONS))
+    # steps between checkpoints; 0: at each epoch end
+    checkpoint_every: int = field(default=0, metadata=integer(0, MAX_STEPS))
 
     @classmethod
     def from_dict(cls, raw: Any) -> RunConfig:
         errors: dict[str, str] = {}
         top = Fields(raw, "", errors)
-        config = cls(
+        config = top.read(
+            cls,
             model=_model(top.section("model"), errors),
             data=_data(top.section("data"), errors),
             optimizer=_optimizer(top.section("optimizer"), errors),
             schedule=_schedule(top.section("schedule"), errors),
-            instrument=_instrument(top.section("instrument")),
-            checks=_checks(top.section("checks")),
-            job=top.choice("job", "train", ("train", "check")),
-            preflight=top.boolean("preflight", False),
-            loss=top.choice("loss", "cross_entropy", LOSSES),
-            batch_size=top.integer("batch_size", 64, 1, MAX_BATCH_SIZE),
-            epochs=top.integer("epochs", 10, 1, MAX_EPOCHS),
-            seed=top.integer("seed", 0, 0, MAX_SEED),
-            device=top.choice("device", "auto", DEVICES),
-            precision=top.choice("precision", "fp32", PRECISIONS),
-            checkpoint_every=top.integer("checkpoint_every", 0, 0, MAX_STEPS),
+            instrument=top.section("instrument").read(InstrumentConfig),
+            checks=top.section("checks").read(ChecksConfig),
         )
-        top.finish()
         if config.model.kind == "cnn" and config.data.name not in IMAGE_DATASETS and "data.name" not in errors:
-            errors["model.kind"] = (f"a cnn needs image data ({', '.join(IMAGE_DATASETS)}); "
-                                    f"data.name is {config.data.name!r}")
+            errors["model.kind"] = (
+                f"a cnn needs image data ({', '.join(IMAGE_DATASETS)}); data.name is {config.data.name!r}"
+            )
         if config.precision == "amp" and config.device == "cpu":
             errors["precision"] = "amp (mixed precision) is for CUDA; use fp32 with device 'cpu'"
         if errors:
@@ -248,8 +289,9 @@ class RunConfig:
         resolved["optimizer"] = _only(resolved["optimizer"], ("name", *OPTIMIZER_SETTINGS[self.optimizer.name]))
         resolved["schedule"] = _only(resolved["schedule"], (*SCHEDULE_COMMON, *SCHEDULE_SETTINGS[self.schedule.name]))
         resolved["data"] = _only(resolved["data"], (*DATA_COMMON, *DATA_SETTINGS[self.data.name]))
-        resolved["model"] = _only(resolved["model"], (*MODEL_COMMON, *MODEL_SETTINGS[self.model.kind]),
-                                  _model_unused(self.model))
+        resolved["model"] = _only(
+            resolved["model"], (*MODEL_COMMON, *MODEL_SETTINGS[self.model.kind]), _model_unused(self.model)
+        )
         return resolved
 
     @property
@@ -296,98 +338,42 @@ def _model_unused(model: ModelConfig) -> tuple[str, ...]:
 
 
 def _model(fields: Fields, errors: dict[str, str]) -> ModelConfig:
-    kind = fields.choice("kind", "mlp", tuple(MODEL_SETTINGS))
+    kind = fields.choice("kind", ModelConfig.kind, tuple(MODEL_SETTINGS))
     fields.restrict_to((*MODEL_COMMON, *MODEL_SETTINGS.get(kind, ())), f"a setting of the {kind} model")
-    hidden_default = (64,) if kind == "mlp" else (128,)
-    config = ModelConfig(
-        kind=kind,
-        hidden=fields.int_list("hidden", hidden_default, 0, MAX_DEPTH, 1, MAX_WIDTH),
-        channels=fields.int_list("channels", (16, 32), 1, 8, 1, MAX_CHANNELS),
-        kernel_size=fields.integer("kernel_size", 3, 1, 11),
-        activation=fields.choice("activation", "relu", ACTIVATIONS),
-        maxout_pieces=fields.integer("maxout_pieces", 2, 2, 8),
-        leaky_slope=fields.number("leaky_slope", 0.01, 0.0, 1.0),
-        init=fields.choice("init", "default", INITS),
-        init_std=fields.number("init_std", 0.01, 0.0, 100.0, exclusive_minimum=True),
-        init_value=fields.number("init_value", 0.0, -100.0, 100.0),
-        dropout=fields.number("dropout", 0.0, 0.0, 0.95),
-        batch_norm=fields.boolean("batch_norm", False),
-    )
+    config = fields.read(ModelConfig, MODEL_DEFAULTS.get(kind, {}), kind=kind)
     for setting in _model_unused(config):
         if setting in fields.raw:
-            owner = {"maxout_pieces": "activation 'maxout'", "leaky_slope": "activation 'leaky_relu'",
-                     "init_std": "init 'normal'", "init_value": "init 'constant'"}[setting]
+            owner = {
+                "maxout_pieces": "activation 'maxout'",
+                "leaky_slope": "activation 'leaky_relu'",
+                "init_std": "init 'normal'",
+                "init_value": "init 'constant'",
+            }[setting]
             errors.setdefault(fields.path(setting), f"is only used with {owner}")
-    fields.finish()
     return config
 
 
 def _data(fields: Fields, errors: dict[str, str]) -> DataConfig:
-    name = fields.choice("name", "digits", tuple(DATA_SETTINGS))
+    name = fields.choice("name", DataConfig.name, tuple(DATA_SETTINGS))
     fields.restrict_to((*DATA_COMMON, *DATA_SETTINGS.get(name, ())), f"a setting of the {name} data set")
-    needs_path = "path" in DATA_SETTINGS.get(name, ())
-    if needs_path and "path" not in fields.raw:
+    if "path" in DATA_SETTINGS.get(name, ()) and "path" not in fields.raw:
         errors[fields.path("path")] = f"is required for {name}: the local file or folder to read"
-    config = DataConfig(
-        name=name,
-        path=fields.text("path", ""),
-        samples=fields.integer("samples", 300, 10, MAX_SAMPLES),
-        classes=fields.integer("classes", 3, 2, 100),
-        features=fields.integer("features", 2, 1, 1000),
-        noise=fields.number("noise", 0.2, 0.0, 10.0),
-        spread=fields.number("spread", 1.0, 0.0, 100.0, exclusive_minimum=True),
-        val_fraction=fields.number("val_fraction", 0.2, 0.05, 0.9),
-        standardize=fields.boolean("standardize", True),
-        train_limit=fields.optional_integer("train_limit", 1, MAX_SAMPLES),
-        seed=fields.optional_integer("seed", 0, MAX_SEED),
-    )
-    fields.finish()
-    return config
+    return fields.read(DataConfig, name=name)
 
 
 def _optimizer(fields: Fields, errors: dict[str, str]) -> OptimizerConfig:
-    name = fields.choice("name", "sgd", tuple(OPTIMIZER_SETTINGS))
+    name = fields.choice("name", OptimizerConfig.name, tuple(OPTIMIZER_SETTINGS))
     fields.restrict_to(("name", *OPTIMIZER_SETTINGS.get(name, ())), f"a setting of {name}")
-    base = dataclasses.replace(OptimizerConfig(), **OPTIMIZER_DEFAULTS.get(name, {}))
-    config = OptimizerConfig(
-        name=name,
-        lr=fields.number("lr", base.lr, 0.0, 10.0, exclusive_minimum=True),
-        momentum=fields.number("momentum", base.momentum, 0.0, 0.999),
-        weight_decay=fields.number("weight_decay", base.weight_decay, 0.0, 1.0),
-        decoupled_weight_decay=fields.boolean("decoupled_weight_decay", False),
-        betas=fields.float_pair("betas", base.betas, 0.0, 0.9999),
-        eps=fields.number("eps", base.eps, 0.0, 1.0, exclusive_minimum=True),
-        amsgrad=fields.boolean("amsgrad", False),
-        decay=fields.number("decay", base.decay, 0.0, 0.9999),
-        centered=fields.boolean("centered", False),
-        rho=fields.number("rho", base.rho, 0.0, 0.9999),
-    )
+    config = fields.read(OptimizerConfig, OPTIMIZER_DEFAULTS.get(name, {}), name=name)
     if name in ("momentum", "nesterov") and config.momentum <= 0 and fields.ok("momentum"):
         errors[fields.path("momentum")] = f"{name} needs momentum > 0 (usually 0.9; 0 is plain sgd)"
-    fields.finish()
     return config
 
 
 def _schedule(fields: Fields, errors: dict[str, str]) -> ScheduleConfig:
-    name = fields.choice("name", "fixed", tuple(SCHEDULE_SETTINGS))
+    name = fields.choice("name", ScheduleConfig.name, tuple(SCHEDULE_SETTINGS))
     fields.restrict_to((*SCHEDULE_COMMON, *SCHEDULE_SETTINGS.get(name, ())), f"a setting of the {name} schedule")
-    base = dataclasses.replace(ScheduleConfig(), **SCHEDULE_DEFAULTS.get(name, {}))
-    config = ScheduleConfig(
-        name=name,
-        interval=fields.choice("interval", base.interval, ("iteration", "epoch")),
-        warmup_steps=fields.integer("warmup_steps", 0, 0, MAX_STEPS),
-        gamma=fields.number("gamma", base.gamma, -100.0, 100.0),
-        step_size=fields.integer("step_size", base.step_size, 1, MAX_STEPS),
-        milestones=fields.int_list("milestones", (), 1, 100, 1, MAX_STEPS),
-        power=fields.number("power", base.power, 0.0, 100.0),
-        max_iter=fields.optional_integer("max_iter", 1, MAX_STEPS),
-        tau=fields.optional_integer("tau", 1, MAX_STEPS),
-        t_max=fields.optional_integer("t_max", 1, MAX_STEPS),
-        eta_min=fields.number("eta_min", 0.0, 0.0, 10.0),
-        factor=fields.number("factor", 0.5, 0.0, 1.0, exclusive_minimum=True),
-        patience=fields.integer("patience", 2, 0, 10_000),
-        threshold=fields.number("threshold", 1e-4, 0.0, 1.0),
-    )
+    config = fields.read(ScheduleConfig, SCHEDULE_DEFAULTS.get(name, {}), name=name)
     if name == "multistep" and fields.ok("milestones"):
         if not config.milestones:
             errors[fields.path("milestones")] = "is required for multistep: increasing steps, e.g. [30, 60]"
@@ -398,28 +384,7 @@ def _schedule(fields: Fields, errors: dict[str, str]) -> ScheduleConfig:
     if name == "inv" and fields.ok("gamma") and config.gamma < 0:
         errors[fields.path("gamma")] = f"must be >= 0 for the inv schedule, got {config.gamma!r}"
     if name == "plateau" and config.interval != "epoch" and fields.ok("interval"):
-        errors[fields.path("interval")] = "plateau follows the validation loss, which is measured every epoch: use 'epoch'"
-    fields.finish()
-    return config
-
-
-def _instrument(fields: Fields) -> InstrumentConfig:
-    config = InstrumentConfig(
-        ratio_every=fields.integer("ratio_every", 20, 1, MAX_STEPS),
-        histogram_every=fields.integer("histogram_every", 250, 0, MAX_STEPS),
-        histogram_bins=fields.integer("histogram_bins", 30, 4, 256),
-        first_layer_images=fields.boolean("first_layer_images", True),
-    )
-    fields.finish()
-    return config
-
-
-def _checks(fields: Fields) -> ChecksConfig:
-    config = ChecksConfig(
-        h=fields.number("h", 1e-5, 1e-10, 1e-1),
-        dims_per_tensor=fields.integer("dims_per_tensor", 10, 1, 1000),
-        examples=fields.integer("examples", 4, 1, 256),
-        warmup_steps=fields.integer("warmup_steps", 0, 0, 100_000),
-    )
-    fields.finish()
+        errors[fields.path("interval")] = (
+            "plateau follows the validation loss, which is measured every epoch: use 'epoch'"
+        )
     return config

@@ -45,15 +45,22 @@ class Dataset:
 
     def to(self, device: torch.device) -> Dataset:
         """Small data sets live on the device for the whole run: no per-batch copies."""
-        return Dataset(self.x_train.to(device), self.y_train.to(device), self.x_val.to(device),
-                       self.y_val.to(device), self.num_classes, self.image_shape)
+        return Dataset(
+            self.x_train.to(device),
+            self.y_train.to(device),
+            self.x_val.to(device),
+            self.y_val.to(device),
+            self.num_classes,
+            self.image_shape,
+        )
 
 
 Arrays = tuple[np.ndarray, np.ndarray, tuple[int, int, int] | None]
 
 
 def _digits(config: DataConfig, seed: int) -> Arrays:
-    from sklearn.datasets import load_digits
+    # here, not above: scikit-learn takes a second to import, and only three data sets need it
+    from sklearn.datasets import load_digits  # noqa: PLC0415
 
     bunch = load_digits()
     return bunch.data.astype(np.float32), bunch.target.astype(np.int64), (1, 8, 8)
@@ -72,17 +79,24 @@ def _spiral(config: DataConfig, seed: int) -> Arrays:
 
 
 def _moons(config: DataConfig, seed: int) -> Arrays:
-    from sklearn.datasets import make_moons
+    # here, not above: scikit-learn takes a second to import, and only three data sets need it
+    from sklearn.datasets import make_moons  # noqa: PLC0415
 
     x, y = make_moons(n_samples=config.samples, noise=config.noise, random_state=seed)
     return x.astype(np.float32), y.astype(np.int64), None
 
 
 def _blobs(config: DataConfig, seed: int) -> Arrays:
-    from sklearn.datasets import make_blobs
+    # here, not above: scikit-learn takes a second to import, and only three data sets need it
+    from sklearn.datasets import make_blobs  # noqa: PLC0415
 
-    x, y = make_blobs(n_samples=config.samples, centers=config.classes, n_features=config.features,
-                      cluster_std=config.spread, random_state=seed)
+    x, y = make_blobs(
+        n_samples=config.samples,
+        centers=config.classes,
+        n_features=config.features,
+        cluster_std=config.spread,
+        random_state=seed,
+    )
     return x.astype(np.float32), y.astype(np.int64), None
 
 
@@ -120,8 +134,10 @@ def _npz(config: DataConfig, seed: int) -> Arrays:
         with np.load(path, allow_pickle=False) as archive:
             missing = {"X", "y"} - set(archive.files)
             if missing:
-                raise DataError(f"data.path: {path} has no array {', '.join(sorted(missing))} "
-                                f"(it has {', '.join(archive.files) or 'none'})")
+                raise DataError(
+                    f"data.path: {path} has no array {', '.join(sorted(missing))} "
+                    f"(it has {', '.join(archive.files) or 'none'})"
+                )
             x, y = archive["X"], archive["y"]
     except (OSError, ValueError) as error:
         if isinstance(error, DataError):
@@ -144,8 +160,7 @@ def _idx(path: Path, magic: int, dims: int) -> np.ndarray:
     shape = struct.unpack(f">{dims}I", data[4:header])
     expected = int(np.prod(shape))
     if len(data) - header != expected:
-        raise DataError(f"data.path: {path} should hold {expected} values for shape {shape}, "
-                        f"has {len(data) - header}")
+        raise DataError(f"data.path: {path} should hold {expected} values for shape {shape}, has {len(data) - header}")
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
@@ -167,8 +182,13 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
     """CIFAR-10's batches are pickles; unpickling a file may run code, so only what
     NumPy arrays are rebuilt from is allowed."""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
@@ -204,8 +224,15 @@ def _cifar10(config: DataConfig, seed: int) -> Arrays:
     return _images_and_labels(images, labels, f"CIFAR-10 in {folder}")
 
 
-LOADERS = {"digits": _digits, "spiral": _spiral, "moons": _moons, "blobs": _blobs,
-           "npz": _npz, "mnist": _mnist, "cifar10": _cifar10}
+LOADERS = {
+    "digits": _digits,
+    "spiral": _spiral,
+    "moons": _moons,
+    "blobs": _blobs,
+    "npz": _npz,
+    "mnist": _mnist,
+    "cifar10": _cifar10,
+}
 
 
 def load_dataset(config: DataConfig, seed: int) -> Dataset:
@@ -217,8 +244,12 @@ def load_dataset(config: DataConfig, seed: int) -> Dataset:
     n_val = min(len(x) - 1, max(1, int(round(len(x) * config.val_fraction))))
     val_idx, train_idx = order[:n_val], order[n_val:]
     if config.train_limit is not None:
-        train_idx = train_idx[:config.train_limit]  # e.g. overfitting a tiny subset
+        train_idx = train_idx[: config.train_limit]  # e.g. overfitting a tiny subset
     x_train, x_val = x[train_idx], x[val_idx]
+    y_train = y[train_idx]
+    if config.shuffle_labels:
+        # the randomisation test: labels that no longer match their inputs, so nothing learnt carries over
+        y_train = np.random.default_rng(seed + 1).permutation(y_train)
     if config.standardize:
         # statistics from the training part only, so that validation stays held out
         mean = x_train.mean(axis=0)
@@ -228,7 +259,7 @@ def load_dataset(config: DataConfig, seed: int) -> Dataset:
         x_val = (x_val - mean) / std
     return Dataset(
         torch.from_numpy(np.ascontiguousarray(x_train, dtype=np.float32)),
-        torch.from_numpy(y[train_idx]),
+        torch.from_numpy(y_train),
         torch.from_numpy(np.ascontiguousarray(x_val, dtype=np.float32)),
         torch.from_numpy(y[val_idx]),
         int(y.max()) + 1,

@@ -18,6 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from trainer.config import RunConfig
+from trainer.payloads import CheckResults, FindingDict
+from trainer.tensor_names import ROUGHNESS_KEY, layer_order
+
 Series = dict[str, tuple[np.ndarray, np.ndarray]]
 
 SEVERITY_ORDER = {"info": 1, "warning": 2, "error": 3}
@@ -30,7 +34,6 @@ SUSTAINED = 0.8  # fraction of the recent measurements that must be past a thres
 RECENT = 0.25  # the recent window: the last quarter of a series (at least 5 points)
 CONVERGED_LOSS_FRACTION = 0.3  # a loss below this fraction of its first value has made real progress
 OVERFIT_GAP = 0.10  # train - validation accuracy
-OVERFIT_GAP_GROWTH = 0.03  # ... and grown by this much since its early epochs
 VAL_LOSS_RISE = 1.05  # ... or the validation loss 5 % above its minimum ...
 MEMORISED = 0.99  # ... or the training set learnt by heart
 UNDERFIT_ACCURACY = 0.80  # both accuracies below this ...
@@ -40,12 +43,46 @@ DEAD_WARNING = 0.40  # "with a large learning rate as many as 40% of ReLU units 
 DEAD_ERROR = 0.90
 SATURATED_WARNING = 0.50
 COLLAPSED_ACTIVATION_STD = 0.05  # activations all near 0 (too small an initialisation)
-VANISHING_RATIO = 1e-2  # gradient norm of the first weight layer / the last one
+VANISHING_RATIO = 5e-2  # gradient norm of the first weight layer / the last one
 EXPLODING_FACTOR = 100.0  # gradient norm grew this many times its first value
 INITIAL_LOSS_TOLERANCE = 0.5  # relative distance of the first loss from ln(C) (or C - 1)
 ADAGRAD_DECAY = 3.0  # Adagrad's update ratio fell this many times while the loss has not converged
 STALL_EPOCHS = 10  # best validation accuracy not improved for this many epochs ...
 STALL_FRACTION = 0.25  # ... and for this fraction of the epochs so far
+# A young run is read with care: optimizers settle in their first steps (Adam's first updates
+# are large by design), and the first epochs' accuracies move fast.
+YOUNG_STEPS = 200
+TRANSIENT_STEPS = 5  # the ratios of the very first updates are not read at all
+# while young, the first updates of one layer (often the output) can be large in a healthy run;
+# a rate that is too high lifts every layer: each weight tensor's ratio above this
+RATIO_HIGH_YOUNG = 3e-2
+LOSS_RISE = 1.5  # the loss back above 1.5x its lowest level so far ...
+LOSS_RISE_MARGIN = 0.1  # ... and by at least this fraction of its first value: it went up, not just noise
+LOSS_ABOVE_START = 1.1  # or a recent loss 10 % above the first: worse than not training
+DEAD_RISING = 0.30  # while young: this many dead units, ...
+DEAD_RISE = 0.10  # ... this many more than at the first measurement
+UNDERFIT_YOUNG_ACCURACY = 0.5  # from 3 epochs: both accuracies below this, ...
+UNDERFIT_YOUNG_GAIN = 0.02  # ... and the last epoch gaining less than this
+PLATEAU_TOLERANCE = 0.03  # the loss within 3 % of its expected initial value ...
+PLATEAU_STEPS = 30  # ... for at least this many steps from the start: stuck at ln(C)
+FAST_DROP = 0.5  # the loss below half its first value ...
+FAST_DROP_WITHIN = 0.2  # ... within the first fifth of the steps so far, ...
+PLATEAU_FLAT = 0.9  # ... then never below 90 % of the lowest level before, over the later half, ...
+PLATEAU_BAD = 0.15  # ... whose level is more than 15 % of the first loss: a plateau at a bad value
+LINEAR_R2 = 0.9  # the loss on a straight line (R^2 of a linear fit), ...
+LINEAR_HALVES = (0.5, 2.0)  # ... falling about as much in the second half as in the first, ...
+LINEAR_SLOW = 0.4  # ... and by less than 40 % of its first value so far: a learning rate too low
+NOISY_BATCH = 16  # a batch this small or smaller ...
+NOISY = 0.45  # ... with the loss scattering by 45 % of its level around its running median (about 0.3 at batch 64)
+VAL_STUCK = 0.97  # the validation loss never 3 % below its first value, ...
+VAL_STILL = 0.99  # ... lately not even 1 % below it, ...
+TRAIN_PROGRESS = 0.97  # ... while the training loss fell more than 3 %
+# The first layer's filters (trainer.instrument.filter_roughness: white noise 1, smooth 0): from
+# the third epoch on, still this rough means the layer has not moved from its random start.
+# Learnt filters read 0.6-0.94 without weight decay, below 0.2 with it (README, Diagnosis).
+FILTERS_NOISE = 0.98
+FILTERS_SMOOTH = 0.3  # below: smooth filters (the run page says so; no rule reads it)
+FILTERS_FROM_EPOCH = 2
 
 
 @dataclass
@@ -58,16 +95,43 @@ class Context:
     steps_per_epoch: int
     status: str = "running"
     message: str = ""
+    tensors: tuple[str, ...] = ()  # parameter tensors in the model's order, when known
+    batch_size: int | None = None
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], steps_per_epoch: int, status: str = "running",
-                    message: str = "") -> Context:
-        data = config.get("data", {})
-        name = data.get("name", "digits")
-        classes = {"digits": 10, "mnist": 10, "cifar10": 10, "moons": 2}.get(name, data.get("classes"))
-        return cls(config.get("optimizer", {}).get("name", "sgd"), float(config.get("optimizer", {}).get("lr", 0.0)),
-                   config.get("loss", "cross_entropy"), classes, config.get("model", {}).get("activation", "relu"),
-                   max(1, steps_per_epoch), status, message)
+    def from_config(
+        cls, config: RunConfig, classes: int | None, steps_per_epoch: int, status: str = "running", message: str = ""
+    ) -> Context:
+        """`classes`: as the trainer found them in the data (RunInfo.classes), None when unknown."""
+        return cls(
+            config.optimizer.name,
+            config.optimizer.lr,
+            config.loss,
+            classes,
+            config.model.activation,
+            max(1, steps_per_epoch),
+            status,
+            message,
+            batch_size=config.batch_size,
+        )
+
+    @classmethod
+    def from_facts(
+        cls, facts: dict[str, Any], tensors: list[str], steps_per_epoch: int, status: str = "running", message: str = ""
+    ) -> Context:
+        """A run trained by someone's own script: what the client saw of it (trainer.wire's
+        describe.context); a rule that needs what is unknown (the classes, say) stays quiet."""
+        return cls(
+            str(facts.get("optimizer") or ""),
+            float(facts.get("lr") or 0.0),
+            str(facts.get("loss") or "cross_entropy"),
+            facts.get("classes"),
+            str(facts.get("activation") or ""),
+            max(1, steps_per_epoch),
+            status,
+            message,
+            tuple(tensors),
+        )
 
     def epoch_of(self, step: int) -> float:
         return (step + 1) / self.steps_per_epoch
@@ -84,13 +148,13 @@ class Finding:
     step: int | None = None  # where it starts (or happened)
     numbers: dict[str, float] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self) -> FindingDict:
+        return FindingDict(**asdict(self))  # type: ignore[typeddict-item]
 
 
 def _recent(values: np.ndarray) -> np.ndarray:
     n = len(values)
-    return values[max(0, n - max(5, int(math.ceil(n * RECENT)))):]
+    return values[max(0, n - max(5, int(math.ceil(n * RECENT)))) :]
 
 
 def _finite(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -99,8 +163,11 @@ def _finite(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def _per_tensor(series: Series, prefix: str, suffix: str = "") -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    return {key[len(prefix):]: _finite(*value) for key, value in series.items()
-            if key.startswith(prefix) and key.endswith(suffix) and len(value[0])}
+    return {
+        key[len(prefix) :]: _finite(*value)
+        for key, value in series.items()
+        if key.startswith(prefix) and key.endswith(suffix) and len(value[0])
+    }
 
 
 def _since(steps: np.ndarray, past: np.ndarray) -> int:
@@ -120,7 +187,7 @@ def _loss_progress(series: Series) -> tuple[float, float] | None:
     """(first loss, recent median loss) or None."""
     if "loss" not in series:
         return None
-    steps, losses = _finite(*series["loss"])
+    _, losses = _finite(*series["loss"])
     if len(losses) < 10:
         return None
     return float(losses[0]), float(np.median(_recent(losses)))
@@ -137,30 +204,101 @@ def divergence(series: Series, ctx: Context) -> Finding | None:
         return None
     step = int(steps[np.argmax(bad)]) if bad.any() else None
     what = f"the loss became {losses[np.argmax(bad)]} at step {step}" if bad.any() else ctx.message
-    return Finding("divergence", "error", "training diverged", f"{what} (loss series)",
-                   f"lower the base learning rate (optimizer.lr={ctx.lr:g}, e.g. to {ctx.lr / 10:g}) and restart",
-                   ["loss"], step)
+    return Finding(
+        "divergence",
+        "error",
+        "training diverged",
+        f"{what} (loss series)",
+        f"lower the base learning rate (optimizer.lr={ctx.lr:g}, e.g. to {ctx.lr / 10:g}) and restart",
+        ["loss"],
+        step,
+    )
+
+
+def _smoothed(values: np.ndarray) -> np.ndarray:
+    """A running median over about a twentieth of the points (at least 5): the loss's level,
+    without its step-to-step scatter."""
+    window = max(5, len(values) // 20)
+    padded = np.concatenate([np.full(window - 1, values[0]), values])
+    return np.median(np.lib.stride_tricks.sliding_window_view(padded, window), axis=1)
+
+
+def _loss_rose(series: Series) -> tuple[float, float, int] | None:
+    """(lowest level, recent level, step of the lowest) when the loss went back up well above
+    the lowest level it had reached: the steps overshoot."""
+    steps, losses = _finite(*series.get("loss", (np.empty(0), np.empty(0))))
+    if len(losses) < 20:
+        return None
+    level = _smoothed(losses)
+    recent = float(np.median(_recent(losses)))
+    earlier = level[: max(1, len(level) - len(_recent(losses)))]
+    lowest_index = int(np.argmin(earlier))
+    lowest = float(earlier[lowest_index])
+    first = float(losses[0])  # before any update: too high a rate can blow up the very next steps
+    went_up = recent > LOSS_RISE * lowest and recent - lowest > LOSS_RISE_MARGIN * first
+    # a loss still above where it started, past the first steps, is worse than no training at all
+    above_start = recent > LOSS_ABOVE_START * first
+    if went_up or above_start:
+        return lowest, recent, int(steps[lowest_index])
+    return None
 
 
 def learning_rate_too_high(series: Series, ctx: Context) -> Finding | None:
+    """Update ratios above 1e-2 sustained on a weight tensor; while the run is young (past its
+    very first steps), above 3e-2 on every weight tensor; or a loss that went back up well above
+    the level it had reached."""
+    weights = {
+        tensor: (steps[steps >= TRANSIENT_STEPS], ratios[steps >= TRANSIENT_STEPS])
+        for tensor, (steps, ratios) in _per_tensor(series, "update_ratio/", ".weight").items()
+    }
+    weights = {tensor: value for tensor, value in weights.items() if len(value[0]) >= 5}
+    young = any(len(steps) and steps[-1] < YOUNG_STEPS for steps, _ in weights.values())
     worst = None
-    for tensor, (steps, ratios) in _per_tensor(series, "update_ratio/", ".weight").items():
-        recent_steps, recent = _recent(steps), _recent(ratios)
-        if len(recent) >= 5 and np.mean(recent > RATIO_HIGH) >= SUSTAINED:
-            median = float(np.median(recent))
-            if worst is None or median > worst[1]:
-                worst = (tensor, median, _since(recent_steps, recent > RATIO_HIGH))
-    if worst is None:
+    if young and weights:
+        medians = {tensor: float(np.median(_recent(ratios))) for tensor, (_, ratios) in weights.items()}
+        if all(median > RATIO_HIGH_YOUNG for median in medians.values()):
+            tensor = min(medians, key=lambda name: medians[name])  # even the calmest layer
+            steps, ratios = weights[tensor]
+            worst = (tensor, medians[tensor], _since(steps, ratios > RATIO_HIGH_YOUNG), RATIO_HIGH_YOUNG)
+    elif weights:
+        for tensor, (steps, ratios) in weights.items():
+            recent_steps, recent = _recent(steps), _recent(ratios)
+            if np.mean(recent > RATIO_HIGH) >= SUSTAINED:
+                median = float(np.median(recent))
+                if worst is None or median > worst[1]:
+                    worst = (tensor, median, _since(recent_steps, recent > RATIO_HIGH), RATIO_HIGH)
+    rose = _loss_rose(series)
+    if worst is None and rose is None:
         return None
-    tensor, median, since = worst
-    progress = _loss_progress(series)
-    stuck = f"; the loss is still {progress[1]:.3g} (from {progress[0]:.3g})" if progress else ""
-    return Finding("lr_too_high", "warning", "learning rate too high",
-                   f"update ratio {median:.1e} on {tensor} since step {since} (target about {RATIO_TARGET:g}, "
-                   f"too high above {RATIO_HIGH:g}){stuck}",
-                   f"lower optimizer.lr (now {ctx.lr:g}) by about {max(1.0, median / RATIO_TARGET):.0f}x, "
-                   f"or anneal it (a step or plateau schedule)",
-                   [f"update_ratio/{tensor}", "loss"], since, {"update_ratio": median})
+    evidence, names, numbers, since = [], ["loss"], {}, None
+    if worst is not None:
+        tensor, median, since, threshold = worst
+        evidence.append(
+            f"update ratio {median:.1e} on {tensor} since step {since} (target about {RATIO_TARGET:g}, "
+            f"too high above {threshold:g})"
+        )
+        names.insert(0, f"update_ratio/{tensor}")
+        numbers["update_ratio"] = median
+    if rose is not None:
+        lowest, latest, lowest_step = rose
+        evidence.append(f"the loss went back up from {lowest:.3g} (step {lowest_step}) to {latest:.3g}")
+        numbers["loss_rise"] = latest / max(lowest, 1e-12)
+        since = lowest_step if since is None else since
+    else:
+        progress = _loss_progress(series)
+        if progress:
+            evidence.append(f"the loss is {progress[1]:.3g} (from {progress[0]:.3g})")
+    factor = max(1.0, numbers.get("update_ratio", 0.0) / RATIO_TARGET, 3.0 if rose else 1.0)
+    return Finding(
+        "lr_too_high",
+        "warning",
+        "learning rate too high",
+        "; ".join(evidence),
+        f"lower optimizer.lr (now {ctx.lr:g}) by about {factor:.0f}x, or anneal it (a step or plateau schedule)",
+        names,
+        since,
+        numbers,
+    )
 
 
 def learning_rate_too_low(series: Series, ctx: Context) -> Finding | None:
@@ -169,16 +307,25 @@ def learning_rate_too_low(series: Series, ctx: Context) -> Finding | None:
     progress = _loss_progress(series)
     if progress is None or progress[1] < CONVERGED_LOSS_FRACTION * progress[0]:
         return None  # tiny updates after real progress mean convergence, not a low rate
-    medians = {tensor: float(np.median(_recent(ratios)))
-               for tensor, (steps, ratios) in _per_tensor(series, "update_ratio/", ".weight").items() if len(ratios) >= 5}
+    medians = {
+        tensor: float(np.median(_recent(ratios)))
+        for tensor, (steps, ratios) in _per_tensor(series, "update_ratio/", ".weight").items()
+        if len(ratios) >= 5
+    }
     if not medians or not all(m < RATIO_LOW for m in medians.values()):
         return None
     tensor, median = max(medians.items(), key=lambda item: item[1])
-    return Finding("lr_too_low", "warning", "learning rate too low",
-                   f"update ratios at most {median:.1e} (on {tensor}; target about {RATIO_TARGET:g}, too low below "
-                   f"{RATIO_LOW:g}) while the loss only went from {progress[0]:.3g} to {progress[1]:.3g}",
-                   f"raise optimizer.lr (now {ctx.lr:g}) by about {RATIO_TARGET / max(median, 1e-12):.0f}x",
-                   [f"update_ratio/{tensor}", "loss"], None, {"update_ratio": median})
+    return Finding(
+        "lr_too_low",
+        "warning",
+        "learning rate too low",
+        f"update ratios at most {median:.1e} (on {tensor}; target about {RATIO_TARGET:g}, too low below "
+        f"{RATIO_LOW:g}) while the loss only went from {progress[0]:.3g} to {progress[1]:.3g}",
+        f"raise optimizer.lr (now {ctx.lr:g}) by about {RATIO_TARGET / max(median, 1e-12):.0f}x",
+        [f"update_ratio/{tensor}", "loss"],
+        None,
+        {"update_ratio": median},
+    )
 
 
 def adagrad_decayed(series: Series, ctx: Context) -> Finding | None:
@@ -188,85 +335,133 @@ def adagrad_decayed(series: Series, ctx: Context) -> Finding | None:
     if progress is None or progress[1] < CONVERGED_LOSS_FRACTION * progress[0]:
         return None
     pairs = []
-    for tensor, (steps, ratios) in _per_tensor(series, "update_ratio/", ".weight").items():
+    for tensor, (_, ratios) in _per_tensor(series, "update_ratio/", ".weight").items():
         if len(ratios) >= 10:
-            pairs.append((tensor, float(np.median(ratios[:max(3, len(ratios) // 10)])), float(np.median(_recent(ratios)))))
-    if not pairs or not all(late < RATIO_TARGET and late * ADAGRAD_DECAY < early for _, early, late in pairs):
+            pairs.append(
+                (tensor, float(np.median(ratios[: max(3, len(ratios) // 10)])), float(np.median(_recent(ratios))))
+            )
+    # already decayed well below its start and down to about the target, with the loss far from converged
+    if not pairs or not all(late < 2 * RATIO_TARGET and late * ADAGRAD_DECAY < early for _, early, late in pairs):
         return None
     tensor, early, late = pairs[0]
-    return Finding("adagrad_decayed", "warning", "Adagrad's learning rate has decayed to nothing",
-                   f"update ratio on {tensor} fell from {early:.1e} to {late:.1e} while the loss is still "
-                   f"{progress[1]:.3g} (from {progress[0]:.3g}): Adagrad's step shrinks as squared gradients add up",
-                   "raise the base rate (optimizer.lr), or use rmsprop / adam, whose averages forget old gradients",
-                   [f"update_ratio/{tensor}", "loss"], None, {"early_ratio": early, "late_ratio": late})
+    return Finding(
+        "adagrad_decayed",
+        "warning",
+        "Adagrad's learning rate has decayed to nothing",
+        f"update ratio on {tensor} fell from {early:.1e} to {late:.1e} while the loss is still "
+        f"{progress[1]:.3g} (from {progress[0]:.3g}): Adagrad's step shrinks as squared gradients add up",
+        "raise the base rate (optimizer.lr), or use rmsprop / adam, whose averages forget old gradients",
+        [f"update_ratio/{tensor}", "loss"],
+        None,
+        {"early_ratio": early, "late_ratio": late},
+    )
 
 
-def _accuracies(series: Series) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def _accuracies(
+    series: Series, minimum: int = MIN_EPOCHS_FOR_ACCURACY_RULES
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     if "train_acc" not in series or "val_acc" not in series:
         return None
     steps, train = series["train_acc"]
     _, val = series["val_acc"]
     n = min(len(train), len(val))
-    if n < MIN_EPOCHS_FOR_ACCURACY_RULES:
+    if n < minimum:
         return None
     return steps[:n], train[:n], val[:n]
 
 
 def overfitting(series: Series, ctx: Context) -> Finding | None:
-    """A large train-validation gap that grew, or with a validation loss rising from its minimum,
-    or with the training set learnt by heart."""
+    """A large train-validation gap with a validation set that stopped gaining from training:
+    its loss rising from its minimum, or no new best accuracy while the training set is learnt
+    by heart. A gap alone is not enough: early on the model fits the training data first."""
     accuracies = _accuracies(series)
     if accuracies is None:
         return None
     steps, train, val = accuracies
     gap = train - val
-    early = float(np.min(gap[:max(1, len(gap) // 5)]))  # the smallest gap of the first fifth of the epochs
+    early = float(np.min(gap[: max(1, len(gap) // 5)]))  # the smallest gap of the first fifth of the epochs
     late = float(np.median(_recent(gap)))
     _, val_loss = series.get("val_loss", (np.empty(0), np.empty(0)))
-    rising = ""
+    evidence = ""
     if len(val_loss) >= MIN_EPOCHS_FOR_ACCURACY_RULES:
         lowest, recent_loss = float(np.min(val_loss)), float(np.median(_recent(val_loss)))
-        if recent_loss > VAL_LOSS_RISE * lowest:
-            rising = f"; the validation loss rose from {lowest:.3g} (epoch {int(np.argmin(val_loss)) + 1}) to {recent_loss:.3g}"
-    memorised = float(np.median(_recent(train))) >= MEMORISED
-    if late < OVERFIT_GAP or (late - early < OVERFIT_GAP_GROWTH and not rising and not memorised):
+        if recent_loss > VAL_LOSS_RISE * lowest and np.argmin(val_loss) < len(val_loss) - len(_recent(val_loss)):
+            evidence = (
+                f"; the validation loss rose from {lowest:.3g} (epoch {int(np.argmin(val_loss)) + 1}) "
+                f"to {recent_loss:.3g}"
+            )
+    # no better validation accuracy for 3 epochs, and no lower validation loss either (a tie of the
+    # best accuracy with a falling loss is a model still learning)
+    stalled = len(val) > 3 and float(np.max(val[-3:])) <= float(np.max(val[:-3]))
+    if len(val_loss) > 3:
+        stalled = stalled and float(np.min(val_loss[-3:])) >= float(np.min(val_loss[:-3]))
+    if not evidence and float(np.median(_recent(train))) >= MEMORISED and stalled:
+        evidence = "; the training set is learnt by heart and validation accuracy has not improved for 3 epochs"
+    if late < OVERFIT_GAP or not evidence:
         return None
-    return Finding("overfitting", "warning", "overfitting",
-                   f"train accuracy {train[-1]:.3f} vs validation {val[-1]:.3f} at epoch {ctx.epoch_of(int(steps[-1])):.0f}: "
-                   f"a gap of {late:.2f} (at least {early:.2f} in the early epochs){rising}",
-                   "regularise more (optimizer.weight_decay, model.dropout), get more data, or stop earlier",
-                   ["train_acc", "val_acc", "val_loss"], int(steps[-1]), {"gap": late, "early_gap": early})
+    return Finding(
+        "overfitting",
+        "warning",
+        "overfitting",
+        f"train accuracy {train[-1]:.3f} vs validation {val[-1]:.3f} at epoch {ctx.epoch_of(int(steps[-1])):.0f}: "
+        f"a gap of {late:.2f} (at least {early:.2f} in the early epochs){evidence}",
+        "regularise more (optimizer.weight_decay, model.dropout), get more data, or stop earlier",
+        ["train_acc", "val_acc", "val_loss"],
+        int(steps[-1]),
+        {"gap": late, "early_gap": early},
+    )
 
 
 def underfitting(series: Series, ctx: Context) -> Finding | None:
-    accuracies = _accuracies(series)
+    """Both accuracies low and close: from 5 epochs below 0.8; from 3, only far below (0.5) and
+    barely moving, since the first epochs of a healthy run are low too."""
+    accuracies = _accuracies(series, minimum=3)
     if accuracies is None:
         return None
     steps, train, val = accuracies
     recent_train, recent_val = float(np.median(_recent(train))), float(np.median(_recent(val)))
+    if len(train) < MIN_EPOCHS_FOR_ACCURACY_RULES and (
+        recent_train >= UNDERFIT_YOUNG_ACCURACY or train[-1] - train[-2] >= UNDERFIT_YOUNG_GAIN
+    ):
+        return None
     if recent_train >= UNDERFIT_ACCURACY or abs(recent_train - recent_val) > UNDERFIT_GAP:
         return None
-    return Finding("underfitting", "warning", "underfitting",
-                   f"train accuracy {recent_train:.3f} and validation {recent_val:.3f} are both low and close",
-                   "give the model more capacity (model.hidden), train longer, or check the learning rate",
-                   ["train_acc", "val_acc"], int(steps[-1]), {"train_acc": recent_train, "val_acc": recent_val})
+    return Finding(
+        "underfitting",
+        "warning",
+        "underfitting",
+        f"train accuracy {recent_train:.3f} and validation {recent_val:.3f} are both low and close",
+        "give the model more capacity (model.hidden), train longer, or check the learning rate",
+        ["train_acc", "val_acc"],
+        int(steps[-1]),
+        {"train_acc": recent_train, "val_acc": recent_val},
+    )
 
 
 def dead_relus(series: Series, ctx: Context) -> Finding | None:
+    """Many units that never fire: 40 % of a layer; while the run is young, already 30 % and
+    rising, since a unit that dies from a large update stays dead."""
     worst = None
     for layer, (steps, dead) in _per_tensor(series, "dead_fraction/").items():
         recent = float(np.median(_recent(dead)))
-        if recent >= DEAD_WARNING and (worst is None or recent > worst[1]):
-            past = dead >= DEAD_WARNING
-            worst = (layer, recent, _since(steps, past))
+        young = len(steps) and steps[-1] < YOUNG_STEPS
+        dying = young and recent >= DEAD_RISING and recent - float(dead[0]) >= DEAD_RISE
+        if (recent >= DEAD_WARNING or dying) and (worst is None or recent > worst[1]):
+            worst = (layer, recent, _since(steps, dead >= min(DEAD_WARNING, DEAD_RISING if dying else 1.0)))
     if worst is None:
         return None
     layer, fraction, since = worst
-    return Finding("dead_relus", "error" if fraction >= DEAD_ERROR else "warning", "dead ReLU units",
-                   f"{fraction:.0%} of the units of {layer} never fire over a batch, since step {since}",
-                   f"lower the learning rate (optimizer.lr={ctx.lr:g}; a large update can kill a unit for good), "
-                   "or use leaky_relu / elu, or kaiming initialisation",
-                   [f"dead_fraction/{layer}"], since, {"dead_fraction": fraction})
+    return Finding(
+        "dead_relus",
+        "error" if fraction >= DEAD_ERROR else "warning",
+        "dead ReLU units",
+        f"{fraction:.0%} of the units of {layer} never fire over a batch, since step {since}",
+        f"lower the learning rate (optimizer.lr={ctx.lr:g}; a large update can kill a unit for good), "
+        "or use leaky_relu / elu, or kaiming initialisation",
+        [f"dead_fraction/{layer}"],
+        since,
+        {"dead_fraction": fraction},
+    )
 
 
 def saturated_units(series: Series, ctx: Context) -> Finding | None:
@@ -278,47 +473,72 @@ def saturated_units(series: Series, ctx: Context) -> Finding | None:
     if worst is None:
         return None
     layer, fraction, since = worst
-    return Finding("saturated_units", "warning", f"saturated {ctx.activation} units",
-                   f"{fraction:.0%} of the outputs of {layer} are at the activation's bounds since step {since}: "
-                   "their gradient is about zero",
-                   "use a smaller initialisation (xavier_uniform for tanh), batch_norm, or relu",
-                   [f"saturated_fraction/{layer}"], since, {"saturated_fraction": fraction})
+    return Finding(
+        "saturated_units",
+        "warning",
+        f"saturated {ctx.activation or 'tanh / sigmoid'} units",
+        f"{fraction:.0%} of the outputs of {layer} are at the activation's bounds since step {since}: "
+        "their gradient is about zero",
+        "use a smaller initialisation (xavier_uniform for tanh), batch_norm, or relu",
+        [f"saturated_fraction/{layer}"],
+        since,
+        {"saturated_fraction": fraction},
+    )
 
 
 def collapsed_activations(series: Series, ctx: Context) -> Finding | None:
-    collapsed = {layer: float(np.median(_recent(stds))) for layer, (steps, stds) in
-                 _per_tensor(series, "activation_std/").items() if len(stds)}
+    collapsed = {
+        layer: float(np.median(_recent(stds)))
+        for layer, (steps, stds) in _per_tensor(series, "activation_std/").items()
+        if len(stds)
+    }
     low = {layer: std for layer, std in collapsed.items() if std < COLLAPSED_ACTIVATION_STD}
     if not low:
         return None
     layer, std = min(low.items(), key=lambda item: item[1])
-    return Finding("collapsed_activations", "warning", "activations collapsed towards zero",
-                   f"the outputs of {layer} have a standard deviation of {std:.1e} (below {COLLAPSED_ACTIVATION_STD:g})",
-                   "the initialisation is too small: use xavier (tanh, sigmoid) or kaiming (relu)",
-                   [f"activation_std/{layer}"], None, {"activation_std": std})
+    return Finding(
+        "collapsed_activations",
+        "warning",
+        "activations collapsed towards zero",
+        f"the outputs of {layer} have a standard deviation of {std:.1e} (below {COLLAPSED_ACTIVATION_STD:g})",
+        "the initialisation is too small: use xavier (tanh, sigmoid) or kaiming (relu)",
+        [f"activation_std/{layer}"],
+        None,
+        {"activation_std": std},
+    )
 
 
 def symmetric_weights(series: Series, ctx: Context) -> Finding | None:
     for tensor, (steps, stds) in _per_tensor(series, "weight_std/", ".weight").items():
         if len(stds) and steps[0] == 0 and stds[0] == 0:
-            return Finding("symmetry", "error", "weights start all equal",
-                           f"every weight of {tensor} has the same value at step 0 (standard deviation 0): "
-                           "all its units compute the same thing and get the same update, so they stay identical",
-                           "initialise with random weights (model.init xavier_uniform or kaiming_normal)",
-                           [f"weight_std/{tensor}"], 0, {"weight_std": 0.0})
+            return Finding(
+                "symmetry",
+                "error",
+                "weights start all equal",
+                f"every weight of {tensor} has the same value at step 0 (standard deviation 0): "
+                "all its units compute the same thing and get the same update, so they stay identical",
+                "initialise with random weights (model.init xavier_uniform or kaiming_normal)",
+                [f"weight_std/{tensor}"],
+                0,
+                {"weight_std": 0.0},
+            )
     return None
 
 
-def _weight_layers_in_order(series: Series, prefix: str) -> list[tuple[str, float]]:
-    from trainer.models import layer_order
-
-    values = [(tensor, float(np.median(_recent(v)))) for tensor, (s, v) in
-              _per_tensor(series, prefix, ".weight").items() if len(v)]
+def _weight_layers_in_order(series: Series, prefix: str, ctx: Context) -> list[tuple[str, float]]:
+    values = [
+        (tensor, float(np.median(_recent(v))))
+        for tensor, (s, v) in _per_tensor(series, prefix, ".weight").items()
+        if len(v)
+    ]
+    if ctx.tensors:  # the model's own order
+        position = {name: index for index, name in enumerate(ctx.tensors)}
+        return sorted(values, key=lambda item: (position.get(item[0], len(position)), layer_order(item[0])))
     return sorted(values, key=lambda item: layer_order(item[0]))
 
 
 def vanishing_gradients(series: Series, ctx: Context) -> Finding | None:
-    layers = _weight_layers_in_order(series, "grad_norm/")
+    layers = _weight_layers_in_order(series, "grad_norm/", ctx)
     if len(layers) < 3:
         return None
     norms = [norm for _, norm in layers]
@@ -326,11 +546,17 @@ def vanishing_gradients(series: Series, ctx: Context) -> Finding | None:
     # far smaller at the input than at the output, and no larger than the layers in between
     if last <= 0 or first / last >= VANISHING_RATIO or first > float(np.median(norms)):
         return None
-    return Finding("vanishing_gradients", "warning", "vanishing gradients",
-                   f"gradient norms shrink layer by layer towards the input: {layers[-1][0]} {last:.1e} -> "
-                   f"{layers[0][0]} {first:.1e} ({first / last:.1e} of the last layer's)",
-                   "use relu (or leaky_relu) with kaiming initialisation, batch_norm, or fewer layers",
-                   [f"grad_norm/{name}" for name, _ in layers], None, {"first_over_last": first / last})
+    return Finding(
+        "vanishing_gradients",
+        "warning",
+        "vanishing gradients",
+        f"gradient norms shrink layer by layer towards the input: {layers[-1][0]} {last:.1e} -> "
+        f"{layers[0][0]} {first:.1e} ({first / last:.1e} of the last layer's)",
+        "use relu (or leaky_relu) with kaiming initialisation, batch_norm, or fewer layers",
+        [f"grad_norm/{name}" for name, _ in layers],
+        None,
+        {"first_over_last": first / last},
+    )
 
 
 def exploding_gradients(series: Series, ctx: Context) -> Finding | None:
@@ -349,25 +575,44 @@ def exploding_gradients(series: Series, ctx: Context) -> Finding | None:
     if worst is None:
         return None
     tensor, growth, step, start, peak = worst
-    return Finding("exploding_gradients", "warning", "exploding gradients",
-                   f"the gradient norm of {tensor} reached {peak:.2e} at step {step}, {growth:.0f}x its first value "
-                   f"{start:.2e} and as large as the weights",
-                   f"lower the learning rate (optimizer.lr={ctx.lr:g}), clip gradients, or normalise (batch_norm)",
-                   [f"grad_norm/{tensor}", f"weight_norm/{tensor}"], step, {"growth": growth})
+    return Finding(
+        "exploding_gradients",
+        "warning",
+        "exploding gradients",
+        f"the gradient norm of {tensor} reached {peak:.2e} at step {step}, {growth:.0f}x its first value "
+        f"{start:.2e} and as large as the weights",
+        f"lower the learning rate (optimizer.lr={ctx.lr:g}), clip gradients, or normalise (batch_norm)",
+        [f"grad_norm/{tensor}", f"weight_norm/{tensor}"],
+        step,
+        {"growth": growth},
+    )
+
+
+def expected_initial_loss(loss: str, classes: int) -> tuple[float, str]:
+    """With small random weights: ln(C) for a softmax classifier, C - 1 for a multiclass SVM
+    (docs/training-dynamics.md, section 2); the value and its formula in words."""
+    if loss == "cross_entropy":
+        return math.log(classes), f"ln({classes})"
+    return classes - 1.0, f"{classes} - 1"
 
 
 def initial_loss_off(series: Series, ctx: Context) -> Finding | None:
     if ctx.classes is None or "loss" not in series or not len(series["loss"][1]):
         return None
     first = float(series["loss"][1][0])
-    expected = math.log(ctx.classes) if ctx.loss == "cross_entropy" else ctx.classes - 1.0
+    expected, formula = expected_initial_loss(ctx.loss, ctx.classes)
     if not math.isfinite(first) or abs(first - expected) <= INITIAL_LOSS_TOLERANCE * expected:
         return None
-    formula = f"ln({ctx.classes})" if ctx.loss == "cross_entropy" else f"{ctx.classes} - 1"
-    return Finding("initial_loss", "warning", "initial loss far from its expected value",
-                   f"the first loss is {first:.4g}; with small random weights it should be about {formula} = {expected:.3g}",
-                   "check the initialisation (too large weights give confident wrong scores) and the loss",
-                   ["loss"], 0, {"first_loss": first, "expected": expected})
+    return Finding(
+        "initial_loss",
+        "warning",
+        "initial loss far from its expected value",
+        f"the first loss is {first:.4g}; with small random weights it should be about {formula} = {expected:.3g}",
+        "check the initialisation (too large weights give confident wrong scores) and the loss",
+        ["loss"],
+        0,
+        {"first_loss": first, "expected": expected},
+    )
 
 
 def validation_stalled(series: Series, ctx: Context) -> Finding | None:
@@ -380,15 +625,220 @@ def validation_stalled(series: Series, ctx: Context) -> Finding | None:
     since = len(val) - 1 - best_index
     if since < STALL_EPOCHS or since < STALL_FRACTION * len(val):
         return None
-    return Finding("validation_stalled", "info", "best validation accuracy has stalled",
-                   f"best validation accuracy {val[best_index]:.4f} at epoch {best_index + 1}, not improved for {since} epochs",
-                   "anneal the learning rate (a step or plateau schedule) or stop the run here",
-                   ["val_acc"], int(steps[best_index]), {"best": float(val[best_index]), "epochs_since": float(since)})
+    return Finding(
+        "validation_stalled",
+        "info",
+        "best validation accuracy has stalled",
+        f"best validation accuracy {val[best_index]:.4f} at epoch {best_index + 1}, not improved for {since} epochs",
+        "anneal the learning rate (a step or plateau schedule) or stop the run here",
+        ["val_acc"],
+        int(steps[best_index]),
+        {"best": float(val[best_index]), "epochs_since": float(since)},
+    )
 
 
-RULES = (divergence, learning_rate_too_high, learning_rate_too_low, adagrad_decayed, overfitting, underfitting,
-         dead_relus, saturated_units, collapsed_activations, symmetric_weights, vanishing_gradients,
-         exploding_gradients, initial_loss_off, validation_stalled)
+# --------------------------------------------------------------------------
+# the loss curve, read as the notes read it (docs/training-dynamics.md, section 1)
+
+
+def initial_plateau(series: Series, ctx: Context) -> Finding | None:
+    """The loss stuck at its initial value ln(C) (C - 1 for an SVM) from the start, then maybe a
+    sudden drop: the signals do not get through the network (initialisation)."""
+    steps, losses = _finite(*series.get("loss", (np.empty(0), np.empty(0))))
+    if len(losses) < PLATEAU_STEPS:
+        return None
+    expected = expected_initial_loss(ctx.loss, ctx.classes)[0] if ctx.classes else float(np.median(losses[:5]))
+    off = np.abs(losses - expected) > PLATEAU_TOLERANCE * expected
+    length = int(np.argmax(off)) if off.any() else len(losses)
+    if length < PLATEAU_STEPS or (off.any() and np.mean(off[length:]) < 0.5):
+        return None
+    dropped = bool(off.any()) and float(np.median(_recent(losses))) < (1 - 3 * PLATEAU_TOLERANCE) * expected
+    evidence = f"the loss stayed at {expected:.3g} (its value with no signal) for the first {length} steps" + (
+        f", then dropped to {float(np.median(_recent(losses))):.3g}" if dropped else ""
+    )
+    return Finding(
+        "initial_plateau",
+        "warning",
+        "the loss is stuck at its initial value"
+        if not dropped
+        else "a long plateau at the initial loss, then a sudden drop",
+        evidence,
+        "the signals do not get through the network at this initialisation: use kaiming (relu) or xavier "
+        "(tanh) initialisation (model.init), batch_norm, or fewer layers",
+        ["loss"],
+        int(steps[0]),
+        {"plateau_steps": float(length), "level": expected},
+    )
+
+
+def loss_plateau(series: Series, ctx: Context) -> Finding | None:
+    """A fast drop, then a plateau at a bad value: the steps are too large to settle lower."""
+    steps, losses = _finite(*series.get("loss", (np.empty(0), np.empty(0))))
+    if len(losses) < 50:
+        return None
+    level = _smoothed(losses)
+    first = float(np.median(losses[:5]))
+    dropped = np.flatnonzero(level < FAST_DROP * first)
+    if not len(dropped) or dropped[0] > FAST_DROP_WITHIN * len(level):
+        return None
+    earlier, later = level[: len(level) // 2], level[len(level) // 2 :]
+    end = float(np.median(later))
+    # a stalled loss makes no new low, however much it bounces
+    if end < PLATEAU_BAD * first or float(np.min(later)) < PLATEAU_FLAT * float(np.min(earlier)):
+        return None
+    return Finding(
+        "loss_plateau",
+        "warning",
+        "learning rate too high: the loss dropped fast, then stalled",
+        f"the loss fell from {first:.3g} to {float(level[dropped[0]]):.3g} by step {int(steps[dropped[0]])}, "
+        f"then stayed about {end:.3g} ({end / first:.0%} of its start) over the last {len(later)} steps",
+        f"lower optimizer.lr (now {ctx.lr:g}), e.g. by 3-10x, or anneal it (a step or plateau schedule)",
+        ["loss"],
+        int(steps[dropped[0]]),
+        {"plateau": end, "first": first},
+    )
+
+
+def loss_linear(series: Series, ctx: Context) -> Finding | None:
+    """A loss that falls in a straight line, slowly: the learning rate is too low (a good one
+    gives a fast, roughly exponential decline)."""
+    steps, losses = _finite(*series.get("loss", (np.empty(0), np.empty(0))))
+    if len(losses) < 50:
+        return None
+    level = _smoothed(losses)
+    first, last = float(np.median(losses[:5])), float(level[-1])
+    fall = (first - last) / first if first > 0 else 0.0
+    half = len(level) // 2
+    first_half, second_half = float(level[0] - level[half]), float(level[half] - level[-1])
+    if not 0.02 < fall < LINEAR_SLOW or first_half <= 0 or second_half <= 0:
+        return None
+    if not LINEAR_HALVES[0] < second_half / first_half < LINEAR_HALVES[1]:
+        return None
+    slope, intercept = np.polyfit(steps, level, 1)
+    fitted = slope * steps + intercept
+    r2 = 1 - float(np.sum((level - fitted) ** 2)) / max(float(np.sum((level - level.mean()) ** 2)), 1e-30)
+    if r2 < LINEAR_R2:
+        return None
+    return Finding(
+        "loss_linear",
+        "warning",
+        "learning rate too low: the loss falls in a straight line",
+        f"the loss fell from {first:.3g} to {last:.3g} ({fall:.0%}) at a steady {-slope * 1000:.2g} per "
+        f"1000 steps (a straight line: R^2 {r2:.2f}), where a good rate falls fast, then levels off",
+        f"raise optimizer.lr (now {ctx.lr:g}), e.g. by 10x",
+        ["loss"],
+        None,
+        {"fall": fall, "r2": r2},
+    )
+
+
+def noisy_loss(series: Series, ctx: Context) -> Finding | None:
+    """Noise in the loss curve grows as the batch shrinks: a per-step scatter as large as the
+    loss itself, with a small batch."""
+    if ctx.batch_size is None or ctx.batch_size > NOISY_BATCH:
+        return None
+    _, losses = _finite(*series.get("loss", (np.empty(0), np.empty(0))))
+    if len(losses) < 100:
+        return None
+    recent = _recent(losses)
+    level = _smoothed(recent)
+    noise = float(np.median(np.abs(recent - level)) / max(float(np.median(level)), 1e-12))
+    if noise < NOISY:
+        return None
+    return Finding(
+        "noisy_loss",
+        "info",
+        "the loss is very noisy: the batch is small",
+        f"the loss scatters by {noise:.1f}x its own level from one step to the next with batch_size "
+        f"{ctx.batch_size}; each step's gradient is a noisy estimate",
+        "raise batch_size (and the learning rate with it), or lower optimizer.lr",
+        ["loss"],
+        None,
+        {"noise": noise, "batch_size": float(ctx.batch_size)},
+    )
+
+
+def validation_loss_stuck(series: Series, ctx: Context) -> Finding | None:
+    """The validation loss never leaves its first value while the training loss falls: what the
+    model learns does not carry over (labels shuffled or misaligned, different preprocessing)."""
+    _, val_loss = _finite(*series.get("val_loss", (np.empty(0), np.empty(0))))
+    _, losses = _finite(*series.get("loss", (np.empty(0), np.empty(0))))
+    if len(val_loss) < 3 or len(losses) < 20:
+        return None
+    first_train, recent_train = float(np.median(losses[:5])), float(np.median(_recent(losses)))
+    # "initial": the loss of a model with no signal, ln(C) (C - 1 for an SVM), when C is known
+    start = expected_initial_loss(ctx.loss, ctx.classes)[0] if ctx.classes else float(val_loss[0])
+    if (
+        abs(float(val_loss[0]) - start) > 0.05 * start
+        or float(np.min(val_loss)) < VAL_STUCK * float(val_loss[0])
+        or float(np.median(_recent(val_loss))) < VAL_STILL * float(val_loss[0])
+        or recent_train > TRAIN_PROGRESS * first_train
+    ):
+        return None
+    steps, _ = series["val_loss"]
+    return Finding(
+        "val_loss_stuck",
+        "warning",
+        "the validation loss is stuck at its initial value",
+        f"the validation loss never went below {float(val_loss[0]):.3g} in {len(val_loss)} epochs (now "
+        f"{float(val_loss[-1]):.3g}) while the training loss fell from {first_train:.3g} to {recent_train:.3g}",
+        "what the model learns does not carry over to the validation data: check that the labels match "
+        "the inputs (shuffled or misaligned) and that both sets are prepared alike",
+        ["val_loss", "loss"],
+        int(steps[0]),
+        {"val_loss": float(val_loss[-1])},
+    )
+
+
+def first_layer_noise(series: Series, ctx: Context) -> Finding | None:
+    """The first layer's filters still white noise from the third epoch on (two measurements at
+    least; three when the epochs are not known): the layer has not learnt from the input at all."""
+    steps, roughness = _finite(*series.get(ROUGHNESS_KEY, (np.empty(0), np.empty(0))))
+    needed = 2
+    if ctx.steps_per_epoch:
+        late = steps >= FILTERS_FROM_EPOCH * ctx.steps_per_epoch
+        steps, roughness = steps[late], roughness[late]
+    else:
+        needed = 3
+    if len(roughness) < needed or float(np.min(roughness)) < FILTERS_NOISE:
+        return None
+    return Finding(
+        "first_layer_noise",
+        "warning",
+        "the first layer's filters are still noise",
+        f"the first layer's filters have a roughness of {float(roughness[-1]):.3f} at step {int(steps[-1])} "
+        f"(white noise 1.0, noise above {FILTERS_NOISE:g}; smooth filters below {FILTERS_SMOOTH:g}): the layer has "
+        "not moved from its random start",
+        "if the loss falls, the gradient does not reach the first layer (see the gradient norms per "
+        f"layer); if it does not, raise optimizer.lr (now {ctx.lr:g}) or train longer",
+        [ROUGHNESS_KEY, "loss"],
+        int(steps[0]),
+        {"roughness": float(roughness[-1])},
+    )
+
+
+RULES = (
+    divergence,
+    learning_rate_too_high,
+    learning_rate_too_low,
+    adagrad_decayed,
+    overfitting,
+    underfitting,
+    dead_relus,
+    saturated_units,
+    collapsed_activations,
+    symmetric_weights,
+    vanishing_gradients,
+    exploding_gradients,
+    initial_loss_off,
+    validation_stalled,
+    initial_plateau,
+    loss_plateau,
+    loss_linear,
+    noisy_loss,
+    validation_loss_stuck,
+    first_layer_noise,
+)
 
 
 def diagnose(series: Series, ctx: Context) -> list[Finding]:
@@ -396,8 +846,10 @@ def diagnose(series: Series, ctx: Context) -> list[Finding]:
     read only what came before it (NaN weights would look like dead units)."""
     diverged = divergence(series, ctx)
     if diverged is not None and diverged.step is not None:
-        series = {key: (steps[steps < diverged.step], values[steps < diverged.step])
-                  for key, (steps, values) in series.items()}
+        series = {
+            key: (steps[steps < diverged.step], values[steps < diverged.step])
+            for key, (steps, values) in series.items()
+        }
     findings = [diverged] if diverged else []
     findings += [finding for rule in RULES[1:] if (finding := rule(series, ctx)) is not None]
     return sorted(findings, key=lambda f: -SEVERITY_ORDER[f.severity])
@@ -405,7 +857,45 @@ def diagnose(series: Series, ctx: Context) -> list[Finding]:
 
 def health(findings: list[Finding]) -> str:
     """ok, or the worst finding's severity."""
-    return max((f.severity for f in findings), key=SEVERITY_ORDER.get, default="ok")
+    return max((f.severity for f in findings), key=lambda severity: SEVERITY_ORDER[severity], default="ok")
+
+
+def check_findings(checks: CheckResults | None) -> list[Finding]:
+    """Findings from a preflight's or a check job's results: a failed sanity check, a
+    gradient check worse than ok."""
+    if not checks:
+        return []
+    findings = [
+        Finding(
+            "check",
+            "warning",
+            f"sanity check failed: {c['name']}",
+            c["message"],
+            "fix this before training on all the data",
+            [],
+            None,
+            c["numbers"],
+        )
+        for c in checks.get("sanity", [])
+        if not c["passed"]
+    ]
+    for part in checks.get("gradient", []):
+        if part["verdict"] not in ("good", "ok"):
+            worst = max(part["tensors"], key=lambda t: t["max_relative_error"])
+            findings.append(
+                Finding(
+                    "gradient_check",
+                    "error" if part["verdict"] == "wrong" else "warning",
+                    f"gradient check of the {part['part']}: {part['verdict']}",
+                    f"max relative error {worst['max_relative_error']:.2e} on {worst['tensor']} "
+                    f"({worst['dims_checked']} dimensions, {worst['kink_crossings']} kink crossings)",
+                    "a wrong analytic gradient: check custom layers and losses; try a larger h before blaming the code",
+                    [],
+                    None,
+                    {"max_relative_error": worst["max_relative_error"]},
+                )
+            )
+    return findings
 
 
 def histogram_series(summaries: list[tuple[str, int, float]]) -> Series:
@@ -417,5 +907,7 @@ def histogram_series(summaries: list[tuple[str, int, float]]) -> Series:
             steps, values = collected.setdefault(f"{kind}_std/{name}", ([], []))
             steps.append(step)
             values.append(std)
-    return {key: (np.asarray(steps, dtype=np.int64), np.asarray(values, dtype=np.float64))
-            for key, (steps, values) in collected.items()}
+    return {
+        key: (np.asarray(steps, dtype=np.int64), np.asarray(values, dtype=np.float64))
+        for key, (steps, values) in collected.items()
+    }

@@ -20,8 +20,10 @@ def ensemble_accuracy(members: list[tuple[RunConfig, bytes]]) -> dict:
     first = members[0][0]
     for config, _ in members[1:]:
         if config.data != first.data or config.data_seed != first.data_seed:
-            raise ValueError("the members were trained on different data or splits (data, data.seed); "
-                             "their ensemble cannot be evaluated fairly")
+            raise ValueError(
+                "the members were trained on different data or splits (data, data.seed); "
+                "their ensemble cannot be evaluated fairly"
+            )
     data = load_dataset(first.data, first.data_seed)
     probabilities, singles = [], []
     for config, blob in members:
@@ -32,5 +34,8 @@ def ensemble_accuracy(members: list[tuple[RunConfig, bytes]]) -> dict:
         singles.append(float((probability.argmax(dim=1) == data.y_val).float().mean()))
         probabilities.append(probability)
     averaged = torch.stack(probabilities).mean(dim=0)
-    return {"accuracy": float((averaged.argmax(dim=1) == data.y_val).float().mean()), "members": singles,
-            "examples": int(len(data.y_val))}
+    return {
+        "accuracy": float((averaged.argmax(dim=1) == data.y_val).float().mean()),
+        "members": singles,
+        "examples": len(data.y_val),
+    }

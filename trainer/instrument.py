@@ -13,11 +13,54 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainer.models import RELU_FAMILY, SATURATING, Maxout
-from trainer.sink import HistogramRecord, ImageRecord, ScalarBatch
+from trainer.models import Maxout
+from trainer.sink import HistogramRecord, ScalarBatch
 
 # a unit counts as saturated when its output is this close to the activation's bounds
 SATURATION_MARGIN = 0.01
+# Activation modules whose outputs are measured, by what can go wrong with them: ReLU-like
+# units die (never positive), tanh- and sigmoid-like ones saturate; the others are only
+# histogrammed. Activations called as functions (F.relu) have no module and are not measured.
+ACTIVATION_KINDS: dict[type[nn.Module], str] = {
+    nn.ReLU: "relu",
+    nn.ReLU6: "relu",
+    nn.LeakyReLU: "relu",
+    nn.PReLU: "relu",
+    nn.RReLU: "relu",
+    nn.ELU: "relu",
+    nn.CELU: "relu",
+    nn.SELU: "relu",
+    Maxout: "relu",
+    nn.Tanh: "tanh",
+    nn.Hardtanh: "tanh",
+    nn.Sigmoid: "sigmoid",
+    nn.Hardsigmoid: "sigmoid",
+    nn.GELU: "smooth",
+    nn.SiLU: "smooth",
+    nn.Mish: "smooth",
+    nn.Softplus: "smooth",
+}
+
+
+def activation_kind(module: nn.Module) -> str | None:
+    return next((kind for cls, kind in ACTIVATION_KINDS.items() if type(module) is cls), None)
+
+
+def _to_host(pieces: list[torch.Tensor]) -> np.ndarray:
+    """Every piece as float64 on the host, in order: one copy (and synchronisation) per device,
+    the one of a hand-off when everything lives on one device."""
+    if not pieces:
+        return np.empty(0)
+    by_device: dict[torch.device, list[int]] = {}
+    for index, piece in enumerate(pieces):
+        by_device.setdefault(piece.device, []).append(index)
+    parts: list[np.ndarray] = [np.empty(0)] * len(pieces)
+    for indices in by_device.values():
+        flat = [pieces[i].reshape(-1).to(torch.float64) for i in indices]
+        host = torch.cat(flat).cpu().numpy()
+        for index, chunk in zip(indices, np.split(host, np.cumsum([f.numel() for f in flat])[:-1])):
+            parts[index] = chunk
+    return np.concatenate(parts)
 
 
 class DeviceRecorder:
@@ -52,30 +95,39 @@ class DeviceRecorder:
         pieces = [torch.stack(values) for _, values in self._series.values()]
         pieces += [values for _, _, values in self._vectors]
         pieces += [torch.cat([counts.reshape(-1), stats.reshape(-1)]) for _, _, counts, stats in self._histograms]
-        host = (torch.cat([p.to(torch.float64) for p in pieces]).cpu().numpy()  # the one sync of a hand-off
-                if pieces else np.empty(0))
+        host = _to_host(pieces)
         collected: dict[str, tuple[list[int], list[float]]] = {}
         offset = 0
-        for key, (steps, values) in self._series.items():
-            collected[key] = (steps, list(host[offset:offset + len(steps)]))
+        for key, (steps, _) in self._series.items():
+            collected[key] = (steps, list(host[offset : offset + len(steps)]))
             offset += len(steps)
-        for keys, step, values in self._vectors:
+        for keys, step, _ in self._vectors:
             for index, key in enumerate(keys):
                 steps_list, values_list = collected.setdefault(key, ([], []))
                 steps_list.append(step)
                 values_list.append(host[offset + index])
             offset += len(keys)
         records: list[HistogramRecord] = []
-        for keys, step, counts, stats in self._histograms:
+        for keys, step, counts, _ in self._histograms:
             n, bins = counts.shape
-            block_counts = host[offset:offset + n * bins].reshape(n, bins)
-            block_stats = host[offset + n * bins:offset + n * bins + n * 6].reshape(n, 6)
+            block_counts = host[offset : offset + n * bins].reshape(n, bins)
+            block_stats = host[offset + n * bins : offset + n * bins + n * 6].reshape(n, 6)
             offset += n * bins + n * 6
             for index, key in enumerate(keys):
                 low, high, mean, std, zero, saturated = block_stats[index]
-                records.append(HistogramRecord(key, step, float(low), float(high),
-                                               block_counts[index].astype(np.int64), float(mean), float(std),
-                                               float(zero), float(saturated)))
+                records.append(
+                    HistogramRecord(
+                        key,
+                        step,
+                        float(low),
+                        float(high),
+                        block_counts[index].astype(np.int64),
+                        float(mean),
+                        float(std),
+                        float(zero),
+                        float(saturated),
+                    )
+                )
         for key, (steps_list, values_list) in self._host.items():
             target = collected.setdefault(key, ([], []))
             target[0].extend(steps_list)
@@ -84,8 +136,10 @@ class DeviceRecorder:
         self._vectors.clear()
         self._histograms.clear()
         self._host.clear()
-        batch = {key: (np.asarray(steps, dtype=np.int64), np.asarray(values, dtype=np.float64))
-                 for key, (steps, values) in collected.items()}
+        batch = {
+            key: (np.asarray(steps, dtype=np.int64), np.asarray(values, dtype=np.float64))
+            for key, (steps, values) in collected.items()
+        }
         return batch, records
 
 
@@ -96,8 +150,11 @@ class ParameterProbe:
 
     def __init__(self, named_parameters: list[tuple[str, nn.Parameter]]):
         self.names = tuple(name for name, _ in named_parameters)
-        self.keys = (tuple(f"update_ratio/{n}" for n in self.names) + tuple(f"grad_norm/{n}" for n in self.names)
-                     + tuple(f"weight_norm/{n}" for n in self.names))
+        self.keys = (
+            tuple(f"update_ratio/{n}" for n in self.names)
+            + tuple(f"grad_norm/{n}" for n in self.names)
+            + tuple(f"weight_norm/{n}" for n in self.names)
+        )
         self.params = [param for _, param in named_parameters]
         # one persistent copy of the weights, overwritten in place at each measured step
         self._before = [param.detach().clone() for param in self.params]
@@ -116,14 +173,16 @@ class ParameterProbe:
         torch._foreach_sub_(self._before, [param.detach() for param in self.params])  # W_before - W_after
         update_norms = torch.stack(torch._foreach_norm(self._before))
         # a tensor that is exactly zero (e.g. zero-initialised biases) has no finite ratio
-        ratios = torch.where(weight_norms > 0, update_norms / weight_norms.clamp_min(1e-30),
-                             torch.full_like(update_norms, float("nan")))
+        ratios = torch.where(
+            weight_norms > 0, update_norms / weight_norms.clamp_min(1e-30), torch.full_like(update_norms, float("nan"))
+        )
         self._pending = None
         return torch.cat([ratios, grad_norms, weight_norms])
 
 
-def batched_histograms(tensors: list[torch.Tensor], bins: int, saturation: list[str | None]
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
+def batched_histograms(
+    tensors: list[torch.Tensor], bins: int, saturation: list[str | None]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Histograms of many tensors in one binning pass on their device.
 
     Each tensor gets `bins` equal bins over its own [min, max]. Returns counts (n, bins)
@@ -171,42 +230,49 @@ class HistogramProbe:
     """Every H steps: histograms of each activation layer's output, and of each
     parameter's gradient and weights; dead and saturated fractions per activation."""
 
-    def __init__(self, model: nn.Module, named_parameters: list[tuple[str, nn.Parameter]], bins: int,
-                 activation_name: str):
+    def __init__(self, model: nn.Module, named_parameters: list[tuple[str, nn.Parameter]], bins: int):
         self.model = model
         self.bins = bins
         self.params = named_parameters
-        self.activation_name = activation_name
-        activation_types = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.Tanh, nn.Sigmoid, Maxout)
-        self.layers = [(name, module) for name, module in model.named_modules() if isinstance(module, activation_types)]
+        self.layers = [(name, module) for name, module in model.named_modules() if activation_kind(module)]
+        self.kinds = {name: activation_kind(module) for name, module in self.layers}
         self._captured: dict[str, torch.Tensor] = {}
-        self._handles: list = []
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def arm(self) -> None:
         """Hooks exist only during a measured step, so other steps pay nothing."""
+        if self._handles:
+            return
         for name, module in self.layers:
             self._handles.append(module.register_forward_hook(self._capture(name)))
 
+    def disarm(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._captured.clear()
+
     def _capture(self, name: str):
-        def hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
-            self._captured[name] = output.detach()
+        def hook(module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
+            if module.training:  # not an evaluation pass that happens to run in between
+                self._captured[name] = output.detach()
+
         return hook
 
     def collect(self, recorder: DeviceRecorder, step: int) -> None:
         """After backward: gradients and the activations of this step's forward pass."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+        captured = dict(self._captured)
+        self.disarm()
         keys: list[str] = []
         tensors: list[torch.Tensor] = []
         saturation: list[str | None] = []
         dead_keys, dead_values = [], []
-        saturating = self.activation_name if self.activation_name in SATURATING else None
-        for name, output in self._captured.items():
+        for name, output in captured.items():
+            kind = self.kinds[name]
             keys.append(f"activation/{name}")
             tensors.append(output)
-            saturation.append(saturating)
-            if self.activation_name in RELU_FAMILY:
+            saturation.append(kind if kind in ("tanh", "sigmoid") else None)
+            if kind == "relu":
                 dead_keys.append(f"dead_fraction/{name}")
                 dead_values.append(dead_fraction(output))
         for name, param in self.params:
@@ -217,7 +283,6 @@ class HistogramProbe:
             keys.append(f"weight/{name}")
             tensors.append(param)
             saturation.append(None)
-        self._captured.clear()
         if not tensors:
             return
         counts, stats = batched_histograms(tensors, self.bins, saturation)
@@ -230,15 +295,18 @@ class HistogramProbe:
             recorder.add_vector(sat_keys, step, stats[saturated_rows, 5])
 
 
-def first_layer_image(model: nn.Module, image_shape: tuple[int, int, int], max_tiles: int = 100) -> np.ndarray | None:
-    """The first layer's incoming weights of each unit (or filter), each reshaped to
-    the input image and scaled to its own min..max, as a grid: (H, W) or (H, W, 3) uint8."""
+def first_layer_tiles(
+    model: nn.Module, image_shape: tuple[int, int, int] | None, max_tiles: int = 100
+) -> torch.Tensor | None:
+    """On the device: the first layer's incoming weights of each unit (or filter), each
+    reshaped to the input image (a conv layer's filters need no shape) and scaled to its own
+    min..max, (tiles, channels, height, width); None when the first layer has no image form."""
     first = next((m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))), None)
     if first is None:
         return None
     weight = first.weight.detach()
     if isinstance(first, nn.Linear):
-        if weight.shape[1] != math.prod(image_shape):
+        if image_shape is None or weight.shape[1] != math.prod(image_shape):
             return None
         tiles = weight.reshape(weight.shape[0], *image_shape)
     else:
@@ -248,15 +316,42 @@ def first_layer_image(model: nn.Module, image_shape: tuple[int, int, int], max_t
     tiles = tiles[:, :channels]
     low = tiles.amin(dim=(1, 2, 3), keepdim=True)
     high = tiles.amax(dim=(1, 2, 3), keepdim=True)
-    tiles = ((tiles - low) / (high - low).clamp_min(1e-12)).nan_to_num(0.5).cpu().numpy()  # one copy an epoch
-    count, _, height, width = tiles.shape
+    return ((tiles - low) / (high - low).clamp_min(1e-12)).nan_to_num(0.5)
+
+
+def tile_grid(scaled: np.ndarray) -> np.ndarray:
+    """Tiles (count, channels, height, width) in [0, 1] as one grid image: (H, W) or (H, W, 3) uint8."""
+    count, channels, height, width = scaled.shape
     columns = math.ceil(math.sqrt(count))
     rows = math.ceil(count / columns)
     # tiles with a 1-pixel white gap below and right, laid out row by row, then a top/left border
     padded = np.ones((rows * columns, channels, height + 1, width + 1), dtype=np.float32)
-    padded[:count, :, :height, :width] = tiles
+    padded[:count, :, :height, :width] = scaled
     grid = padded.reshape(rows, columns, channels, height + 1, width + 1).transpose(2, 0, 3, 1, 4)
-    grid = np.pad(grid.reshape(channels, rows * (height + 1), columns * (width + 1)), ((0, 0), (1, 0), (1, 0)),
-                  constant_values=1.0)
+    grid = np.pad(
+        grid.reshape(channels, rows * (height + 1), columns * (width + 1)),
+        ((0, 0), (1, 0), (1, 0)),
+        constant_values=1.0,
+    )
     pixels = (grid * 255).round().astype(np.uint8)
     return pixels[0] if channels == 1 else pixels.transpose(1, 2, 0)
+
+
+# Tiles smaller than this (8 x 8 digits, 3 x 3 or 7 x 7 kernels) have too few neighbouring
+# pixels, and too many at the edge, for their roughness to say smooth from noisy.
+MIN_FILTER_SIDE = 10
+
+
+def filter_roughness(tiles: torch.Tensor) -> torch.Tensor | None:
+    """How much the first layer's filters look like white noise, on the device (no sync): per
+    tile and channel, the mean squared difference of neighbouring pixels over twice the
+    variance (white noise: 1; smooth, structured filters: near 0), averaged over the channels;
+    the median over the tiles. Affine-invariant, so the scaled tiles of first_layer_tiles do.
+    None for tiles too small to judge."""
+    height, width = tiles.shape[2], tiles.shape[3]
+    if min(height, width) < MIN_FILTER_SIDE:
+        return None
+    across = tiles.diff(dim=3).square().mean(dim=(2, 3))
+    down = tiles.diff(dim=2).square().mean(dim=(2, 3))
+    variance = tiles.var(dim=(2, 3), unbiased=False).clamp_min(1e-12)
+    return ((across + down) / (4 * variance)).mean(dim=1).median()

@@ -23,11 +23,19 @@ import torch
 from trainer import checkpoint
 from trainer.config import RunConfig
 from trainer.data import Dataset, load_dataset
-from trainer.instrument import DeviceRecorder, HistogramProbe, ParameterProbe, first_layer_image
+from trainer.instrument import (
+    DeviceRecorder,
+    HistogramProbe,
+    ParameterProbe,
+    filter_roughness,
+    first_layer_tiles,
+    tile_grid,
+)
 from trainer.models import build_loss, build_model
 from trainer.optim import build_optimizer
 from trainer.schedules import Schedule
 from trainer.sink import ImageRecord, Progress, RunInfo, Sink
+from trainer.tensor_names import ROUGHNESS_KEY
 
 # A loss this many times its first value means the run has blown up even if it
 # is still finite (e.g. cross-entropy of 23 against ln(10) = 2.3 at the start).
@@ -76,13 +84,14 @@ def predict(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Scores in evaluation mode (dropout off, batch-norm running statistics), in chunks."""
     was_training = model.training
     model.eval()
-    scores = torch.cat([model(x[start:start + EVAL_BATCH]).float() for start in range(0, len(x), EVAL_BATCH)])
+    scores = torch.cat([model(x[start : start + EVAL_BATCH]).float() for start in range(0, len(x), EVAL_BATCH)])
     model.train(was_training)
     return scores
 
 
-def evaluate(model: torch.nn.Module, loss_fn: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+def evaluate(
+    model: torch.nn.Module, loss_fn: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(accuracy, mean loss) as device tensors; the caller decides when to sync."""
     scores = predict(model, x)
     with torch.no_grad():
@@ -103,12 +112,19 @@ def _diverged_at(steps: np.ndarray, losses: np.ndarray, first_loss: float) -> tu
     if not high.any():
         return None
     index = int(np.argmax(high)) + EXPLOSION_WINDOW - 1
-    return int(steps[index]), (f"the median of {EXPLOSION_WINDOW} losses reached {medians[index - EXPLOSION_WINDOW + 1]:.4g} "
-                               f"at step {steps[index]}, over {EXPLOSION_FACTOR:g}x the first loss {first_loss:.4g}")
+    return int(steps[index]), (
+        f"the median of {EXPLOSION_WINDOW} losses reached {medians[index - EXPLOSION_WINDOW + 1]:.4g} "
+        f"at step {steps[index]}, over {EXPLOSION_FACTOR:g}x the first loss {first_loss:.4g}"
+    )
 
 
-def train(config: RunConfig, sink: Sink, handoff_seconds: float = 0.5, resume: bytes | None = None,
-          checkpoint_seconds: float = 60.0) -> RunResult:
+def train(
+    config: RunConfig,
+    sink: Sink,
+    handoff_seconds: float = 0.5,
+    resume: bytes | None = None,
+    checkpoint_seconds: float = 60.0,
+) -> RunResult:
     """Train to the end, or from the checkpoint `resume` on. Checkpoints go to the sink at each
     epoch end (or every config.checkpoint_every steps), at most one per `checkpoint_seconds`,
     and always after the last epoch."""
@@ -126,12 +142,15 @@ def train(config: RunConfig, sink: Sink, handoff_seconds: float = 0.5, resume: b
     schedule = Schedule(config.schedule, optimizer, steps_per_epoch, config.epochs)
     instrument = config.instrument
     parameters = ParameterProbe(named)
-    histograms = HistogramProbe(model, named, instrument.histogram_bins, config.model.activation)
+    histograms = HistogramProbe(model, named, instrument.histogram_bins)
     recorder = DeviceRecorder()
     autocast = autocast_for(config, device)
     # coupled L2 (the notes' lambda/2 * ||w||^2) is part of the objective: log it beside the data loss
-    l2 = config.optimizer.weight_decay if not (config.optimizer.decoupled_weight_decay
-                                               or config.optimizer.name == "adamw") else 0.0
+    l2 = (
+        config.optimizer.weight_decay
+        if not (config.optimizer.decoupled_weight_decay or config.optimizer.name == "adamw")
+        else 0.0
+    )
     params = [param for _, param in named]
 
     generator = torch.Generator(device=device).manual_seed(config.seed)
@@ -169,10 +188,12 @@ def train(config: RunConfig, sink: Sink, handoff_seconds: float = 0.5, resume: b
 
     def save_checkpoint(epoch: int, batch: int) -> None:
         nonlocal last_checkpoint
-        loop_now = checkpoint.LoopState(step, epoch, batch, elapsed(), first_loss, last_loss, best_val,
-                                        train_acc, val_acc, last_image_step)
-        sink.checkpoint(step, epoch, checkpoint.save(model, optimizer, schedule.state_dict(),
-                                                     epoch_generator_state, loop_now))
+        loop_now = checkpoint.LoopState(
+            step, epoch, batch, elapsed(), first_loss, last_loss, best_val, train_acc, val_acc, last_image_step
+        )
+        sink.checkpoint(
+            step, epoch, checkpoint.save(model, optimizer, schedule.state_dict(), epoch_generator_state, loop_now)
+        )
         last_checkpoint = time.monotonic()
 
     def handoff(epochs_done: int) -> RunResult | None:
@@ -190,8 +211,9 @@ def train(config: RunConfig, sink: Sink, handoff_seconds: float = 0.5, resume: b
             if verdict is not None:
                 sink.scalars(batch)
                 _, detail = verdict
-                return finish("diverged", f"{detail}: lower the learning rate "
-                              f"(optimizer.lr={config.optimizer.lr:g})", epochs_done)
+                return finish(
+                    "diverged", f"{detail}: lower the learning rate (optimizer.lr={config.optimizer.lr:g})", epochs_done
+                )
         sink.scalars(batch)
         sink.progress(Progress(epochs_done, step, total_steps))
         last_handoff = time.monotonic()
@@ -203,20 +225,25 @@ def train(config: RunConfig, sink: Sink, handoff_seconds: float = 0.5, resume: b
         return None
 
     def finish(status: str, message: str, epochs_done: int) -> RunResult:
-        return RunResult(status, message, step, epochs_done, str(device), last_loss, best_val,
-                         train_acc, val_acc, elapsed())
+        return RunResult(
+            status, message, step, epochs_done, str(device), last_loss, best_val, train_acc, val_acc, elapsed()
+        )
 
-    sink.start(RunInfo(str(device), total_steps, steps_per_epoch, config.epochs, parameters.names, step))
+    sink.start(
+        RunInfo(
+            str(device), total_steps, steps_per_epoch, config.epochs, parameters.names, step, classes=data.num_classes
+        )
+    )
     model.train()
     for epoch in range(start_epoch, config.epochs):
         epoch_generator_state = generator.get_state()
         order = torch.randperm(n_train, device=device, generator=generator)
         first_batch = start_batch if epoch == start_epoch else 0
         for batch_start in range(first_batch * config.batch_size, n_train, config.batch_size):
-            index = order[batch_start:batch_start + config.batch_size]
+            index = order[batch_start : batch_start + config.batch_size]
             x, y = data.x_train[index], data.y_train[index]
-            measure_histograms = instrument.histogram_every and step % instrument.histogram_every == 0
-            measure_parameters = step % instrument.ratio_every == 0
+            measure_histograms = instrument.measures_histograms(step)
+            measure_parameters = instrument.measures_parameters(step)
 
             # forward / backward
             if measure_histograms:
@@ -231,7 +258,9 @@ def train(config: RunConfig, sink: Sink, handoff_seconds: float = 0.5, resume: b
             recorder.add("loss", step, loss.detach())
             if l2:  # with the weights this step's forward pass used
                 with torch.no_grad():
-                    recorder.add("loss_reg", step, 0.5 * l2 * torch.stack(torch._foreach_norm(params)).square().sum())
+                    recorder.add(
+                        "loss_reg", step, 0.5 * l2 * torch.stack(torch._foreach_norm(list(params))).square().sum()
+                    )
 
             # step, measuring the update actually applied every K steps
             if measure_parameters:
@@ -244,8 +273,11 @@ def train(config: RunConfig, sink: Sink, handoff_seconds: float = 0.5, resume: b
             schedule.after_iteration()
             step += 1
 
-            checkpoint_due = (config.checkpoint_every and step % config.checkpoint_every == 0
-                              and time.monotonic() - last_checkpoint >= checkpoint_seconds)
+            checkpoint_due = (
+                config.checkpoint_every
+                and step % config.checkpoint_every == 0
+                and time.monotonic() - last_checkpoint >= checkpoint_seconds
+            )
             if checkpoint_due or time.monotonic() - last_handoff >= handoff_seconds:
                 ended = handoff(epoch)
                 if ended is not None:
@@ -262,20 +294,32 @@ def train(config: RunConfig, sink: Sink, handoff_seconds: float = 0.5, resume: b
         train_acc, val_acc, val_loss = epoch_numbers.tolist()  # sync: once an epoch
         best_val = val_acc if best_val is None else max(best_val, val_acc)
         last_step = step - 1
-        for key, value in (("train_acc", train_acc), ("val_acc", val_acc), ("val_loss", val_loss),
-                           ("epoch", float(epoch + 1)), ("wall_time", elapsed())):
+        for key, value in (
+            ("train_acc", train_acc),
+            ("val_acc", val_acc),
+            ("val_loss", val_loss),
+            ("epoch", float(epoch + 1)),
+            ("wall_time", elapsed()),
+        ):
             recorder.add_host(key, last_step, value)
-        image_due = (last_image_step is None or epoch == config.epochs - 1
-                     or last_step - last_image_step >= instrument.histogram_every)
+        image_due = (
+            last_image_step is None
+            or epoch == config.epochs - 1
+            or last_step - last_image_step >= instrument.histogram_every
+        )
         if instrument.first_layer_images and data.image_shape is not None and image_due:
-            pixels = first_layer_image(model, data.image_shape)
-            if pixels is not None:
-                sink.images([ImageRecord("first_layer", last_step, pixels)])
+            tiles = first_layer_tiles(model, data.image_shape)
+            if tiles is not None:
+                roughness = filter_roughness(tiles)
+                if roughness is not None:
+                    recorder.add(ROUGHNESS_KEY, last_step, roughness)
+                sink.images([ImageRecord("first_layer", last_step, tile_grid(tiles.cpu().numpy()))])
                 last_image_step = last_step
         schedule.after_epoch(val_loss)
         epoch_generator_state = generator.get_state()  # the next epoch starts from here
         checkpoint_due = epoch == config.epochs - 1 or (
-            not config.checkpoint_every and time.monotonic() - last_checkpoint >= checkpoint_seconds)
+            not config.checkpoint_every and time.monotonic() - last_checkpoint >= checkpoint_seconds
+        )
         # epochs shorter than a hand-off interval go out with the next one, not one each
         if checkpoint_due or time.monotonic() - last_handoff >= handoff_seconds:
             ended = handoff(epoch + 1)

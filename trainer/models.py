@@ -4,6 +4,7 @@ per-tensor series read as `update_ratio/fc1.weight`, the words a diagnosis uses.
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Literal
 
 import torch
 from torch import nn
@@ -13,15 +14,6 @@ from trainer.config import ModelConfig
 # Activations whose units can die (never positive over a batch) or saturate.
 RELU_FAMILY = ("relu", "leaky_relu", "prelu", "rrelu", "elu", "maxout")
 SATURATING = ("tanh", "sigmoid")
-
-
-def layer_order(tensor: str) -> tuple[int, int, int, str]:
-    """Sort key that puts tensor names in the model's order, input first:
-    conv1..convN, then fc1..fcN, then out; weights before biases."""
-    head, _, rest = tensor.partition(".")
-    digits = "".join(ch for ch in head if ch.isdigit())
-    rank = 0 if head.startswith(("conv", "act_conv", "bn_conv")) else 2 if head == "out" else 1
-    return rank, int(digits or 0), 0 if rest.startswith("weight") else 1, tensor
 
 
 class Maxout(nn.Module):
@@ -72,8 +64,9 @@ class ImageInput(nn.Module):
         return x.view(x.shape[0], *self.shape)
 
 
-def build_model(config: ModelConfig, num_features: int, num_classes: int,
-                image_shape: tuple[int, int, int] | None = None) -> nn.Sequential:
+def build_model(
+    config: ModelConfig, num_features: int, num_classes: int, image_shape: tuple[int, int, int] | None = None
+) -> nn.Sequential:
     pieces = config.maxout_pieces if config.activation == "maxout" else 1
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     width = num_features
@@ -83,8 +76,9 @@ def build_model(config: ModelConfig, num_features: int, num_classes: int,
         channels, height, width_px = image_shape
         layers["image"] = ImageInput(image_shape)
         for index, out_channels in enumerate(config.channels, start=1):
-            layers[f"conv{index}"] = nn.Conv2d(channels, out_channels * pieces, config.kernel_size,
-                                               padding=config.kernel_size // 2)
+            layers[f"conv{index}"] = nn.Conv2d(
+                channels, out_channels * pieces, config.kernel_size, padding=config.kernel_size // 2
+            )
             if config.batch_norm:
                 layers[f"bn_conv{index}"] = nn.BatchNorm2d(out_channels * pieces)
             layers[f"act_conv{index}"] = activation_layer(config)
@@ -112,7 +106,7 @@ def initialise(model: nn.Module, config: ModelConfig) -> None:
     """Weights of linear and convolutional layers as configured; their biases zero."""
     if config.init == "default":
         return  # torch's own (Kaiming-uniform with a = sqrt(5))
-    kaiming_for = "relu" if config.activation in RELU_FAMILY else "linear"
+    kaiming_for: Literal["relu", "linear"] = "relu" if config.activation in RELU_FAMILY else "linear"
     for module in model.modules():
         if not isinstance(module, (nn.Linear, nn.Conv2d)):
             continue

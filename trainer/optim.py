@@ -27,19 +27,35 @@ def build_optimizer(config: OptimizerConfig, params: Iterable[torch.nn.Parameter
     if c.name == "sgd":
         return torch.optim.SGD(params, lr=c.lr, weight_decay=c.weight_decay)
     if c.name in ("momentum", "nesterov"):
-        return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, nesterov=c.name == "nesterov",
-                               weight_decay=c.weight_decay)
+        return torch.optim.SGD(
+            params, lr=c.lr, momentum=c.momentum, nesterov=c.name == "nesterov", weight_decay=c.weight_decay
+        )
     if c.name == "adagrad":
         return torch.optim.Adagrad(params, lr=c.lr, eps=c.eps, weight_decay=c.weight_decay)
     if c.name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=c.lr, alpha=c.decay, eps=c.eps, momentum=c.momentum,
-                                   centered=c.centered, weight_decay=c.weight_decay)
+        return torch.optim.RMSprop(
+            params,
+            lr=c.lr,
+            alpha=c.decay,
+            eps=c.eps,
+            momentum=c.momentum,
+            centered=c.centered,
+            weight_decay=c.weight_decay,
+        )
     if c.name == "adam":
-        return torch.optim.Adam(params, lr=c.lr, betas=c.betas, eps=c.eps, amsgrad=c.amsgrad,
-                                weight_decay=c.weight_decay, decoupled_weight_decay=c.decoupled_weight_decay)
+        return torch.optim.Adam(
+            params,
+            lr=c.lr,
+            betas=c.betas,
+            eps=c.eps,
+            amsgrad=c.amsgrad,
+            weight_decay=c.weight_decay,
+            decoupled_weight_decay=c.decoupled_weight_decay,
+        )
     if c.name == "adamw":
-        return torch.optim.AdamW(params, lr=c.lr, betas=c.betas, eps=c.eps, amsgrad=c.amsgrad,
-                                 weight_decay=c.weight_decay)
+        return torch.optim.AdamW(
+            params, lr=c.lr, betas=c.betas, eps=c.eps, amsgrad=c.amsgrad, weight_decay=c.weight_decay
+        )
     if c.name == "adadelta":
         return torch.optim.Adadelta(params, lr=c.lr, rho=c.rho, eps=c.eps, weight_decay=c.weight_decay)
     raise ValueError(f"optimizer.name: unknown optimizer {c.name!r}")  # config validation prevents this

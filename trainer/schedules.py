@@ -36,6 +36,7 @@ def _sigmoid(gamma: float, step_size: int):
         z = -gamma * (t - step_size)
         # 1 / (1 + e^z) without overflow for large |z|
         return math.exp(-z) / (1.0 + math.exp(-z)) if z > 0 else 1.0 / (1.0 + math.exp(z))
+
     return factor
 
 
@@ -48,8 +49,11 @@ class Schedule:
         length = steps_per_epoch * epochs if config.interval == "iteration" else epochs
         # Warm-up first: its constructor scales the current lr, then the main schedule
         # takes that lr as its own start; both are chainable, so their factors multiply.
-        self.warmup = (lr_scheduler.LinearLR(optimizer, WARMUP_START_FACTOR, 1.0, total_iters=config.warmup_steps)
-                       if config.warmup_steps else None)
+        self.warmup = (
+            lr_scheduler.LinearLR(optimizer, WARMUP_START_FACTOR, 1.0, total_iters=config.warmup_steps)
+            if config.warmup_steps
+            else None
+        )
         self.main = self._main(config, optimizer, length)
         self.plateau = isinstance(self.main, lr_scheduler.ReduceLROnPlateau)
 
@@ -74,8 +78,9 @@ class Schedule:
         if c.name == "cosine":
             return lr_scheduler.CosineAnnealingLR(optimizer, T_max=c.t_max or length, eta_min=c.eta_min)
         if c.name == "plateau":
-            return lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=c.factor, patience=c.patience,
-                                                  threshold=c.threshold)
+            return lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode="min", factor=c.factor, patience=c.patience, threshold=c.threshold
+            )
         raise ValueError(f"schedule.name: unknown schedule {c.name!r}")  # validation prevents this
 
     @property
@@ -97,8 +102,10 @@ class Schedule:
             self.main.step()
 
     def state_dict(self) -> dict:
-        return {"warmup": self.warmup.state_dict() if self.warmup is not None else None,
-                "main": self.main.state_dict() if self.main is not None else None}
+        return {
+            "warmup": self.warmup.state_dict() if self.warmup is not None else None,
+            "main": self.main.state_dict() if self.main is not None else None,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if self.warmup is not None and state["warmup"] is not None:

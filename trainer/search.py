@@ -21,9 +21,10 @@ import itertools
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
+import yaml
 
 from trainer.config import ConfigError, RunConfig
 
@@ -33,8 +34,19 @@ MAX_RUNS = 500
 MAX_SEEDS = 20
 MAX_STAGES = 5
 MAX_CHOICES = 50
-SPEC_KEYS = ("kind", "base", "seeds", "choices", "params", "runs", "stages", "top_k", "early_stopping",
-             "ensemble_k", "sample_seed")
+SPEC_KEYS = (
+    "kind",
+    "base",
+    "seeds",
+    "choices",
+    "params",
+    "runs",
+    "stages",
+    "top_k",
+    "early_stopping",
+    "ensemble_k",
+    "sample_seed",
+)
 EARLY_STOPPING_RULES = ("median",)
 # the best value within this fraction of a searched range (in log space for log
 # distributions) from either end "sits on the edge": the optimum may lie outside
@@ -48,9 +60,9 @@ NARROW_MARGIN = 0.25
 class Param:
     key: str  # dotted config path, e.g. optimizer.lr
     distribution: str
-    low: float | None = None
-    high: float | None = None
-    values: tuple = ()
+    low: float = 0.0  # low and high: of the numeric distributions
+    high: float = 0.0
+    values: tuple[Any, ...] = ()  # of a choice
 
     @property
     def log(self) -> bool:
@@ -111,8 +123,14 @@ class StudySpec:
     sample_seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"kind": self.kind, "base": self.base, "seeds": self.seeds, "top_k": self.top_k,
-                               "ensemble_k": self.ensemble_k, "sample_seed": self.sample_seed}
+        out: dict[str, Any] = {
+            "kind": self.kind,
+            "base": self.base,
+            "seeds": self.seeds,
+            "top_k": self.top_k,
+            "ensemble_k": self.ensemble_k,
+            "sample_seed": self.sample_seed,
+        }
         if self.choices:
             out["choices"] = {key: list(values) for key, values in self.choices.items()}
         if self.params:
@@ -120,8 +138,11 @@ class StudySpec:
         if self.stages:
             out["stages"] = [{"runs": s.runs, **({"epochs": s.epochs} if s.epochs else {})} for s in self.stages]
         if self.early_stopping:
-            out["early_stopping"] = {"rule": self.early_stopping.rule, "min_epochs": self.early_stopping.min_epochs,
-                                     "min_runs": self.early_stopping.min_runs}
+            out["early_stopping"] = {
+                "rule": self.early_stopping.rule,
+                "min_epochs": self.early_stopping.min_epochs,
+                "min_runs": self.early_stopping.min_runs,
+            }
         return out
 
     @property
@@ -140,7 +161,8 @@ class PlannedRun:
 
 # --- parsing ------------------------------------------------------------------
 
-def _number(value: Any) -> bool:
+
+def _number(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -192,6 +214,19 @@ def _positive(raw: dict, key: str, default: int, high: int, errors: dict[str, st
     return value
 
 
+def parse_spec_text(text: str) -> Any:
+    """A spec as JSON, or YAML (a superset of JSON) for people who write it by hand;
+    raises ConfigError on `spec` when it is neither."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as json_error:
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as yaml_error:
+            first_line = str(yaml_error).splitlines()[0]
+            raise ConfigError({"spec": f"is neither JSON ({json_error}) nor YAML ({first_line})"}) from None
+
+
 def parse_spec(raw: Any, check_runs: bool = True) -> StudySpec:
     """Validate a spec; raises ConfigError naming every bad field (dotted paths). check_runs:
     also validate every config it generates (a stored spec was, when it was created)."""
@@ -219,7 +254,9 @@ def parse_spec(raw: Any, check_runs: bool = True) -> StudySpec:
     if kind in ("comparison", "grid"):
         raw_choices = raw.get("choices")
         if not isinstance(raw_choices, dict) or not raw_choices:
-            errors["choices"] = "must be an object of config keys to lists of values, e.g. {\"optimizer.lr\": [0.1, 0.01]}"
+            errors["choices"] = (
+                'must be an object of config keys to lists of values, e.g. {"optimizer.lr": [0.1, 0.01]}'
+            )
         else:
             for key, values in raw_choices.items():
                 if not isinstance(values, list) or not 1 <= len(values) <= MAX_CHOICES:
@@ -233,8 +270,10 @@ def parse_spec(raw: Any, check_runs: bool = True) -> StudySpec:
     if kind in ("random", "coarse_to_fine"):
         raw_params = raw.get("params")
         if not isinstance(raw_params, dict) or not raw_params:
-            errors["params"] = ("must be an object of config keys to distributions, e.g. "
-                                "{\"optimizer.lr\": {\"distribution\": \"log_uniform\", \"low\": 1e-6, \"high\": 10}}")
+            errors["params"] = (
+                "must be an object of config keys to distributions, e.g. "
+                '{"optimizer.lr": {"distribution": "log_uniform", "low": 1e-6, "high": 10}}'
+            )
         else:
             for key, value in raw_params.items():
                 param = _parse_param(key, value, errors)
@@ -249,7 +288,9 @@ def parse_spec(raw: Any, check_runs: bool = True) -> StudySpec:
     elif kind == "coarse_to_fine":
         raw_stages = raw.get("stages")
         if not isinstance(raw_stages, list) or not 2 <= len(raw_stages) <= MAX_STAGES:
-            errors["stages"] = f"must be a list of 2 to {MAX_STAGES} stages, e.g. [{{\"runs\": 20, \"epochs\": 1}}, {{\"runs\": 10}}]"
+            errors["stages"] = (
+                f'must be a list of 2 to {MAX_STAGES} stages, e.g. [{{"runs": 20, "epochs": 1}}, {{"runs": 10}}]'
+            )
         else:
             for index, stage in enumerate(raw_stages):
                 where = f"stages[{index}]"
@@ -276,14 +317,18 @@ def parse_spec(raw: Any, check_runs: bool = True) -> StudySpec:
             errors["early_stopping.rule"] = f"must be one of {', '.join(EARLY_STOPPING_RULES)}"
         else:
             sub: dict[str, str] = {}
-            early = EarlyStopping(raw_early.get("rule", "median"),
-                                  _positive(raw_early, "min_epochs", 2, 10_000, sub),
-                                  _positive(raw_early, "min_runs", 3, MAX_RUNS, sub))
+            early = EarlyStopping(
+                raw_early.get("rule", "median"),
+                _positive(raw_early, "min_epochs", 2, 10_000, sub),
+                _positive(raw_early, "min_runs", 3, MAX_RUNS, sub),
+            )
             errors.update({f"early_stopping.{key}": message for key, message in sub.items()})
 
     if errors:
         raise ConfigError(errors)
-    spec = StudySpec(kind, base, seeds, choices, tuple(params), tuple(stages), top_k, early, ensemble_k, sample_seed)
+    spec = StudySpec(
+        str(kind), base, seeds, choices, tuple(params), tuple(stages), top_k, early, ensemble_k, sample_seed
+    )
     if not check_runs:
         return spec
     planned = plan_stage(spec, 0)  # every generated config must be valid, or nothing is created
@@ -293,6 +338,7 @@ def parse_spec(raw: Any, check_runs: bool = True) -> StudySpec:
 
 
 # --- expanding ----------------------------------------------------------------
+
 
 def set_path(config: dict[str, Any], key: str, value: Any) -> None:
     """config["a"]["b"] = value for key "a.b", creating sections on the way. A dict value
@@ -335,8 +381,12 @@ def _planned(spec: StudySpec, values: dict[str, Any], epochs: int | None) -> Pla
     if "seed" in values and get_path(config, "data.seed") is None:
         # the seeds vary initialisation and order on one split (RunConfig.data_seed)
         set_path(config, "data.seed", spec.base.get("seed", 0) if isinstance(spec.base.get("seed"), int) else 0)
-    name = " ".join(f"{key.rsplit('.', 1)[-1] if key != 'seed' else 'seed'}={_label(value)}"
-                    if not isinstance(value, dict) else _label(value) for key, value in values.items())
+    name = " ".join(
+        f"{key.rsplit('.', 1)[-1] if key != 'seed' else 'seed'}={_label(value)}"
+        if not isinstance(value, dict)
+        else _label(value)
+        for key, value in values.items()
+    )
     return PlannedRun(name, config, values)
 
 
@@ -345,8 +395,9 @@ def _validated(runs: list[PlannedRun]) -> list[PlannedRun]:
         try:
             resolved = RunConfig.from_dict(run.config)
         except ConfigError as error:
-            raise ConfigError({f"run {index + 1} ({run.name}): {key}": message
-                               for key, message in error.errors.items()}) from None
+            raise ConfigError(
+                {f"run {index + 1} ({run.name}): {key}": message for key, message in error.errors.items()}
+            ) from None
         runs[index] = PlannedRun(run.name, resolved.to_dict(), run.values)
     return runs
 
@@ -375,6 +426,7 @@ def plan_stage(spec: StudySpec, stage: int, params: tuple[Param, ...] | None = N
 
 # --- reading results ---------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Result:
     values: dict[str, Any]
@@ -383,8 +435,8 @@ class Result:
 
 def top(results: list[Result], k: int) -> list[Result]:
     """The k best by metric (higher is better); runs without a metric never count."""
-    scored = [r for r in results if r.metric is not None and math.isfinite(r.metric)]
-    return sorted(scored, key=lambda r: r.metric, reverse=True)[:k]
+    scored = [(r.metric, r) for r in results if r.metric is not None and math.isfinite(r.metric)]
+    return [r for _, r in sorted(scored, key=lambda pair: pair[0], reverse=True)[:k]]
 
 
 def narrow(params: tuple[Param, ...], results: list[Result], k: int) -> tuple[Param, ...]:
@@ -419,7 +471,7 @@ def narrow(params: tuple[Param, ...], results: list[Result], k: int) -> tuple[Pa
 
 
 def edge_warnings(params: tuple[Param, ...], results: list[Result]) -> list[str]:
-    """"widen the range" when the best run's value sits within EDGE_FRACTION of an end of
+    """ "widen the range" when the best run's value sits within EDGE_FRACTION of an end of
     its searched range: the optimum may be outside it."""
     best = top(results, 1)
     if not best:
@@ -432,8 +484,10 @@ def edge_warnings(params: tuple[Param, ...], results: list[Result]) -> list[str]
         where = param.position(float(value))
         if where <= EDGE_FRACTION or where >= 1 - EDGE_FRACTION:
             end, direction = ("low", "down") if where <= EDGE_FRACTION else ("high", "up")
-            warnings.append(f"{param.key}: the best run's value {value:.3g} sits at the {end} edge of the searched "
-                            f"range [{param.low:g}, {param.high:g}]; widen the range {direction}wards")
+            warnings.append(
+                f"{param.key}: the best run's value {value:.3g} sits at the {end} edge of the searched "
+                f"range [{param.low:g}, {param.high:g}]; widen the range {direction}wards"
+            )
     return warnings
 
 
@@ -449,6 +503,8 @@ def median_stopping(history: list[float], others: list[list[float]], rule: Early
         return None
     mine, median = max(history), float(np.median(peers))
     if mine < median:
-        return (f"stopped early after epoch {epoch}: best validation accuracy {mine:.4f} is below the median "
-                f"{median:.4f} of {len(peers)} other runs of the study at that epoch")
+        return (
+            f"stopped early after epoch {epoch}: best validation accuracy {mine:.4f} is below the median "
+            f"{median:.4f} of {len(peers)} other runs of the study at that epoch"
+        )
     return None

@@ -24,6 +24,7 @@ class RunInfo:
     epochs: int
     parameter_names: tuple[str, ...]
     start_step: int = 0
+    classes: int | None = None  # of the data, as loaded; the diagnosis checks the initial loss against it
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,9 @@ def falling_loss(n=200, end=0.1):
 
 def test_update_ratio_sustained_above_1e_2_is_too_high_and_says_since_when():
     ratios = [1e-3] * 30 + [3e-2] * 10
-    found = d.learning_rate_too_high({"update_ratio/fc1.weight": series(ratios, every=10), "loss": falling_loss()}, ctx())
+    found = d.learning_rate_too_high(
+        {"update_ratio/fc1.weight": series(ratios, every=10), "loss": falling_loss()}, ctx()
+    )
     assert found and found.step == 300 and "3.0e-02 on fc1.weight since step 300" in found.evidence
 
 
@@ -52,9 +54,16 @@ def test_underfitting_needs_low_and_close_accuracies():
     assert d.underfitting({"train_acc": series([0.95] * 10), "val_acc": series([0.94] * 10)}, ctx()) is None
 
 
-def test_overfitting_needs_a_large_gap():
-    growing = {"train_acc": series(np.linspace(0.8, 1.0, 20)), "val_acc": series(np.linspace(0.78, 0.8, 20))}
-    assert d.overfitting(growing, ctx()) is not None
+def test_overfitting_needs_a_large_gap_and_a_validation_set_that_stopped_gaining():
+    still_gaining = {"train_acc": series(np.linspace(0.8, 1.0, 20)), "val_acc": series(np.linspace(0.7, 0.8, 20))}
+    assert d.overfitting(still_gaining, ctx()) is None  # a gap alone: the model fits the training data first
+    stalled = {
+        "train_acc": series([*np.linspace(0.8, 1.0, 10), *[1.0] * 10]),
+        "val_acc": series([*np.linspace(0.7, 0.8, 15), 0.79, 0.8, 0.78, 0.79, 0.8]),
+    }
+    assert "not improved for 3 epochs" in d.overfitting(stalled, ctx()).evidence
+    rising_loss = {**still_gaining, "val_loss": series([*np.linspace(1.0, 0.5, 10), *np.linspace(0.55, 0.9, 10)])}
+    assert "validation loss rose from 0.5" in d.overfitting(rising_loss, ctx()).evidence
     close = {"train_acc": series([1.0] * 20), "val_acc": series([0.95] * 20)}
     assert d.overfitting(close, ctx()) is None
 

@@ -9,9 +9,14 @@ from trainer.loop import train
 from trainer.sink import MemorySink
 
 # dropout and a schedule, so that the RNG and the scheduler state matter too
-CONFIG = {"epochs": 3, "batch_size": 64, "model": {"hidden": [32], "dropout": 0.3},
-          "optimizer": {"name": "momentum", "lr": 0.05}, "schedule": {"name": "step", "step_size": 1, "gamma": 0.5},
-          "instrument": {"ratio_every": 5, "histogram_every": 10}}
+CONFIG = {
+    "epochs": 3,
+    "batch_size": 64,
+    "model": {"hidden": [32], "dropout": 0.3},
+    "optimizer": {"name": "momentum", "lr": 0.05},
+    "schedule": {"name": "step", "step_size": 1, "gamma": 0.5},
+    "instrument": {"ratio_every": 5, "histogram_every": 10},
+}
 
 
 def full_run(extra: dict) -> MemorySink:
@@ -23,8 +28,9 @@ def full_run(extra: dict) -> MemorySink:
 
 def resumed(extra: dict, blob: bytes) -> MemorySink:
     sink = MemorySink()
-    result = train(RunConfig.from_dict({**CONFIG, **extra}), sink, handoff_seconds=0.0, checkpoint_seconds=0.0,
-                   resume=blob)
+    result = train(
+        RunConfig.from_dict({**CONFIG, **extra}), sink, handoff_seconds=0.0, checkpoint_seconds=0.0, resume=blob
+    )
     assert result.status == "succeeded" and result.steps == sink.info.total_steps
     return sink
 

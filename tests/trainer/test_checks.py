@@ -4,10 +4,11 @@ import pytest
 import torch
 from torch import nn
 
-from trainer.checks import (WRONG, gradient_check, relative_error, run_checks, sanity_checks, verdict)
+from trainer.checks import WRONG, gradient_check, relative_error, verdict
 from trainer.config import RunConfig
 from trainer.data import load_dataset
 from trainer.models import build_loss
+from trainer.preflight import run_checks, sanity_checks
 
 
 def test_relative_error_handles_both_zero():
@@ -16,10 +17,16 @@ def test_relative_error_handles_both_zero():
     assert relative_error(1e-8, 1.01e-8) == pytest.approx(0.0099, rel=1e-3)
 
 
-@pytest.mark.parametrize("error, kinked, expected", [
-    (2e-2, False, "wrong"), (1e-3, False, "suspicious"), (1e-5, True, "ok"),
-    (1e-5, False, "suspicious (too high for a smooth objective)"), (1e-9, False, "good"),
-])
+@pytest.mark.parametrize(
+    "error, kinked, expected",
+    [
+        (2e-2, False, "wrong"),
+        (1e-3, False, "suspicious"),
+        (1e-5, True, "ok"),
+        (1e-5, False, "suspicious (too high for a smooth objective)"),
+        (1e-9, False, "good"),
+    ],
+)
 def test_the_verdict_follows_the_notes_thresholds(error, kinked, expected):
     assert verdict(error, kinked, deep=False) == expected
 

@@ -18,13 +18,16 @@ def test_an_empty_config_takes_the_defaults():
     assert config.model.hidden == (64,)
 
 
-@pytest.mark.parametrize("optimizer", [
-    {"name": "sgd", "lr": 0.05},
-    {"name": "nesterov", "lr": 0.01, "momentum": 0.95, "weight_decay": 5e-4},
-    {"name": "adam", "lr": 1e-3, "betas": [0.9, 0.99], "eps": 1e-7, "amsgrad": True},
-    {"name": "rmsprop", "decay": 0.9, "momentum": 0.5, "centered": True},
-    {"name": "adadelta", "rho": 0.95},
-])
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        {"name": "sgd", "lr": 0.05},
+        {"name": "nesterov", "lr": 0.01, "momentum": 0.95, "weight_decay": 5e-4},
+        {"name": "adam", "lr": 1e-3, "betas": [0.9, 0.99], "eps": 1e-7, "amsgrad": True},
+        {"name": "rmsprop", "decay": 0.9, "momentum": 0.5, "centered": True},
+        {"name": "adadelta", "rho": 0.95},
+    ],
+)
 def test_the_resolved_config_round_trips(optimizer):
     config = RunConfig.from_dict({"optimizer": optimizer, "model": {"hidden": [32, 16]}})
     assert RunConfig.from_dict(config.to_dict()) == config
@@ -97,3 +100,34 @@ def test_a_section_of_the_wrong_type_is_named():
 def test_the_summary_says_what_distinguishes_a_run():
     config = RunConfig.from_dict({"optimizer": {"name": "momentum", "lr": 0.01}, "schedule": {"name": "step"}})
     assert config.summary() == "momentum lr=0.01 step"
+
+
+def test_every_setting_declares_its_rule_next_to_its_one_default():
+    """No second copy of a default in a parser: each field of each section carries its rule."""
+    import dataclasses
+
+    from trainer import config as c
+    from trainer.validation import RULE
+
+    for section in (
+        c.ModelConfig,
+        c.DataConfig,
+        c.OptimizerConfig,
+        c.ScheduleConfig,
+        c.InstrumentConfig,
+        c.ChecksConfig,
+        c.RunConfig,
+    ):
+        for spec in dataclasses.fields(section):
+            assert (
+                RULE in spec.metadata
+                or dataclasses.is_dataclass(spec.type)
+                or spec.name in ("model", "data", "optimizer", "schedule", "instrument", "checks")
+            ), f"{section.__name__}.{spec.name}"
+
+
+def test_a_default_differs_between_choices_only_through_its_table():
+    assert RunConfig.from_dict({}).model.hidden == (64,)
+    assert RunConfig.from_dict({"model": {"kind": "cnn"}}).model.hidden == (128,)  # MODEL_DEFAULTS
+    assert RunConfig.from_dict({"optimizer": {"name": "adam"}}).optimizer.lr == 0.001  # OPTIMIZER_DEFAULTS
+    assert RunConfig.from_dict({}).optimizer.lr == 0.1

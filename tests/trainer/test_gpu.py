@@ -15,9 +15,15 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 def test_training_on_cuda_keeps_data_model_and_measurements_on_the_gpu(precision):
     torch.cuda.reset_peak_memory_stats()
     sink = MemorySink()
-    config = RunConfig.from_dict({"epochs": 3, "device": "cuda", "precision": precision,
-                                  "model": {"kind": "cnn", "channels": [8]},
-                                  "instrument": {"histogram_every": 10, "ratio_every": 5}})
+    config = RunConfig.from_dict(
+        {
+            "epochs": 3,
+            "device": "cuda",
+            "precision": precision,
+            "model": {"kind": "cnn", "channels": [8]},
+            "instrument": {"histogram_every": 10, "ratio_every": 5},
+        }
+    )
     result = train(config, sink)
     assert result.status == "succeeded" and result.device.startswith("cuda")
     assert sink.info.device.startswith("cuda")

@@ -5,7 +5,14 @@ import pytest
 import torch
 
 from trainer.config import RunConfig
-from trainer.instrument import DeviceRecorder, batched_histograms, dead_fraction, first_layer_image
+from trainer.instrument import (
+    DeviceRecorder,
+    batched_histograms,
+    dead_fraction,
+    filter_roughness,
+    first_layer_tiles,
+    tile_grid,
+)
 from trainer.loop import train
 from trainer.models import build_model
 from trainer.sink import MemorySink
@@ -48,8 +55,17 @@ def run(config: dict, **kwargs) -> MemorySink:
 def test_histograms_of_activations_gradients_and_weights_every_h_steps():
     sink = run({"epochs": 1, "model": {"hidden": [32]}, "instrument": {"histogram_every": 10, "histogram_bins": 16}})
     keys = {r.key for r in sink.histogram_records}
-    assert keys == {"activation/act1", "gradient/fc1.weight", "gradient/fc1.bias", "gradient/out.weight",
-                    "gradient/out.bias", "weight/fc1.weight", "weight/fc1.bias", "weight/out.weight", "weight/out.bias"}
+    assert keys == {
+        "activation/act1",
+        "gradient/fc1.weight",
+        "gradient/fc1.bias",
+        "gradient/out.weight",
+        "gradient/out.bias",
+        "weight/fc1.weight",
+        "weight/fc1.bias",
+        "weight/out.weight",
+        "weight/out.bias",
+    }
     steps = sorted({r.step for r in sink.histogram_records})
     assert steps == [0, 10, 20]
     weight = next(r for r in sink.histogram_records if r.key == "weight/fc1.weight" and r.step == 0)
@@ -67,23 +83,36 @@ def test_a_relu_layer_with_a_huge_negative_bias_is_reported_dead():
 
 
 def test_huge_tanh_weights_saturate_and_it_shows():
-    sink = run({"epochs": 1, "model": {"activation": "tanh", "init": "normal", "init_std": 5.0},
-                "instrument": {"histogram_every": 5}})
+    sink = run(
+        {
+            "epochs": 1,
+            "model": {"activation": "tanh", "init": "normal", "init_std": 5.0},
+            "instrument": {"histogram_every": 5},
+        }
+    )
     _, saturated = sink.get("saturated_fraction/act1")
     assert saturated[0] > 0.8
 
 
 def test_norms_per_tensor_every_k_steps():
-    sink = run({"epochs": 1, "instrument": {"ratio_every": 5}})
+    sink = run({"epochs": 1, "instrument": {"ratio_every": 5, "dense_steps": 0}})
     for kind in ("update_ratio", "grad_norm", "weight_norm"):
         steps, values = sink.get(f"{kind}/fc1.weight")
         np.testing.assert_array_equal(steps, np.arange(0, 23, 5))
         assert (values > 0).all()
 
 
+def test_the_start_is_measured_four_times_as_often():
+    sink = run({"epochs": 3, "instrument": {"ratio_every": 8, "histogram_every": 40, "dense_steps": 20}})
+    steps, _ = sink.get("update_ratio/fc1.weight")
+    np.testing.assert_array_equal(steps, [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 24, 32, 40, 48, 56, 64])
+    assert sorted({h.step for h in sink.histogram_records if h.key == "weight/fc1.weight"}) == [0, 5, 10, 15, 40]
+
+
 def test_the_l2_part_of_the_loss_is_logged_separately():
-    sink = run({"epochs": 1, "optimizer": {"name": "sgd", "lr": 0.05, "weight_decay": 0.01},
-                "instrument": {"ratio_every": 1}})
+    sink = run(
+        {"epochs": 1, "optimizer": {"name": "sgd", "lr": 0.05, "weight_decay": 0.01}, "instrument": {"ratio_every": 1}}
+    )
     steps, reg = sink.get("loss_reg")
     assert len(steps) == len(sink.get("loss")[0])
     # lambda/2 * sum of squared weight norms, before each step
@@ -99,7 +128,21 @@ def test_first_layer_weights_become_one_tile_per_unit():
     pixels = sink.image_records[0].pixels
     assert pixels.dtype == np.uint8 and pixels.shape == (8 * 9 + 1, 8 * 9 + 1)  # 8 x 8 tiles of 8 x 8 px
     rgb = build_model(RunConfig.from_dict({"model": {"kind": "cnn", "channels": [6]}}).model, 3072, 10, (3, 32, 32))
-    assert first_layer_image(rgb, (3, 32, 32)).shape == (2 * 4 + 1, 3 * 4 + 1, 3)  # 6 filters of 3 x 3: 2 rows of 3
+    grid = tile_grid(first_layer_tiles(rgb, (3, 32, 32)).cpu().numpy())
+    assert grid.shape == (2 * 4 + 1, 3 * 4 + 1, 3)  # 6 filters of 3 x 3: 2 rows of 3
+    assert "first_layer_roughness" not in sink.series  # 8 x 8 tiles are too small to judge
+
+
+def test_the_roughness_of_filters_is_one_for_white_noise_and_near_zero_for_smooth_ones():
+    generator = torch.Generator().manual_seed(0)
+    noise = torch.randn(50, 3, 28, 28, generator=generator)
+    assert filter_roughness(noise).item() == pytest.approx(1.0, abs=0.03)
+    ramp = torch.linspace(0, 1, 28)
+    smooth = (torch.sin(6 * ramp)[None, :] * torch.cos(4 * ramp)[:, None]).expand(50, 3, 28, 28)
+    assert filter_roughness(smooth).item() < 0.02
+    # the measure ignores each tile's scale and offset, so the page's scaled tiles read the same
+    assert filter_roughness(noise * 7 + 3).item() == pytest.approx(filter_roughness(noise).item(), rel=1e-4)
+    assert filter_roughness(torch.randn(8, 1, 7, 7)) is None  # too few neighbours to say
 
 
 def test_images_of_short_epochs_are_at_least_h_steps_apart():
@@ -119,6 +162,7 @@ def test_training_synchronises_with_the_host_only_at_hand_offs_and_epoch_ends(mo
         def counted(self, *args, _original=original, **kwargs):
             calls["count"] += 1
             return _original(self, *args, **kwargs)
+
         monkeypatch.setattr(torch.Tensor, name, counted)
     sink = run({"epochs": 3, "batch_size": 16, "instrument": {"histogram_every": 20}}, handoff_seconds=3600)
     steps = len(sink.get("loss")[0])

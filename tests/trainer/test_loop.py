@@ -36,7 +36,7 @@ def test_the_first_loss_of_a_softmax_classifier_is_about_ln_of_the_classes():
 
 def test_update_ratios_are_logged_for_every_parameter_tensor_every_k_steps():
     sink = MemorySink()
-    train(RunConfig.from_dict(ONE_EPOCH), sink)
+    train(RunConfig.from_dict({**ONE_EPOCH, "instrument": {"ratio_every": 4, "dense_steps": 0}}), sink)
     assert sink.info.parameter_names == ("fc1.weight", "fc1.bias", "out.weight", "out.bias")
     for name in sink.info.parameter_names:
         steps, ratios = sink.get(f"update_ratio/{name}")

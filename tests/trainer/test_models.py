@@ -1,13 +1,12 @@
 import math
 
-import numpy as np
 import pytest
 import torch
 
 from trainer.config import RunConfig
+from trainer.loop import train
 from trainer.models import Maxout, build_loss, build_model
 from trainer.sink import MemorySink
-from trainer.loop import train
 
 
 def model_for(model: dict, features: int = 64, classes: int = 10, image_shape=(1, 8, 8)):
@@ -70,7 +69,9 @@ def test_batch_norm_layers_are_inserted_when_asked():
 
 
 def test_the_cnn_reads_flattened_images_and_names_its_layers():
-    model = model_for({"kind": "cnn", "channels": [4, 8], "hidden": [16]}, features=3 * 32 * 32, image_shape=(3, 32, 32))
+    model = model_for(
+        {"kind": "cnn", "channels": [4, 8], "hidden": [16]}, features=3 * 32 * 32, image_shape=(3, 32, 32)
+    )
     assert model(torch.randn(2, 3 * 32 * 32)).shape == (2, 10)
     assert model.conv1.in_channels == 3 and model.fc1.in_features == 8 * 8 * 8
 

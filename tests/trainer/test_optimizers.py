@@ -59,6 +59,7 @@ def momentum_rule(mu: float, lr: float):
     def update(x, dx, s, t):
         s["v"] = mu * s.get("v", 0.0) - lr * dx  # v = mu * v - lr * dx
         return x + s["v"]  # x += v
+
     return update
 
 
@@ -74,6 +75,7 @@ def test_nesterov_matches_the_notes_implementation_form():
         v_prev = s.get("v", 0.0)
         s["v"] = mu * v_prev - lr * dx
         return x - mu * v_prev + (1 + mu) * s["v"]
+
     assert_same({"name": "nesterov", "lr": lr, "momentum": mu}, update)
 
 
@@ -83,6 +85,7 @@ def test_adagrad():
     def update(x, dx, s, t):
         s["cache"] = s.get("cache", 0.0) + dx**2
         return x - lr * dx / (np.sqrt(s["cache"]) + eps)
+
     assert_same({"name": "adagrad", "lr": lr, "eps": eps}, update)
 
 
@@ -93,6 +96,7 @@ def test_rmsprop(decay):
     def update(x, dx, s, t):
         s["cache"] = decay * s.get("cache", 0.0) + (1 - decay) * dx**2
         return x - lr * dx / (np.sqrt(s["cache"]) + eps)
+
     assert_same({"name": "rmsprop", "lr": lr, "decay": decay, "eps": eps}, update)
 
 
@@ -107,6 +111,7 @@ def adam_rule(lr: float, b1: float, b2: float, eps: float, amsgrad: bool = False
             v = s["vmax"]
         mt, vt = s["m"] / (1 - b1**t), v / (1 - b2**t)  # bias correction
         return x - lr * mt / (np.sqrt(vt) + eps)
+
     return update
 
 
@@ -115,14 +120,18 @@ def test_adam_with_bias_correction():
 
 
 def test_adam_with_amsgrad():
-    assert_same({"name": "adam", "lr": 0.01, "amsgrad": True, "betas": [0.8, 0.99]},
-                adam_rule(0.01, 0.8, 0.99, 1e-8, amsgrad=True))
+    assert_same(
+        {"name": "adam", "lr": 0.01, "amsgrad": True, "betas": [0.8, 0.99]},
+        adam_rule(0.01, 0.8, 0.99, 1e-8, amsgrad=True),
+    )
 
 
 def test_adamw_and_adam_with_decoupled_weight_decay_shrink_the_weights_outside_the_gradient():
     assert_same({"name": "adamw", "lr": 0.01, "weight_decay": 0.1}, adam_rule(0.01, 0.9, 0.999, 1e-8, decoupled=0.1))
-    assert_same({"name": "adam", "lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True},
-                adam_rule(0.01, 0.9, 0.999, 1e-8, decoupled=0.1))
+    assert_same(
+        {"name": "adam", "lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True},
+        adam_rule(0.01, 0.9, 0.999, 1e-8, decoupled=0.1),
+    )
 
 
 def test_adadelta_needs_no_global_rate_ratio_of_rms_of_updates_to_rms_of_gradients():
@@ -133,4 +142,5 @@ def test_adadelta_needs_no_global_rate_ratio_of_rms_of_updates_to_rms_of_gradien
         step = -np.sqrt(s.get("dx2", 0.0) + eps) / np.sqrt(s["g2"] + eps) * dx
         s["dx2"] = rho * s.get("dx2", 0.0) + (1 - rho) * step**2
         return x + step
+
     assert_same({"name": "adadelta", "lr": 1.0, "rho": rho, "eps": eps}, update)

@@ -45,8 +45,10 @@ def test_fixed():
 
 
 def test_caffe_step_per_iteration():
-    check(lrs({"name": "step", "interval": "iteration", "gamma": 0.1, "step_size": 30}),
-          lambda t: LR0 * 0.1 ** math.floor(t / 30))
+    check(
+        lrs({"name": "step", "interval": "iteration", "gamma": 0.1, "step_size": 30}),
+        lambda t: LR0 * 0.1 ** math.floor(t / 30),
+    )
 
 
 def test_step_per_epoch_halves_every_five_epochs():
@@ -55,8 +57,10 @@ def test_step_per_epoch_halves_every_five_epochs():
 
 def test_caffe_multistep():
     milestones = [20, 50, 120]
-    check(lrs({"name": "multistep", "interval": "iteration", "gamma": 0.3, "milestones": milestones}),
-          lambda t: LR0 * 0.3 ** sum(t >= m for m in milestones))
+    check(
+        lrs({"name": "multistep", "interval": "iteration", "gamma": 0.3, "milestones": milestones}),
+        lambda t: LR0 * 0.3 ** sum(t >= m for m in milestones),
+    )
 
 
 def test_caffe_exp():
@@ -68,8 +72,10 @@ def test_caffe_inv():
 
 
 def test_caffe_poly_reaches_zero_at_max_iter():
-    check(lrs({"name": "poly", "interval": "iteration", "power": 2.0, "max_iter": 150}),
-          lambda t: LR0 * (1 - min(t, 150) / 150) ** 2)
+    check(
+        lrs({"name": "poly", "interval": "iteration", "power": 2.0, "max_iter": 150}),
+        lambda t: LR0 * (1 - min(t, 150) / 150) ** 2,
+    )
 
 
 def test_poly_defaults_to_the_run_length():
@@ -78,18 +84,21 @@ def test_poly_defaults_to_the_run_length():
 
 
 def test_caffe_sigmoid():
-    check(lrs({"name": "sigmoid", "interval": "iteration", "gamma": -0.05, "step_size": 100}),
-          lambda t: LR0 / (1 + math.exp(0.05 * (t - 100))))
+    check(
+        lrs({"name": "sigmoid", "interval": "iteration", "gamma": -0.05, "step_size": 100}),
+        lambda t: LR0 / (1 + math.exp(0.05 * (t - 100))),
+    )
 
 
 def test_linear_decay_to_a_hundredth_at_tau_then_constant():
-    check(lrs({"name": "linear", "interval": "iteration", "tau": 80}),
-          lambda t: LR0 * (1 - 0.99 * min(t, 80) / 80))
+    check(lrs({"name": "linear", "interval": "iteration", "tau": 80}), lambda t: LR0 * (1 - 0.99 * min(t, 80) / 80))
 
 
 def test_cosine():
-    check(lrs({"name": "cosine", "interval": "iteration", "t_max": T, "eta_min": 0.01}),
-          lambda t: 0.01 + (LR0 - 0.01) * (1 + math.cos(math.pi * t / T)) / 2)
+    check(
+        lrs({"name": "cosine", "interval": "iteration", "t_max": T, "eta_min": 0.01}),
+        lambda t: 0.01 + (LR0 - 0.01) * (1 + math.cos(math.pi * t / T)) / 2,
+    )
 
 
 def test_plateau_halves_when_the_validation_loss_stops_improving():
@@ -107,12 +116,15 @@ def test_warmup_rises_linearly_from_a_hundredth_then_hands_over_to_the_schedule(
     check(rates, lambda t: LR0 * warm[t] * 0.99**t)
 
 
-@pytest.mark.parametrize("schedule, field", [
-    ({"name": "plateau", "interval": "iteration"}, "schedule.interval"),
-    ({"name": "multistep", "milestones": [50, 20]}, "schedule.milestones"),
-    ({"name": "step", "gamma": 1.5}, "schedule.gamma"),
-    ({"name": "cosine", "gamma": 0.5}, "schedule.gamma"),
-])
+@pytest.mark.parametrize(
+    "schedule, field",
+    [
+        ({"name": "plateau", "interval": "iteration"}, "schedule.interval"),
+        ({"name": "multistep", "milestones": [50, 20]}, "schedule.milestones"),
+        ({"name": "step", "gamma": 1.5}, "schedule.gamma"),
+        ({"name": "cosine", "gamma": 0.5}, "schedule.gamma"),
+    ],
+)
 def test_invalid_schedules_are_refused_naming_the_field(schedule, field):
     from trainer.config import ConfigError
 

@@ -6,16 +6,23 @@ import math
 import pytest
 
 from trainer.config import ConfigError
-from trainer.search import (EarlyStopping, Param, Result, edge_warnings, median_stopping, narrow, parse_spec,
-                            plan_stage)
+from trainer.search import EarlyStopping, Param, Result, edge_warnings, median_stopping, narrow, parse_spec, plan_stage
 
 BASE = {"epochs": 2, "data": {"name": "digits"}}
 
 
 def test_a_comparison_is_the_product_of_its_choices_times_the_seeds():
-    spec = parse_spec({"kind": "comparison", "base": BASE, "seeds": 3,
-                       "choices": {"optimizer": [{"name": "sgd"}, {"name": "adam"}],
-                                   "schedule.name": ["step", "exp", "inv", "plateau"]}})
+    spec = parse_spec(
+        {
+            "kind": "comparison",
+            "base": BASE,
+            "seeds": 3,
+            "choices": {
+                "optimizer": [{"name": "sgd"}, {"name": "adam"}],
+                "schedule.name": ["step", "exp", "inv", "plateau"],
+            },
+        }
+    )
     runs = plan_stage(spec, 0)
     assert len(runs) == 2 * 4 * 3
     assert runs[0].name == "sgd name=step seed=0" and runs[0].values["seed"] == 0
@@ -27,11 +34,18 @@ def test_a_comparison_is_the_product_of_its_choices_times_the_seeds():
 
 
 def test_a_random_search_samples_log_uniform_learning_rates_reproducibly():
-    raw = {"kind": "random", "base": BASE, "runs": 200, "sample_seed": 7,
-           "params": {"optimizer.lr": {"distribution": "log_uniform", "low": 1e-6, "high": 10},
-                      "model.dropout": {"distribution": "uniform", "low": 0, "high": 0.5},
-                      "model.hidden": {"distribution": "choice", "values": [[32], [64, 64]]},
-                      "batch_size": {"distribution": "log_int", "low": 16, "high": 256}}}
+    raw = {
+        "kind": "random",
+        "base": BASE,
+        "runs": 200,
+        "sample_seed": 7,
+        "params": {
+            "optimizer.lr": {"distribution": "log_uniform", "low": 1e-6, "high": 10},
+            "model.dropout": {"distribution": "uniform", "low": 0, "high": 0.5},
+            "model.hidden": {"distribution": "choice", "values": [[32], [64, 64]]},
+            "batch_size": {"distribution": "log_int", "low": 16, "high": 256},
+        },
+    }
     runs = plan_stage(parse_spec(raw), 0)
     lrs = [run.config["optimizer"]["lr"] for run in runs]
     assert len(runs) == 200 and all(1e-6 <= lr <= 10 for lr in lrs)
@@ -42,25 +56,53 @@ def test_a_random_search_samples_log_uniform_learning_rates_reproducibly():
     assert [run.config for run in plan_stage(parse_spec(raw), 0)] == [run.config for run in runs]  # same sample
 
 
-@pytest.mark.parametrize("raw, field", [
-    ({"kind": "lottery"}, "kind"),
-    ({"kind": "random", "params": {"optimizer.lr": {"distribution": "log_uniform", "low": 0, "high": 1}}},
-     "params.optimizer.lr.low"),
-    ({"kind": "random", "params": {"optimizer.lr": {"distribution": "uniform", "low": 1, "high": 0.5}}},
-     "params.optimizer.lr"),
-    ({"kind": "random", "params": {"optimizer.lr": {"distribution": "normal", "low": 0, "high": 1}}},
-     "params.optimizer.lr.distribution"),
-    ({"kind": "random", "params": {"optimizer.lr": {"distribution": "uniform", "low": 0.1, "high": float("nan")}}},
-     "params.optimizer.lr.high"),
-    ({"kind": "random", "runs": 0, "params": {"optimizer.lr": {"distribution": "uniform", "low": 0.1, "high": 1}}},
-     "runs"),
-    ({"kind": "grid", "choices": {"optimizer.lr": []}}, "choices.optimizer.lr"),
-    ({"kind": "grid", "choices": {"optimizer.lr": [0.1]}, "colour": "red"}, "colour"),
-    ({"kind": "coarse_to_fine", "params": {"optimizer.lr": {"distribution": "uniform", "low": 0.1, "high": 1}},
-      "stages": [{"runs": 5}]}, "stages"),
-    ({"kind": "comparison", "choices": {"optimizer.lr": [0.1]}, "early_stopping": {"rule": "hunch"}},
-     "early_stopping.rule"),
-])
+@pytest.mark.parametrize(
+    "raw, field",
+    [
+        ({"kind": "lottery"}, "kind"),
+        (
+            {"kind": "random", "params": {"optimizer.lr": {"distribution": "log_uniform", "low": 0, "high": 1}}},
+            "params.optimizer.lr.low",
+        ),
+        (
+            {"kind": "random", "params": {"optimizer.lr": {"distribution": "uniform", "low": 1, "high": 0.5}}},
+            "params.optimizer.lr",
+        ),
+        (
+            {"kind": "random", "params": {"optimizer.lr": {"distribution": "normal", "low": 0, "high": 1}}},
+            "params.optimizer.lr.distribution",
+        ),
+        (
+            {
+                "kind": "random",
+                "params": {"optimizer.lr": {"distribution": "uniform", "low": 0.1, "high": float("nan")}},
+            },
+            "params.optimizer.lr.high",
+        ),
+        (
+            {
+                "kind": "random",
+                "runs": 0,
+                "params": {"optimizer.lr": {"distribution": "uniform", "low": 0.1, "high": 1}},
+            },
+            "runs",
+        ),
+        ({"kind": "grid", "choices": {"optimizer.lr": []}}, "choices.optimizer.lr"),
+        ({"kind": "grid", "choices": {"optimizer.lr": [0.1]}, "colour": "red"}, "colour"),
+        (
+            {
+                "kind": "coarse_to_fine",
+                "params": {"optimizer.lr": {"distribution": "uniform", "low": 0.1, "high": 1}},
+                "stages": [{"runs": 5}],
+            },
+            "stages",
+        ),
+        (
+            {"kind": "comparison", "choices": {"optimizer.lr": [0.1]}, "early_stopping": {"rule": "hunch"}},
+            "early_stopping.rule",
+        ),
+    ],
+)
 def test_a_bad_spec_is_refused_naming_the_field(raw, field):
     with pytest.raises(ConfigError) as error:
         parse_spec({"base": BASE, **raw})
@@ -75,17 +117,32 @@ def test_a_generated_config_that_is_invalid_refuses_the_whole_spec():
 
 
 def test_coarse_to_fine_narrows_each_range_around_the_best_of_the_stage():
-    spec = parse_spec({"kind": "coarse_to_fine", "base": BASE, "top_k": 3,
-                       "params": {"optimizer.lr": {"distribution": "log_uniform", "low": 1e-6, "high": 10},
-                                  "model.dropout": {"distribution": "uniform", "low": 0.0, "high": 0.8},
-                                  "model.activation": {"distribution": "choice", "values": ["relu", "tanh", "elu"]}},
-                       "stages": [{"runs": 20, "epochs": 1}, {"runs": 8, "epochs": 10}]})
+    spec = parse_spec(
+        {
+            "kind": "coarse_to_fine",
+            "base": BASE,
+            "top_k": 3,
+            "params": {
+                "optimizer.lr": {"distribution": "log_uniform", "low": 1e-6, "high": 10},
+                "model.dropout": {"distribution": "uniform", "low": 0.0, "high": 0.8},
+                "model.activation": {"distribution": "choice", "values": ["relu", "tanh", "elu"]},
+            },
+            "stages": [{"runs": 20, "epochs": 1}, {"runs": 8, "epochs": 10}],
+        }
+    )
     stage1 = plan_stage(spec, 0)
     assert len(stage1) == 20 and all(run.config["epochs"] == 1 for run in stage1)
     # planted: the best runs have lr near 1e-2, dropout near 0.2 and relu or tanh
-    results = [Result({"optimizer.lr": 1e-2 * f, "model.dropout": d, "model.activation": a}, acc)
-               for f, d, a, acc in [(1, 0.2, "relu", 0.97), (2, 0.25, "tanh", 0.96), (0.5, 0.15, "relu", 0.95),
-                                    (1e-3, 0.7, "elu", 0.30), (1e3, 0.1, "elu", None)]]
+    results = [
+        Result({"optimizer.lr": 1e-2 * f, "model.dropout": d, "model.activation": a}, acc)
+        for f, d, a, acc in [
+            (1, 0.2, "relu", 0.97),
+            (2, 0.25, "tanh", 0.96),
+            (0.5, 0.15, "relu", 0.95),
+            (1e-3, 0.7, "elu", 0.30),
+            (1e3, 0.1, "elu", None),
+        ]
+    ]
     lr, dropout, activation = narrow(spec.params, results, spec.top_k)
     assert 1e-3 < lr.low < 5e-3 and 2e-2 < lr.high < 1e-1 and lr.distribution == "log_uniform"
     assert 0.1 <= dropout.low < 0.15 and 0.25 < dropout.high <= 0.35
