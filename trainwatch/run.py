@@ -1,0 +1,454 @@
+"""A run of someone's own training script, tracked by Trainwatch.
+
+    run = trainwatch.init(project="vision", name="resnet18 lr=0.1", config={...})
+    run.watch(model, optimizer)
+    for step, (x, y) in enumerate(loader):
+        ...
+        run.log({"loss": loss, "train_acc": acc}, step=step)   # tensors stay on the device
+        if run.should_stop:                                     # a cancel from the web page
+            break
+    run.finish()
+
+`log` appends to an on-device buffer (trainer.instrument.DeviceRecorder, the worker's own)
+under a lock and returns; a background thread takes the buffer about once a second, copies
+it to the host in one transfer per device, and sends it (trainwatch.transport).
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime
+import os
+import platform
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import uuid
+import weakref
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import torch
+
+from trainer.config import InstrumentConfig
+from trainer.instrument import DeviceRecorder, tile_grid
+from trainer.payloads import CheckResults
+from trainer.sink import ImageRecord
+from trainer.wire import SERIES_KEY, Payload, encode
+from trainwatch.transport import Connection, Sender, Spool, Uploader, log
+from trainwatch.watch import Watcher
+
+MODES = ("online", "offline")
+# the client splits a hand-off into payloads of at most this size (or the server's limit)
+PAYLOAD_BYTES = 4 * 1024 * 1024
+FINISH_TIMEOUT = 60.0
+# an empty payload at least this often says that the script is alive (a silent run ends lost)
+HEARTBEAT_SECONDS = 5.0
+
+
+def _git(*args: str) -> str | None:
+    try:
+        result = subprocess.run(["git", *args], capture_output=True, text=True, timeout=2, cwd=os.getcwd())
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def describe_source() -> dict[str, Any]:
+    """Where the script runs: host, Python, torch, CUDA, and its git commit when it runs in a repository."""
+    commit = _git("rev-parse", "HEAD")
+    source: dict[str, Any] = {
+        "host": socket.gethostname(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "script": Path(sys.argv[0]).name or "python",
+        "pid": os.getpid(),
+    }
+    if torch.version.cuda and torch.cuda.is_available():
+        source["cuda"] = torch.version.cuda
+    if commit:
+        source.update(
+            git_commit=commit,
+            git_branch=_git("rev-parse", "--abbrev-ref", "HEAD") or "",
+            git_dirty=bool(_git("status", "--porcelain", "--untracked-files=no")),
+        )
+    return source
+
+
+class Run:
+    def __init__(
+        self,
+        spool: Spool,
+        connection: Connection | None,
+        config: dict[str, Any],
+        flush_seconds: float = 1.0,
+        total_steps: int | None = None,
+        steps_per_epoch: int | None = None,
+    ):
+        self.config = config
+        self.spool = spool
+        self._lock = threading.Lock()
+        self._recorder = DeviceRecorder()
+        self._images: list[tuple[int, torch.Tensor]] = []
+        self._pending_describe: dict[str, Any] | None = None
+        self._checks: CheckResults | None = None
+        self._pending_checks = False
+        self._finish: dict[str, Any] | None = None
+        self._keys: set[str] = set()
+        self._last_step = -1
+        self._epoch: int | None = None
+        self._total_steps, self._steps_per_epoch = total_steps, steps_per_epoch
+        self._seq = spool.state()["next_seq"]
+        self._started = time.monotonic()
+        self._last_payload = time.monotonic()
+        self._watchers: list[Watcher] = []
+        self.finished = False
+        self._uploader = Uploader(spool, connection)
+        self._sender = Sender(self._uploader, self._collect, flush_seconds)
+        self._sender.start()
+        _live.add(self)
+
+    # --- the script's side --------------------------------------------------
+
+    @property
+    def id(self) -> int | None:
+        """The server's id of the run; None until it is known (offline, or the server is away)."""
+        run_id: int | None = self.spool.state()["run_id"]
+        return run_id
+
+    @property
+    def url(self) -> str | None:
+        url: str | None = self.spool.state()["url"]
+        return url
+
+    @property
+    def should_stop(self) -> bool:
+        """True once someone asked, on the web page or in the admin, for the run to stop."""
+        return self._uploader.stop_requested
+
+    @property
+    def step(self) -> int:
+        """The last step logged."""
+        return self._last_step
+
+    def log(self, values: Mapping[str, Any], step: int | None = None) -> None:
+        """Numbers at a step (the next one when none is given): Python numbers, or one-element
+        tensors, which stay on their device until the background thread copies them."""
+        if step is None:
+            step = self._last_step + 1
+        with self._lock:
+            for key, value in values.items():
+                if key not in self._keys:
+                    self._check_key(key)
+                if isinstance(value, torch.Tensor):
+                    if value.dim():
+                        if value.numel() != 1:
+                            raise ValueError(
+                                f"log: {key!r} is a tensor of {value.numel()} values; log one number "
+                                "per key (use .mean() or split it into keys)"
+                            )
+                        value = value.reshape(())
+                    self._recorder.add(key, step, value.detach() if value.requires_grad else value)
+                else:
+                    self._recorder.add_host(key, step, float(value))
+            if step > self._last_step:
+                self._last_step = step
+            if "epoch" in values:
+                self._epoch = int(float(values["epoch"]))
+                # seconds of training at each epoch end, as the worker logs them: the wall-time axis
+                self._recorder.add_host("wall_time", step, time.monotonic() - self._started)
+
+    def _check_key(self, key: str) -> None:
+        if not isinstance(key, str) or not SERIES_KEY.match(key):
+            raise ValueError(f"log: {key!r} is not a key Trainwatch can store: 1 to 200 letters, digits, _ . / -")
+        self._keys.add(key)
+
+    def watch(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        *,
+        ratio_every: int = InstrumentConfig.ratio_every,
+        histogram_every: int = InstrumentConfig.histogram_every,
+        bins: int = InstrumentConfig.histogram_bins,
+        image_every: int = 1000,
+        image_shape: tuple[int, int, int] | None = None,
+        loss: str | None = None,
+        classes: int | None = None,
+        before: str = "step",
+        dense_steps: int = InstrumentConfig.dense_steps,
+    ) -> Watcher:
+        """Measure the model at its optimizer's steps: the update-to-weight ratio, gradient and
+        weight norm of every parameter tensor every `ratio_every` steps; histograms of
+        weights, gradients and activation outputs (dead and saturated fractions) every
+        `histogram_every`; the first layer's weights as an image every `image_every`.
+        `loss` ("cross_entropy" or "svm") and `classes` let the diagnosis check the initial loss."""
+        watcher = Watcher(
+            self,
+            model,
+            optimizer,
+            ratio_every=ratio_every,
+            histogram_every=histogram_every,
+            bins=bins,
+            image_every=image_every,
+            image_shape=image_shape,
+            before=before,
+            dense_steps=dense_steps,
+        )
+        context = {**watcher.facts(), "loss": loss, "classes": classes}
+        with self._lock:
+            self._watchers.append(watcher)
+            self._pending_describe = {
+                "tensors": list(watcher.names),
+                "context": {k: v for k, v in context.items() if v is not None},
+                "device": str(next(model.parameters()).device),
+            }
+        return watcher
+
+    def attach_checks(self, sanity: list[Any] | None = None, gradient: list[Any] | None = None) -> None:
+        """Results of trainwatch.sanity_checks / gradient_check, shown on the run's page."""
+        with self._lock:
+            current = self._checks or CheckResults(sanity=[], gradient=[], passed=True)
+            merged = CheckResults(
+                sanity=sanity if sanity is not None else current["sanity"],
+                gradient=gradient if gradient is not None else current["gradient"],
+                passed=True,
+            )
+            merged["passed"] = all(c["passed"] for c in merged["sanity"]) and all(
+                part["verdict"] in ("good", "ok") for part in merged["gradient"]
+            )
+            self._checks, self._pending_checks = merged, True
+
+    def finish(
+        self, status: str | None = None, message: str = "", error: str = "", timeout: float | None = None
+    ) -> None:
+        """End the run: `succeeded` (or `cancelled` when a stop was asked for), `failed` with the
+        traceback, or `cancelled`. Waits until the server has everything, at most `timeout` s
+        (TRAINWATCH_FINISH_TIMEOUT, 60); what is left stays in the spool for `trainwatch sync`."""
+        if self.finished:
+            return
+        self.finished = True
+        for watcher in self._watchers:
+            watcher.close()
+        status = status or ("cancelled" if self.should_stop else "succeeded")
+        steps = f"{self._last_step + 1} steps" if self._last_step >= 0 else "no step"
+        with self._lock:
+            self._finish = {
+                "status": status,
+                "message": message or f"{status} after {steps}",
+                "error": error,
+                "seconds": time.monotonic() - self._started,
+            }
+        if timeout is None:
+            timeout = float(os.environ.get("TRAINWATCH_FINISH_TIMEOUT", FINISH_TIMEOUT))
+        delivered = self._sender.close(timeout)
+        _live.discard(self)
+        if delivered:
+            self.spool.remove()
+        elif self._uploader.connection is None:
+            log.warning(
+                "trainwatch: run recorded offline in %s; upload it with: trainwatch sync %s",
+                self.spool.folder,
+                self.spool.folder,
+            )
+        else:
+            why = self._sender.refused or "the server is unreachable"
+            log.warning(
+                "trainwatch: %s; the rest of the run is in %s; upload it later with: trainwatch sync %s",
+                why,
+                self.spool.folder,
+                self.spool.folder,
+            )
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        if kind is None:
+            self.finish()
+        elif issubclass(kind, KeyboardInterrupt):
+            self.finish("cancelled", "interrupted (Ctrl-C)")
+        else:
+            self.finish("failed", f"{kind.__name__}: {error}", "".join(traceback.format_exception(kind, error, trace)))
+
+    # --- the watchers' side (training thread) ---------------------------------
+
+    def _measured_step(self, optimizer_steps: int) -> int:
+        """The step a measurement at an optimizer step belongs to: the one after the last logged
+        (log(..., step) comes after optimizer.step() in a loop), or the optimizer's count."""
+        return self._last_step + 1 if self._last_step >= 0 else optimizer_steps
+
+    def _add_image(self, step: int, tiles: torch.Tensor) -> None:
+        with self._lock:
+            self._images.append((step, tiles))
+
+    # --- the background thread -------------------------------------------------
+
+    def _collect(self, closing: bool) -> None:
+        """Take what the training thread buffered, copy it to the host (one transfer per device),
+        and spool it as payloads."""
+        with self._lock:
+            recorder, self._recorder = self._recorder, DeviceRecorder()
+            images, self._images = self._images, []
+            describe, self._pending_describe = self._pending_describe, None
+            checks = self._checks if self._pending_checks else None
+            self._pending_checks = False
+            finish = self._finish if closing else None
+        batch, histograms = recorder.drain()
+        records = [ImageRecord("first_layer", step, tile_grid(tiles.cpu().numpy())) for step, tiles in images]
+        heartbeat_due = time.monotonic() - self._last_payload >= HEARTBEAT_SECONDS
+        if not (batch or histograms or records or describe or checks or finish or heartbeat_due):
+            return
+        self._spool(
+            Payload(0, batch, histograms, records, self._progress(), describe, dict(checks) if checks else None, finish)
+        )
+        self._last_payload = time.monotonic()
+
+    def _progress(self) -> dict[str, int | None]:
+        steps_done = self._last_step + 1
+        per_epoch = self._steps_per_epoch
+        if per_epoch is None and self._epoch:
+            per_epoch = max(1, round(steps_done / self._epoch))
+        return {
+            "step": steps_done,
+            "epoch": self._epoch or 0,
+            "total_steps": self._total_steps,
+            "steps_per_epoch": per_epoch,
+        }
+
+    def _spool(self, payload: Payload) -> None:
+        limit = min(self._uploader.max_bytes or PAYLOAD_BYTES, PAYLOAD_BYTES)
+        for piece in split(payload, limit):
+            piece.seq = self._seq
+            self.spool.put(self._seq, encode(piece))
+            self._seq += 1
+        state = self.spool.state()
+        state["next_seq"] = self._seq
+        self.spool.write_state(state)
+
+
+def split(payload: Payload, limit: int) -> list[Payload]:
+    """Payloads of at most about `limit` bytes: the scalars cut into step ranges, histograms and
+    images apart; describe and checks go with the first, the end with the last."""
+    point_budget = max(1, (limit - 64 * 1024) // 16)
+    pieces: list[Payload] = []
+    current = Payload(0)
+    room = point_budget
+    for key, (steps, values) in payload.scalars.items():
+        start = 0
+        while start < len(steps):
+            if room == 0:
+                pieces.append(current)
+                current, room = Payload(0), point_budget
+            take = min(room, len(steps) - start)
+            current.scalars[key] = (steps[start : start + take], values[start : start + take])
+            start += take
+            room -= take
+    pieces.append(current)
+    bytes_left = limit
+    for histogram in payload.histograms:
+        size = 8 * len(histogram.counts) + 200
+        if size > bytes_left:
+            pieces.append(Payload(0))
+            bytes_left = limit
+        pieces[-1].histograms.append(histogram)
+        bytes_left -= size
+    for image in payload.images:
+        pieces.append(Payload(0, images=[image]))
+    pieces[0].describe, pieces[0].checks = payload.describe, payload.checks
+    pieces[-1].finish = payload.finish
+    for piece in pieces:
+        piece.progress = payload.progress
+    return pieces
+
+
+_live: weakref.WeakSet[Run] = weakref.WeakSet()
+_previous_excepthook = sys.excepthook
+
+
+def _excepthook(kind: type[BaseException], error: BaseException, trace: TracebackType | None) -> None:
+    """A script that dies of an exception ends its runs failed, with the traceback (Ctrl-C: cancelled)."""
+    for run in list(_live):
+        if issubclass(kind, KeyboardInterrupt):
+            run.finish("cancelled", "interrupted (Ctrl-C)")
+        else:
+            run.finish("failed", f"{kind.__name__}: {error}", "".join(traceback.format_exception(kind, error, trace)))
+    _previous_excepthook(kind, error, trace)
+
+
+@atexit.register
+def _finish_at_exit() -> None:
+    """A script that simply ends has succeeded with the runs it did not finish."""
+    for run in list(_live):
+        run.finish()
+
+
+def init(
+    project: str = "default",
+    name: str = "",
+    config: Mapping[str, Any] | None = None,
+    tags: list[str] | None = None,
+    *,
+    url: str | None = None,
+    token: str | None = None,
+    mode: str | None = None,
+    total_steps: int | None = None,
+    steps_per_epoch: int | None = None,
+    flush_seconds: float = 1.0,
+) -> Run:
+    """Start a run. The server and the token come from the arguments or TRAINWATCH_URL and
+    TRAINWATCH_TOKEN; `mode` (or TRAINWATCH_MODE) "offline" records it in the spool folder
+    only, for `trainwatch sync` later. A server that cannot be reached now is tried again in the
+    background while the script trains."""
+    mode = mode or os.environ.get("TRAINWATCH_MODE", "online")
+    if mode not in MODES:
+        raise ValueError(f"mode: must be one of {', '.join(MODES)}, got {mode!r}")
+    config = dict(config or {})
+    connection = None
+    if mode == "online":
+        url = url or os.environ.get("TRAINWATCH_URL")
+        token = token or os.environ.get("TRAINWATCH_TOKEN")
+        if not url or not token:
+            raise ValueError(
+                "trainwatch.init: give url and token, or set TRAINWATCH_URL and TRAINWATCH_TOKEN "
+                "(a token comes from the Tokens page); or TRAINWATCH_MODE=offline"
+            )
+        connection = Connection(url, token)
+    client_id = uuid.uuid4().hex
+    request = {
+        "started_at": datetime.datetime.now(datetime.UTC).isoformat(),
+        "project": project,
+        "name": name,
+        "config": _jsonable(config),
+        "tags": tags or [],
+        "source": describe_source(),
+        "client_id": client_id,
+    }
+    spool = Spool.create(client_id, request)
+    if sys.excepthook is not _excepthook:
+        globals()["_previous_excepthook"] = sys.excepthook
+        sys.excepthook = _excepthook
+    return Run(spool, connection, config, flush_seconds, total_steps, steps_per_epoch)
+
+
+def _jsonable(value: Any) -> Any:
+    """A config as JSON: tensors and NumPy numbers as numbers, anything else as its text."""
+    if isinstance(value, Mapping):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)

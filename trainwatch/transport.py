@@ -1,0 +1,260 @@
+"""How a run's measurements reach the server, off the training thread.
+
+Every payload (trainer.wire) is written to the run's spool folder first, then sent in seq
+order by a background thread; a file is deleted once the server has it. So a slow or dead
+server never blocks a step, nothing is lost while it is away (the folder fills, and empties
+when it is back), a retried payload is stored once (the server answers it again), and a run
+recorded offline is the same folder, sent later by `trainwatch sync`.
+
+    <TRAINWATCH_DIR>/runs/<client id>/run.json        what start asked for; the server's run once known
+                                     /payloads/<seq>.twb
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+log = logging.getLogger("trainwatch")
+USER_AGENT = "trainwatch-client/1"
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 60.0  # the last payload also compacts and diagnoses the run
+
+
+def home() -> Path:
+    return Path(os.environ.get("TRAINWATCH_DIR") or Path.home() / ".trainwatch").expanduser()
+
+
+class Unreachable(Exception):
+    """The server did not answer (down, network, timeout, 5xx): try again later."""
+
+
+class Refused(Exception):
+    """The server answered no (401, 403, 404, 400, 413): trying again will not help."""
+
+
+@dataclass
+class Started:
+    run_id: int
+    url: str
+    next_seq: int
+    max_bytes: int
+
+
+class Connection:
+    """The two calls of the client API, over one keep-alive HTTP session."""
+
+    def __init__(self, url: str, token: str):
+        self.url = url.rstrip("/")
+        self.session = requests.Session()
+        self.session.headers.update({"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT})
+
+    def _post(self, path: str, **kwargs: Any) -> requests.Response:
+        try:
+            response = self.session.post(self.url + path, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), **kwargs)
+        except requests.RequestException as error:
+            raise Unreachable(f"{self.url}: {error.__class__.__name__}: {error}") from None
+        if response.status_code >= 500:
+            raise Unreachable(f"{self.url}{path}: HTTP {response.status_code}")
+        return response
+
+    @staticmethod
+    def _refusal(response: requests.Response) -> Refused:
+        try:
+            errors = response.json().get("errors", {})
+            detail = "; ".join(f"{field}: {message}" for field, message in errors.items())
+        except ValueError:
+            detail = response.text[:300]
+        return Refused(f"HTTP {response.status_code}: {detail}")
+
+    def start(self, request: dict[str, Any]) -> Started:
+        response = self._post("/api/runs/start/", json=request)
+        if response.status_code not in (200, 201):
+            raise self._refusal(response)
+        body = response.json()
+        ingest = body["ingest"]
+        return Started(body["run"]["id"], body["url"], ingest["next_seq"], ingest["max_bytes"])
+
+    def send(self, run_id: int, data: bytes) -> dict[str, Any]:
+        """The server's answer: {"seq", "stop", "status"}, or {"expected": n} when it wants
+        payload n first (one it never got)."""
+        response = self._post(
+            f"/api/runs/{run_id}/ingest/", data=data, headers={"Content-Type": "application/octet-stream"}
+        )
+        body: dict[str, Any] = (
+            response.json() if response.headers.get("Content-Type", "").startswith("application/json") else {}
+        )
+        if response.status_code == 409 and "expected" in body:
+            return {"expected": int(body["expected"])}
+        if response.status_code == 409:
+            return {"ended": body.get("status", "ended")}
+        if response.status_code != 200:
+            raise self._refusal(response)
+        return body
+
+
+class Spool:
+    """One run's folder: its start request, the server's run id once it has one, and the
+    payloads the server does not have yet."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.payloads = folder / "payloads"
+
+    @classmethod
+    def create(cls, client_id: str, start_request: dict[str, Any]) -> Spool:
+        spool = cls(home() / "runs" / client_id)
+        spool.payloads.mkdir(parents=True, exist_ok=True)
+        spool.write_state({"start": start_request, "run_id": None, "url": None, "next_seq": 0})
+        return spool
+
+    def state(self) -> dict[str, Any]:
+        state: dict[str, Any] = json.loads((self.folder / "run.json").read_text())
+        return state
+
+    def write_state(self, state: dict[str, Any]) -> None:
+        # atomically, so that a crash never leaves half a file
+        temporary = self.folder / "run.json.tmp"
+        temporary.write_text(json.dumps(state, indent=1))
+        temporary.replace(self.folder / "run.json")
+
+    def put(self, seq: int, data: bytes) -> None:
+        temporary = self.payloads / f"{seq:012d}.tmp"
+        temporary.write_bytes(data)
+        temporary.replace(self.payloads / f"{seq:012d}.twb")
+
+    def pending(self) -> list[Path]:
+        return sorted(self.payloads.glob("*.twb"))
+
+    def remove(self) -> None:
+        for path in self.payloads.iterdir():
+            path.unlink()
+        self.payloads.rmdir()
+        (self.folder / "run.json").unlink()
+        self.folder.rmdir()
+
+
+class Uploader:
+    """Sends a spool's payloads in order, creating the server's run first if it has none yet.
+    Used by the background thread of a live run and by `trainwatch sync`."""
+
+    def __init__(self, spool: Spool, connection: Connection | None):
+        self.spool = spool
+        self.connection = connection
+        self.stop_requested = False
+        self.ended: str | None = None  # the server's status once the run has ended there
+        self.max_bytes: int | None = None
+
+    def upload(self) -> bool:
+        """Send what can be sent now; True when nothing is left. Raises Unreachable or Refused."""
+        if self.connection is None:
+            return False
+        state = self.spool.state()
+        if state["run_id"] is None:
+            started = self.connection.start(state["start"])
+            state.update(run_id=started.run_id, url=started.url)
+            self.spool.write_state(state)
+            self.max_bytes = started.max_bytes
+            log.info("trainwatch: run %s at %s", started.run_id, started.url)
+        for path in self.spool.pending():
+            answer = self.connection.send(state["run_id"], path.read_bytes())
+            if "expected" in answer:
+                # the server never got an earlier payload: it was sent already (a file deleted
+                # after a lost answer is impossible), so it is one the server stored before the
+                # answer got lost; anything before `expected` is stored
+                for stale in self.spool.pending():
+                    if int(stale.stem) < answer["expected"]:
+                        stale.unlink()
+                return False
+            if "ended" in answer:
+                self.ended = answer["ended"]
+                return True
+            self.stop_requested = self.stop_requested or bool(answer.get("stop"))
+            path.unlink()
+            if answer.get("status") not in (None, "running"):
+                self.ended = answer["status"]
+        return True
+
+
+class Sender(threading.Thread):
+    """The background thread of a live run: every `flush_seconds` it asks `collect` for a
+    payload (bytes, already written to the spool) and sends what is pending. While the server
+    is unreachable it keeps collecting into the spool and retries with a growing pause."""
+
+    def __init__(self, uploader: Uploader, collect: Callable[[bool], None], flush_seconds: float = 1.0):
+        super().__init__(name="trainwatch-sender", daemon=True)
+        self.uploader = uploader
+        self.collect = collect
+        self.flush_seconds = flush_seconds
+        self._closing = threading.Event()
+        self._done = threading.Event()
+        self._retry_at = 0.0
+        self._pause = 1.0
+        self.offline_since: float | None = None
+        self.refused: str | None = None
+
+    def run(self) -> None:
+        while True:
+            closing = self._closing.wait(self.flush_seconds)
+            try:
+                self.collect(closing)
+            except Exception:  # never take the training script down with us
+                log.exception("trainwatch: could not collect the measurements")
+            self._send()
+            if closing:
+                break
+        self._done.set()
+
+    def _send(self) -> bool:
+        if self.refused is not None or time.monotonic() < self._retry_at:
+            return False
+        try:
+            empty = self.uploader.upload()
+        except Unreachable as error:
+            if self.offline_since is None:
+                self.offline_since = time.monotonic()
+                log.warning(
+                    "trainwatch: the server is unreachable (%s); keeping the measurements in %s and training on",
+                    error,
+                    self.uploader.spool.folder,
+                )
+            self._retry_at = time.monotonic() + self._pause
+            self._pause = min(self._pause * 2, 10.0)
+            return False
+        except Refused as error:
+            self.refused = str(error)
+            log.error(
+                "trainwatch: the server refused the run's measurements (%s); they stay in %s",
+                error,
+                self.uploader.spool.folder,
+            )
+            return False
+        if self.offline_since is not None:
+            log.warning("trainwatch: the server is back after %.0f s", time.monotonic() - self.offline_since)
+            self.offline_since = None
+        self._pause = 1.0
+        return empty
+
+    def close(self, timeout: float) -> bool:
+        """Collect the last payload and send everything, for at most `timeout` seconds; True
+        when the server has it all."""
+        self._closing.set()
+        self._done.wait(timeout)
+        deadline = time.monotonic() + timeout
+        while self.refused is None and self.uploader.connection is not None:
+            self._retry_at = 0.0
+            if self._send() and not self.uploader.spool.pending():
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(min(self._pause, max(0.0, deadline - time.monotonic())))
+        return False

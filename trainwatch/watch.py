@@ -1,0 +1,146 @@
+"""`run.watch(model, optimizer)`: the worker's own measurements (trainer.instrument) on any
+model, taken at its optimizer's steps through torch's step hooks.
+
+- every `ratio_every` optimizer steps, four times as often during the first `dense_steps` (100):
+  per parameter tensor, the update-to-weight ratio
+  norm(W_after - W_before) / norm(W_before) of the update actually applied, the gradient norm
+  and the weight norm (ParameterProbe, around optimizer.step());
+- every `histogram_every` steps, and every quarter of `dense_steps` at the start: histograms of
+  weights, gradients (just before the step) and of the
+  outputs of activation modules in the forward pass that led to it (forward hooks armed for
+  that one step), with dead and saturated fractions (HistogramProbe);
+- every `image_every`: the first layer's weights as an image, scaled on the device;
+- every step: the learning rate of the first parameter group (a host number).
+
+An optimizer stepped with a closure (optimizer.step(closure), as Lightning does) computes its
+gradients inside step(): its "before the update" measurements are then taken by whoever
+knows the gradients are ready (before="manual", then before_update(); the Lightning callback
+calls it from on_before_optimizer_step).
+
+Activations called as functions (F.relu, F.gelu inside a module's forward) have no module to
+hook: their layers get no activation histogram, dead or saturated fraction; every parameter
+still gets its ratio, norms and histograms.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from trainer.config import InstrumentConfig
+from trainer.instrument import HistogramProbe, ParameterProbe, activation_kind, filter_roughness, first_layer_tiles
+from trainer.tensor_names import ROUGHNESS_KEY
+
+if TYPE_CHECKING:
+    from trainwatch.run import Run
+
+
+def optimizer_facts(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The optimizer in the words of the diagnosis (sgd, momentum, nesterov, adam, ...) and its rate."""
+    group = optimizer.param_groups[0]
+    name = type(optimizer).__name__.lower()
+    if name == "sgd" and float(group.get("momentum", 0) or 0) > 0:
+        name = "nesterov" if group.get("nesterov") else "momentum"
+    return {"optimizer": name, "lr": float(group["lr"])}
+
+
+class Watcher:
+    def __init__(
+        self,
+        run: Run,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        *,
+        ratio_every: int,
+        histogram_every: int,
+        bins: int,
+        image_every: int,
+        image_shape: tuple[int, int, int] | None,
+        before: str = "step",
+        dense_steps: int = InstrumentConfig.dense_steps,
+    ):
+        for name, value in (
+            ("ratio_every", ratio_every),
+            ("histogram_every", histogram_every),
+            ("image_every", image_every),
+        ):
+            if not isinstance(value, int) or value < 0 or (name == "ratio_every" and value == 0):
+                raise ValueError(
+                    f"watch: {name} must be a whole number of steps >= {1 if name == 'ratio_every' else 0}"
+                    f" (0: never), got {value!r}"
+                )
+        self.run = run
+        self.model = model
+        self.optimizer = optimizer
+        named = [(name, param) for name, param in model.named_parameters() if param.requires_grad]
+        if not named:
+            raise ValueError("watch: the model has no parameter that requires a gradient")
+        watched = {id(param) for _, param in named}
+        stepped = {id(param) for group in optimizer.param_groups for param in group["params"]}
+        if not watched & stepped:
+            raise ValueError("watch: the optimizer does not step this model's parameters")
+        self.names = tuple(name for name, _ in named)
+        self.parameters = ParameterProbe(named)
+        self.histograms = HistogramProbe(model, named, bins) if histogram_every else None
+        # the worker's schedule of measurements, dense start included
+        self.schedule = InstrumentConfig(
+            ratio_every=ratio_every, histogram_every=histogram_every, histogram_bins=bins, dense_steps=dense_steps
+        )
+        self.image_every = image_every
+        self.image_shape = image_shape
+        self.steps = 0  # optimizer steps taken since watch()
+        self._measuring: int | None = None
+        if before not in ("step", "manual"):
+            raise ValueError(f"watch: before must be 'step' or 'manual', got {before!r}")
+        self._handles = [optimizer.register_step_post_hook(self._after)]
+        if before == "step":
+            self._handles.append(optimizer.register_step_pre_hook(self._before))
+        if self.histograms is not None:
+            self.histograms.arm()  # step 0 is measured: its forward pass comes next
+
+    def facts(self) -> dict[str, Any]:
+        """What the diagnosis needs to know: the optimizer, its rate, the model's main activation."""
+        kinds = Counter(type(module).__name__.lower() for module in self.model.modules() if activation_kind(module))
+        return {**optimizer_facts(self.optimizer), "activation": kinds.most_common(1)[0][0] if kinds else None}
+
+    def _before(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self.before_update()
+
+    def before_update(self) -> None:
+        """Gradients are ready and the weights not yet updated: gradient and weight histograms,
+        activations of the forward pass, and the weights' copy for the update-to-weight ratio."""
+        step = self.run._measured_step(self.steps)
+        if self.histograms is not None and self.schedule.measures_histograms(self.steps):
+            with self.run._lock:  # the gradients of this step and the activations of its forward pass
+                self.histograms.collect(self.run._recorder, step)
+        if self.schedule.measures_parameters(self.steps):
+            self.parameters.before_step()
+            self._measuring = step
+
+    def _after(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        step = self.run._measured_step(self.steps)
+        with self.run._lock:
+            if self._measuring is not None:
+                self.run._recorder.add_vector(self.parameters.keys, self._measuring, self.parameters.after_step())
+                self._measuring = None
+            self.run._recorder.add_host("lr", step, float(optimizer.param_groups[0]["lr"]))
+        if self.image_every and self.steps % self.image_every == 0:
+            tiles = first_layer_tiles(self.model, self.image_shape)
+            if tiles is not None:
+                self.run._add_image(step, tiles)
+                roughness = filter_roughness(tiles)
+                if roughness is not None:
+                    with self.run._lock:
+                        self.run._recorder.add(ROUGHNESS_KEY, step, roughness)
+        self.steps += 1
+        if self.histograms is not None and self.schedule.measures_histograms(self.steps):
+            self.histograms.arm()  # the next step is measured: catch its forward pass
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        if self.histograms is not None:
+            self.histograms.disarm()
