@@ -13,7 +13,8 @@ RUN pip install ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} "torch==${TORCH_VERSI
 COPY pyproject.toml README.md ./
 COPY tracker/__init__.py tracker/__init__.py
 COPY trainer/__init__.py trainer/__init__.py
-RUN pip install -e .
+COPY trainwatch/__init__.py trainwatch/__init__.py
+RUN pip install -e '.[server]'
 
 COPY . .
 # Static files are collected at build time and served by WhiteNoise.

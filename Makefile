@@ -15,13 +15,13 @@ $(STAMP): pyproject.toml
 	# --system-site-packages: a machine that already has torch (e.g. a CUDA build) keeps it.
 	test -x $(PY) || $(PYTHON) -m venv --system-site-packages $(VENV)
 	$(PY) -c 'import torch' 2>/dev/null || $(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[server,integrations,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m tracker.launcher demo $(DEMO_ARGS)
+	$(PY) -m tracker.dev.launcher demo $(DEMO_ARGS)
 
 # The browser tests drive Debian's chromium package; install it when missing.
 chromium:
@@ -36,18 +36,21 @@ chromium:
 
 test: $(STAMP) chromium
 	TRAINWATCH_CHROMIUM=$$(test -x $(CHROMIUM) && echo $(CHROMIUM) || command -v chromium) \
-	  $(PY) -m tracker.launcher test -- $(PYTEST_ARGS)
+	  $(PY) -m tracker.dev.launcher test -- $(PYTEST_ARGS)
 
 # each script prints its figures and ends with one name=value line
 bench: $(STAMP) chromium
-	$(PY) -m tracker.launcher run -- $(PY) manage.py migrate --no-input -v 0
-	$(PY) -m tracker.launcher run -- $(PY) bench/ingest.py
+	$(PY) -m tracker.dev.launcher run -- $(PY) manage.py migrate --no-input -v 0
+	$(PY) -m tracker.dev.launcher run -- $(PY) bench/ingest.py
+	$(PY) -m tracker.dev.launcher run -- $(PY) bench/latency.py
+	$(PY) -m tracker.dev.launcher run -- $(PY) bench/client.py
 	$(PY) bench/overhead.py
+	$(PY) bench/diagnosis.py
 	TRAINWATCH_CHROMIUM=$$(test -x $(CHROMIUM) && echo $(CHROMIUM) || command -v chromium) \
-	  $(PY) -m tracker.launcher run -- $(PY) bench/query.py
+	  $(PY) -m tracker.dev.launcher run -- $(PY) bench/query.py
 
 services-stop: $(STAMP)
-	$(PY) -m tracker.services stop
+	$(PY) -m tracker.dev.services stop
 
 clean: services-stop
 	rm -rf $(VENV) .trainwatch

@@ -1,11 +1,11 @@
 """Ingest and read-back speed of metric storage, through the worker's own path.
 
-1,000,000 points (20 keys x 50,000 steps) go through tracker.sink.DatabaseSink
+1,000,000 points (20 keys x 50,000 steps) go through tracker.worker.sink.DatabaseSink
 exactly as a worker sends them: hand-offs of 1,000 steps for every key, one
 flush each (one chunk per key per flush). Then one 50,000-point key is read
-back with tracker.ingest.read_series (median of 20 reads).
+back with tracker.core.storage.read_series (median of 20 reads).
 
-    make bench          # or: python -m tracker.launcher run -- python bench/ingest.py
+    make bench          # or: python -m tracker.dev.launcher run -- python bench/ingest.py
 Ends with one line: ingest_points_per_s=<N> read_ms=<M>
 """
 
@@ -20,15 +20,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tracker.settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
 import numpy as np  # noqa: E402
 
-from tracker.ingest import read_series  # noqa: E402
+from tracker.core.storage import read_series  # noqa: E402
 from tracker.models import Project, Run  # noqa: E402
-from tracker.sink import DatabaseSink  # noqa: E402
+from tracker.worker.sink import DatabaseSink  # noqa: E402
 
 KEYS = 20
 STEPS = 50_000
@@ -49,7 +49,7 @@ def main() -> None:
         started = time.perf_counter()
         for start in range(0, STEPS, STEPS_PER_FLUSH):
             steps = np.arange(start, start + STEPS_PER_FLUSH, dtype=np.int64)
-            sink.scalars({key: (steps, values[key][start:start + STEPS_PER_FLUSH]) for key in keys})
+            sink.scalars({key: (steps, values[key][start : start + STEPS_PER_FLUSH]) for key in keys})
         ingest_s = time.perf_counter() - started
         points = KEYS * STEPS
 
@@ -61,10 +61,14 @@ def main() -> None:
         assert len(steps) == STEPS and np.array_equal(read_values, values[keys[0]]), "read-back mismatch"
         read_ms = statistics.median(timings) * 1000
 
-        print(f"ingested {points:,} points ({KEYS} keys x {STEPS:,} steps, {STEPS // STEPS_PER_FLUSH} flushes) "
-              f"in {ingest_s:.3f} s: {points / ingest_s:,.0f} points/s")
-        print(f"read one {STEPS:,}-point key: median {read_ms:.2f} ms over {READS} reads "
-              f"(min {min(timings) * 1000:.2f} ms, max {max(timings) * 1000:.2f} ms)")
+        print(
+            f"ingested {points:,} points ({KEYS} keys x {STEPS:,} steps, {STEPS // STEPS_PER_FLUSH} flushes) "
+            f"in {ingest_s:.3f} s: {points / ingest_s:,.0f} points/s"
+        )
+        print(
+            f"read one {STEPS:,}-point key: median {read_ms:.2f} ms over {READS} reads "
+            f"(min {min(timings) * 1000:.2f} ms, max {max(timings) * 1000:.2f} ms)"
+        )
         print(f"ingest_points_per_s={points / ingest_s:.0f} read_ms={read_ms:.2f}")
     finally:
         run.delete()

@@ -8,7 +8,7 @@ and the time until the run page's charts are drawn in headless Chromium (from
 navigation start to the loss chart holding data, median of 5 loads), against a
 gunicorn server started here.
 
-    make bench-query   # or: python -m tracker.launcher run -- python bench/query.py
+    make bench-query   # or: python -m tracker.dev.launcher run -- python bench/query.py
 Ends with one line: query_full_ms=<A> query_zoom_ms=<B> page_draw_ms=<C>
 """
 
@@ -34,9 +34,10 @@ import numpy as np  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.test import Client  # noqa: E402
 
-from tracker.ingest import compact_series  # noqa: E402
+from tracker.core.storage import compact_series  # noqa: E402
+from tracker.dev.launcher import web_server_command  # noqa: E402
 from tracker.models import Project, Run  # noqa: E402
-from tracker.sink import DatabaseSink  # noqa: E402
+from tracker.worker.sink import DatabaseSink  # noqa: E402
 
 LOSS_POINTS = 1_000_000
 OTHER_SERIES = 60
@@ -49,18 +50,27 @@ USER, PASSWORD = "bench-query", "bench-query-password"
 def build_run(user) -> Run:
     project, _ = Project.objects.get_or_create(name="bench")
     project.members.add(user)  # the bench user reads the run as a member would
-    run = Run.objects.create(project=project, name="bench/query", config={"epochs": 1000}, status="succeeded",
-                             steps_per_epoch=1000, total_steps=LOSS_POINTS)
+    run = Run.objects.create(
+        project=project,
+        name="bench/query",
+        config={"epochs": 1000},
+        status="succeeded",
+        steps_per_epoch=1000,
+        total_steps=LOSS_POINTS,
+    )
     sink = DatabaseSink(run, flush_seconds=0.0)
     rng = np.random.default_rng(0)
     loss = 2.3 * np.exp(-np.arange(LOSS_POINTS) / 2e5) + 0.05 * rng.standard_normal(LOSS_POINTS)
     every = LOSS_POINTS // OTHER_POINTS
     for start in range(0, LOSS_POINTS, STEPS_PER_FLUSH):
         steps = np.arange(start, start + STEPS_PER_FLUSH, dtype=np.int64)
-        batch = {"loss": (steps, loss[start:start + STEPS_PER_FLUSH])}
+        batch = {"loss": (steps, loss[start : start + STEPS_PER_FLUSH])}
         sparse = steps[steps % every == 0]
         for index in range(OTHER_SERIES):
-            batch[f"update_ratio/layer{index:02d}.weight"] = (sparse, 1e-3 * (1 + 0.1 * rng.standard_normal(len(sparse))))
+            batch[f"update_ratio/layer{index:02d}.weight"] = (
+                sparse,
+                1e-3 * (1 + 0.1 * rng.standard_normal(len(sparse))),
+            )
         sink.scalars(batch)
     before = run.chunks.count()
     t0 = time.perf_counter()
@@ -89,9 +99,7 @@ def page_draw_ms(run: Run) -> float:
     from playwright.sync_api import sync_playwright
 
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "tracker.wsgi:application", "--bind",
-                               f"127.0.0.1:{port}", "--workers", "2", "--threads", "4"], cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(web_server_command(port), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(100):
             try:
@@ -100,13 +108,21 @@ def page_draw_ms(run: Run) -> float:
             except OSError:
                 time.sleep(0.1)
         chromium = os.environ.get("TRAINWATCH_CHROMIUM", "/usr/bin/chromium")
-        args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--no-first-run", "--disable-dev-shm-usage"]
+        args = [
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            "--disable-dev-shm-usage",
+        ]
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium, args=args)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             # a page that never draws says why
-            page.on("console", lambda message: message.type == "error" and print("browser console:", message.text))
+            page.on(
+                "console", lambda message: print("browser console:", message.text) if message.type == "error" else None
+            )
             page.on("pageerror", lambda error: print("browser page error:", error))
             base = f"http://127.0.0.1:{port}"
             page.goto(f"{base}/accounts/login/")
@@ -119,9 +135,12 @@ def page_draw_ms(run: Run) -> float:
                 page.goto(f"{base}/runs/{run.pk}/", wait_until="commit")
                 # the loss chart has its points, and the layer heatmap (which stands in for the
                 # per-tensor lines past 16 tensors) has a row for each of the 60 tensors
-                page.wait_for_function("window.trainwatchCharts && window.trainwatchCharts.loss.data.datasets[0].data.length > 0"
-                                       " && window.trainwatchHeatmap"
-                                       " && window.trainwatchHeatmap.options.scales.y.labels.length >= 60", timeout=30_000)
+                page.wait_for_function(
+                    "window.trainwatchCharts && window.trainwatchCharts.loss.data.datasets[0].data.length > 0"
+                    " && window.trainwatchHeatmap"
+                    " && window.trainwatchHeatmap.options.scales.y.labels.length >= 60",
+                    timeout=30_000,
+                )
                 timings.append(page.evaluate("performance.now()"))
             browser.close()
         return statistics.median(timings)
@@ -137,14 +156,18 @@ def main() -> None:
     user.save()
     t0 = time.perf_counter()
     run = build_run(user)
-    print(f"stored {LOSS_POINTS:,} loss points and {OTHER_SERIES} series of {OTHER_POINTS:,} in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"stored {LOSS_POINTS:,} loss points and {OTHER_SERIES} series of {OTHER_POINTS:,} in {time.perf_counter() - t0:.1f} s"
+    )
     try:
         client = Client(HTTP_HOST="127.0.0.1")  # an allowed host, as a browser would send
         client.force_login(user)
         base = f"/api/runs/{run.pk}/series/?max_points=1000&series="
         full = median_ms(client, base + "loss")
         zoom = median_ms(client, base + "loss&from=400000&until=410000")
-        every = median_ms(client, base + ",".join(["loss"] + [f"update_ratio/layer{i:02d}.weight" for i in range(OTHER_SERIES)]))
+        every = median_ms(
+            client, base + ",".join(["loss"] + [f"update_ratio/layer{i:02d}.weight" for i in range(OTHER_SERIES)])
+        )
         print(f"full-range loss, downsampled to 1000: median {full:.1f} ms over {REPEATS}")
         print(f"zoomed loss (10,000 steps):          median {zoom:.1f} ms over {REPEATS}")
         print(f"all 61 series in one request:        median {every:.1f} ms over {REPEATS}")

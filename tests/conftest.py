@@ -4,6 +4,8 @@ launcher (`make test`) starts embedded ones or uses DATABASE_URL / REDIS_URL."""
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -36,21 +38,18 @@ def _fast_password_hasher(settings) -> None:
 
 @pytest.fixture
 def user(django_user_model):
-    """A plain (not staff) user, member of every project the test creates: the tests of what
-    a member sees use it; tests/tracker/test_access.py tests what a non-member does not see."""
-    from django.db.models.signals import post_save
+    """A plain (not staff) user. A user sees only the projects they are a member of: a test
+    makes alice a member where it means to (member_of, or by creating the project as her)."""
+    return django_user_model.objects.create_user("alice", password="correct horse battery")
 
+
+def member_of(user, name: str):
+    """The project of that name, with the user as a member."""
     from tracker.models import Project
 
-    alice = django_user_model.objects.create_user("alice", password="correct horse battery")
-
-    def join(sender, instance, created, **_):
-        if created:
-            instance.members.add(alice)
-
-    post_save.connect(join, sender=Project, dispatch_uid="alice-joins-every-project")
-    yield alice
-    post_save.disconnect(sender=Project, dispatch_uid="alice-joins-every-project")
+    project, _ = Project.objects.get_or_create(name=name)
+    project.members.add(user)
+    return project
 
 
 @pytest.fixture
@@ -64,7 +63,7 @@ def logged_in(client, user):
     return client
 
 
-def _database_url_for(name: str) -> str:
+def database_url_for(name: str) -> str:
     from django.conf import settings
 
     parts = urlsplit(settings.DATABASE_URL)
@@ -78,19 +77,47 @@ def start_worker(name: str, queues: str, log_path: Path, concurrency: int = 1, *
 
     from tracker.celery import app
 
-    environment = dict(os.environ, DATABASE_URL=_database_url_for(connection.settings_dict["NAME"]),
-                       TRAINWATCH_WORKER_CONCURRENCY=str(concurrency), TRAINWATCH_DIAGNOSE_SECONDS="1",
-                       PYTHONUNBUFFERED="1", **env)
+    environment = dict(
+        os.environ,
+        DATABASE_URL=database_url_for(connection.settings_dict["NAME"]),
+        TRAINWATCH_WORKER_CONCURRENCY=str(concurrency),
+        TRAINWATCH_DIAGNOSE_SECONDS="1",
+        PYTHONUNBUFFERED="1",
+        **env,
+    )
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = open(log_path, "w")
+    log = open(log_path, "w")  # noqa: SIM115 - stays open while the worker runs; stop_worker closes it
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tracker", "worker", "-Q", queues, "--concurrency", str(concurrency),
-         "-n", name, "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
-        env=environment, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "tracker",
+            "worker",
+            "-Q",
+            queues,
+            "--concurrency",
+            str(concurrency),
+            "-n",
+            name,
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        env=environment,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     proc.log = log  # type: ignore[attr-defined]
-    wait_until(lambda: proc.poll() is not None or app.control.ping(destination=[name], timeout=0.5),
-               60, f"celery worker {name} to answer a ping")
+    wait_until(
+        lambda: proc.poll() is not None or app.control.ping(destination=[name], timeout=0.5),
+        60,
+        f"celery worker {name} to answer a ping",
+    )
     if proc.poll() is not None:
         raise AssertionError(f"celery worker exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
     return proc
@@ -121,15 +148,25 @@ def celery_worker_process(django_db_setup, django_db_blocker) -> Iterator[str]:
 CHROMIUM = os.environ.get("TRAINWATCH_CHROMIUM", "/usr/bin/chromium")
 # Without these, Chromium tries to reach Google's hosts at start (no network here)
 # and refuses to run as root without --no-sandbox.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 
 @pytest.fixture(scope="session")
 def browser():
     if not Path(CHROMIUM).exists():
-        raise AssertionError(f"Chromium not found at {CHROMIUM}: `make test` installs Debian's chromium package "
-                             f"(as root); or set TRAINWATCH_CHROMIUM to a Chromium binary")
+        raise AssertionError(
+            f"Chromium not found at {CHROMIUM}: `make test` installs Debian's chromium package "
+            f"(as root); or set TRAINWATCH_CHROMIUM to a Chromium binary"
+        )
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API runs an event loop in this thread; the ORM calls made by
@@ -141,21 +178,143 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
-def page_as_user(browser, live_server, user):
-    """A browser page logged in through the real login form; collects console errors."""
+def logged_in_page(browser, live_server, username: str, login_path: str, landing: str):
+    """A browser page logged in through the real login form; collects console errors and
+    every response that failed (4xx, 5xx)."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.console_errors = []
+    page.failed_responses = []
     page.on("console", lambda message: message.type == "error" and page.console_errors.append(message.text))
     page.on("pageerror", lambda error: page.console_errors.append(str(error)))
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", "alice")
+    page.on(
+        "response",
+        lambda response: response.status >= 400 and page.failed_responses.append(f"{response.status} {response.url}"),
+    )
+    page.goto(f"{live_server.url}{login_path}")
+    page.fill("input[name=username]", username)
     page.fill("input[name=password]", "correct horse battery")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/")  # the dashboard
+    page.click("[type=submit]")
+    page.wait_for_url(f"{live_server.url}{landing}")
+    return context, page
+
+
+@pytest.fixture
+def page_as_user(browser, live_server, user):
+    context, page = logged_in_page(browser, live_server, "alice", "/accounts/login/", "/")  # lands on the dashboard
     yield page
     context.close()
 
 
+@pytest.fixture
+def page_as_staff(browser, live_server, staff):
+    context, page = logged_in_page(browser, live_server, "root", "/admin/login/?next=/admin/", "/admin/")
+    yield page
+    context.close()
+
+
+class WebServer:
+    """gunicorn serving the test database, stopped and started again at will, on one port."""
+
+    def __init__(self) -> None:
+        from django.db import connection
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.environment = {
+            **os.environ,
+            "DATABASE_URL": database_url_for(connection.settings_dict["NAME"]),
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "TRAINWATCH_DIAGNOSE_SECONDS": "1",
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        from tracker.dev.launcher import web_server_command
+
+        self.process = subprocess.Popen(
+            web_server_command(self.port),
+            cwd=ROOT,
+            env=self.environment,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+        def answers() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return True
+            except OSError:
+                return False
+
+        wait_until(answers, 30, "gunicorn to listen")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(30)
+
+
+@pytest.fixture
+def server(django_db_setup):
+    web = WebServer()
+    web.start()
+    yield web
+    web.stop()
+
+
+@pytest.fixture
+def token(user):
+    """An API token of alice's, as `manage.py create_token` or the Tokens page issue one."""
+    from tracker.models import ApiToken
+
+    return ApiToken.issue(user, "scripts")[1]
+
+
 ARTIFACTS = ROOT / "artifacts"  # git-ignored: screenshots taken by the browser tests
+
+
+class WebhookReceiver:
+    """A local HTTP server that records each POST's JSON body and answers `status`."""
+
+    def __init__(self) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        receiver = self
+        self.posts: list[dict] = []
+        self.status = 200
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.posts.append(
+                    {"path": self.path, "content_type": self.headers.get("Content-Type"), "json": json.loads(body)}
+                )
+                self.send_response(receiver.status)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver()
+    try:
+        yield receiver
+    finally:
+        receiver.close()

@@ -4,53 +4,23 @@ while queued), cancel, retry, clone-and-edit, and the workers."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
-from tracker import runs as run_actions
-from tracker.models import PRIORITY_MAX, PRIORITY_MIN, ApiToken, Project, Run, Study, Worker
+from tracker.core import runs as run_actions
+from tracker.core.dashboard import live_worker_names
+from tracker.core.lifecycle import request_cancel
+from tracker.forms import CloneForm, RunPriorityForm, StudyForm, add_config_errors
+from tracker.models import Alert, ApiToken, Project, Run, Study, Worker
 from trainer.config import ConfigError
-
-
-class RunChangeListForm(forms.ModelForm):
-    """The job queue's inline priority: accepted only while the run is still queued."""
-
-    class Meta:
-        model = Run
-        fields = ("priority",)
-
-    def clean_priority(self) -> int:
-        priority = self.cleaned_data["priority"]
-        if not PRIORITY_MIN <= priority <= PRIORITY_MAX:
-            raise ValidationError(f"priority must be from {PRIORITY_MIN} to {PRIORITY_MAX}")
-        if priority != self.instance.priority and self.instance.status != Run.Status.QUEUED:
-            raise ValidationError(f"the run is {self.instance.status}: priority only changes while it is queued")
-        return priority
-
-
-class CloneForm(forms.Form):
-    """A new run from an old one's config, edited; validated by the same create_run as the API."""
-
-    project = forms.CharField(max_length=100)
-    name = forms.CharField(max_length=200, required=False)
-    tags = forms.CharField(required=False, help_text="comma-separated")
-    priority = forms.IntegerField(min_value=PRIORITY_MIN, max_value=PRIORITY_MAX, initial=0)
-    config = forms.CharField(widget=forms.Textarea(attrs={"rows": 30, "cols": 90, "spellcheck": "false"}),
-                             help_text="the run config as JSON; see the README for every key")
-
-    def clean_config(self) -> object:
-        try:
-            return json.loads(self.cleaned_data["config"])
-        except json.JSONDecodeError as error:
-            raise ValidationError(f"not valid JSON: {error}") from None
 
 admin.site.site_header = "Trainwatch administration"
 admin.site.site_title = "Trainwatch"
@@ -69,41 +39,76 @@ class ProjectAdmin(admin.ModelAdmin):
 
 @admin.register(Run)
 class RunAdmin(admin.ModelAdmin):
-    list_display = ("id", "name", "tags", "project", "status", "queue", "position", "priority", "worker", "device",
-                    "progress", "attempts", "best_val_accuracy", "created_at", "heartbeat_at")
+    list_display = (
+        "id",
+        "name",
+        "tags",
+        "project",
+        "status",
+        "queue",
+        "position",
+        "priority",
+        "worker",
+        "device",
+        "progress",
+        "attempts",
+        "best_val_accuracy",
+        "created_at",
+        "heartbeat_at",
+    )
     list_display_links = ("id", "name")
     list_editable = ("priority",)
     list_filter = ("status", "queue", "project")
     search_fields = ("name", "worker", "tags")
     ordering = ("-created_at",)
     actions = ("cancel", "retry", "clone")
-    readonly_fields = ("status", "celery_task_id", "worker", "device", "created_at", "started_at", "finished_at",
-                       "heartbeat_at", "epoch", "steps_done", "total_steps", "steps_per_epoch", "best_val_accuracy",
-                       "final_loss", "message", "error", "cancel_requested", "config", "queue", "created_by",
-                       "attempts", "resumed_from_step", "project")
+    readonly_fields = (
+        "status",
+        "celery_task_id",
+        "worker",
+        "device",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "heartbeat_at",
+        "epoch",
+        "steps_done",
+        "total_steps",
+        "steps_per_epoch",
+        "best_val_accuracy",
+        "final_loss",
+        "message",
+        "error",
+        "cancel_requested",
+        "config",
+        "queue",
+        "created_by",
+        "attempts",
+        "resumed_from_step",
+        "project",
+    )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # runs are created through the API, CLI or "clone and edit", which validate the config
 
-    def get_changelist_form(self, request: HttpRequest, **kwargs):
-        return RunChangeListForm
+    def get_changelist_form(self, request: HttpRequest, **kwargs: Any) -> type[RunPriorityForm]:
+        return RunPriorityForm
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Run | None = None):
+    def get_readonly_fields(self, request: HttpRequest, obj: Run | None = None) -> tuple[str, ...]:
         if obj is not None and obj.status != Run.Status.QUEUED:
             return (*self.readonly_fields, "priority")
         return self.readonly_fields
 
-    def save_model(self, request: HttpRequest, obj: Run, form, change: bool) -> None:
+    def save_model(self, request: HttpRequest, obj: Run, form: Any, change: bool) -> None:
         """Only the fields the form changed, and the priority only while queued: a plain save()
         would write back every column and undo what the worker wrote meanwhile."""
         changed = {field: getattr(obj, field) for field in form.changed_data if field != "priority"}
         if changed:
             Run.objects.filter(pk=obj.pk).update(**changed)
         if "priority" in form.changed_data and not run_actions.set_priority(obj, obj.priority):
-            self.message_user(request, f"Run #{obj.pk} left the queue; its priority was not changed.",
-                              messages.WARNING)
+            self.message_user(request, f"Run #{obj.pk} left the queue; its priority was not changed.", messages.WARNING)
 
-    def changelist_view(self, request: HttpRequest, extra_context=None):
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         self._positions = run_actions.queue_positions()  # one query per page
         return super().changelist_view(request, extra_context)
 
@@ -112,7 +117,7 @@ class RunAdmin(admin.ModelAdmin):
         position = getattr(self, "_positions", {}).get(run.pk)
         return f"{position} in {run.queue}" if position is not None else "-"
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         clone = path("<int:run_id>/clone/", self.admin_site.admin_view(self.clone_view), name="tracker_run_clone")
         return [clone, *super().get_urls()]
 
@@ -124,25 +129,34 @@ class RunAdmin(admin.ModelAdmin):
             form = CloneForm(request.POST)
             if form.is_valid():
                 data = form.cleaned_data
-                tags = [tag.strip() for tag in data["tags"].split(",") if tag.strip()]
                 try:
-                    run = run_actions.create_run(data["project"], data["config"], data["name"], request.user, tags,
-                                                 data["priority"])
+                    run = run_actions.create_run(
+                        data["project"], data["config"], data["name"], request.user, data["tags"], data["priority"]
+                    )
                 except ConfigError as error:
-                    for field, message in error.errors.items():
-                        target = field.split(".", 1)[0] if field.split(".", 1)[0] in form.fields else None
-                        form.add_error(target, f"{field}: {message}" if target == "config" or target is None
-                                       else message)
+                    add_config_errors(form, error, tuple(form.fields))
                 else:
-                    self.message_user(request, f"Queued run #{run.pk} {run.name}, a clone of #{source.pk}.",
-                                      messages.SUCCESS)
+                    self.message_user(
+                        request, f"Queued run #{run.pk} {run.name}, a clone of #{source.pk}.", messages.SUCCESS
+                    )
                     return HttpResponseRedirect(reverse("admin:tracker_run_change", args=[run.pk]))
         else:
-            form = CloneForm(initial={"project": source.project.name, "name": f"{source.name} (clone)"[:200],
-                                      "tags": ", ".join(source.tags), "priority": source.priority,
-                                      "config": json.dumps(source.config, indent=2)})
-        context = {**self.admin_site.each_context(request), "title": f"Clone and edit run #{source.pk}",
-                   "form": form, "source": source, "opts": self.model._meta}
+            form = CloneForm(
+                initial={
+                    "project": source.project.name,
+                    "name": f"{source.name} (clone)"[:200],
+                    "tags": ", ".join(source.tags),
+                    "priority": source.priority,
+                    "config": json.dumps(source.config, indent=2),
+                }
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Clone and edit run #{source.pk}",
+            "form": form,
+            "source": source,
+            "opts": self.model._meta,
+        }
         return TemplateResponse(request, "admin/tracker/run/clone.html", context)
 
     @admin.display(description="progress")
@@ -153,13 +167,16 @@ class RunAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel selected runs (queued: never start; running: stop within seconds)")
     def cancel(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
-        done = sum(run_actions.request_cancel(run) for run in queryset)
+        done = sum(request_cancel(run) for run in queryset)
         skipped = queryset.count() - done
-        self.message_user(request, f"Cancel requested for {done} run(s)."
-                          + (f" {skipped} had already ended." if skipped else ""), messages.SUCCESS)
+        self.message_user(
+            request,
+            f"Cancel requested for {done} run(s)." + (f" {skipped} had already ended." if skipped else ""),
+            messages.SUCCESS,
+        )
 
     @admin.action(description="Clone and edit the selected run (one)")
-    def clone(self, request: HttpRequest, queryset: QuerySet[Run]):
+    def clone(self, request: HttpRequest, queryset: QuerySet[Run]) -> HttpResponse | None:
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one run to clone.", messages.WARNING)
             return None
@@ -167,10 +184,20 @@ class RunAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry selected ended runs (from scratch)")
     def retry(self, request: HttpRequest, queryset: QuerySet[Run]) -> None:
+        external = queryset.filter(kind=Run.Kind.EXTERNAL).count()
         done = sum(run_actions.retry(run) for run in queryset)
-        skipped = queryset.count() - done
-        self.message_user(request, f"Requeued {done} run(s)."
-                          + (f" {skipped} were still queued or running." if skipped else ""), messages.SUCCESS)
+        skipped = queryset.count() - done - external
+        self.message_user(
+            request,
+            f"Requeued {done} run(s)."
+            + (f" {skipped} were still queued or running." if skipped else "")
+            + (
+                f" {external} external run(s) left alone: their scripts train them, not the workers."
+                if external
+                else ""
+            ),
+            messages.SUCCESS if done or not (skipped or external) else messages.WARNING,
+        )
 
 
 @admin.register(ApiToken)
@@ -180,6 +207,19 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     list_display = ("name", "user", "created_at", "last_used_at")
     readonly_fields = ("user", "name", "digest", "created_at", "last_used_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):
+    """What was announced, to whom, and how each target took it (tracker.core.alerts)."""
+
+    list_display = ("subject", "key", "created_at", "attempts", "next_attempt_at")
+    list_filter = ("key",)
+    search_fields = ("subject",)
+    readonly_fields = tuple(field.name for field in Alert._meta.fields)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -196,10 +236,8 @@ class WorkerAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def changelist_view(self, request: HttpRequest, extra_context=None):
-        from tracker.dashboard import workers
-
-        self._live = {entry["name"] for entry in workers()}  # one cached ping per page
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        self._live = set(live_worker_names())  # one cached ping per page
         return super().changelist_view(request, extra_context)
 
     @admin.display(boolean=True, description="live")
@@ -211,8 +249,14 @@ class WorkerAdmin(admin.ModelAdmin):
         run = Run.objects.filter(status=Run.Status.RUNNING, worker=worker.name).first()
         if run is None:
             return "-"
-        return format_html('<a href="{}">#{} {}</a> step {} / {}', run.get_absolute_url(), run.pk, run.name,
-                           run.steps_done, run.total_steps)
+        return format_html(
+            '<a href="{}">#{} {}</a> step {} / {}',
+            run.get_absolute_url(),
+            run.pk,
+            run.name,
+            run.steps_done,
+            run.total_steps,
+        )
 
 
 @admin.register(Study)
@@ -222,25 +266,43 @@ class StudyAdmin(admin.ModelAdmin):
     list_display = ("id", "name", "project", "kind", "status", "stage", "run_count", "created_at")
     list_filter = ("kind", "status", "project")
     search_fields = ("name",)
-    readonly_fields = ("project", "kind", "spec", "stage_params", "stage", "status", "preset", "ensemble",
-                       "created_by", "created_at", "finished_at")
+    readonly_fields = (
+        "project",
+        "kind",
+        "spec",
+        "stage_params",
+        "stage",
+        "status",
+        "preset",
+        "ensemble",
+        "created_by",
+        "created_at",
+        "finished_at",
+    )
 
     @admin.display(description="runs")
     def run_count(self, study: Study) -> int:
         return study.runs.count()
 
-    def add_view(self, request: HttpRequest, form_url: str = "", extra_context=None) -> HttpResponse:
-        from tracker.views.studies import StudyForm
-
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         if not self.has_add_permission(request):
             raise PermissionDenied
         form = StudyForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             study = form.create(request.user)
             if study is not None:
-                self.message_user(request, f"Created study #{study.pk} {study.name}: {study.runs.count()} runs queued.",
-                                  messages.SUCCESS)
+                self.message_user(
+                    request,
+                    f"Created study #{study.pk} {study.name}: {study.runs.count()} runs queued.",
+                    messages.SUCCESS,
+                )
                 return HttpResponseRedirect(reverse("admin:tracker_study_change", args=[study.pk]))
-        context = {**self.admin_site.each_context(request), "title": "Add study", "form": form,
-                   "opts": self.model._meta}
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Add study",
+            "form": form,
+            "opts": self.model._meta,
+        }
         return TemplateResponse(request, "admin/tracker/study/add.html", context)

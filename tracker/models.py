@@ -1,14 +1,19 @@
 """What Trainwatch stores. Metric storage (chunks) is written and read by
-tracker.ingest with raw SQL; the models here define the tables and the
+tracker.core.storage with raw SQL; the models here define the tables and the
 per-run summaries that pages read without touching the series."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import secrets
 from typing import Any, TypedDict
 
+import numpy as np
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
+from django.core.validators import URLValidator
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
@@ -17,8 +22,20 @@ from django.utils import timezone
 class Project(models.Model):
     name = models.CharField(max_length=100, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
-    members = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="projects",
-                                     help_text="who sees this project's runs (staff see every project)")
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="projects",
+        help_text="who sees this project's runs (staff see every project)",
+    )
+    # where an error finding, a divergence, a lost or a failed run is announced (tracker.core.alerts)
+    alert_emails = ArrayField(models.EmailField(), default=list, blank=True, help_text="e-mail addresses")
+    alert_webhooks = ArrayField(
+        models.URLField(max_length=500, validators=[URLValidator(schemes=["http", "https"])]),
+        default=list,
+        blank=True,
+        help_text="http(s) URLs that get a JSON POST",
+    )
 
     def __str__(self) -> str:
         return self.name
@@ -39,8 +56,9 @@ class Study(models.Model):
     name = models.CharField(max_length=200)
     kind = models.CharField(max_length=32)
     spec = models.JSONField(help_text="the validated spec (trainer.search.StudySpec.to_dict)")
-    stage_params = models.JSONField(default=list, blank=True,
-                                    help_text="per stage, the searched ranges (coarse-to-fine narrows them)")
+    stage_params = models.JSONField(
+        default=list, blank=True, help_text="per stage, the searched ranges (coarse-to-fine narrows them)"
+    )
     stage = models.IntegerField(default=0, help_text="the stage in progress")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
     preset = models.CharField(max_length=64, blank=True)
@@ -82,10 +100,24 @@ class RunDict(TypedDict):
     error: str
     health: str
     findings: list
+    finding_history: list
     created_at: str
     started_at: str | None
     finished_at: str | None
     seconds: float | None
+    kind: str
+    source: dict[str, Any]
+
+
+class HistogramDict(TypedDict):
+    step: int
+    low: float
+    high: float
+    counts: list[int]
+    mean: float
+    std: float
+    zero_fraction: float
+    saturated_fraction: float
 
 
 class Run(models.Model):
@@ -101,6 +133,10 @@ class Run(models.Model):
 
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.DIVERGED, Status.LOST, Status.STOPPED)
 
+    class Kind(models.TextChoices):
+        JOB = "job", "trained by a worker"
+        EXTERNAL = "external", "sent by the trainwatch client"
+
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs")
     name = models.CharField(max_length=200, blank=True)
     tags = ArrayField(models.CharField(max_length=40), default=list, blank=True)
@@ -110,8 +146,9 @@ class Run(models.Model):
     study = models.ForeignKey(Study, null=True, blank=True, on_delete=models.CASCADE, related_name="runs")
     stage = models.IntegerField(default=0, help_text="the study stage that queued it")
     study_values = models.JSONField(default=dict, blank=True, help_text="what the study varied: key -> value")
-    priority = models.IntegerField(default=0, help_text=f"{PRIORITY_MIN} to {PRIORITY_MAX}; higher runs first; "
-                                   "editable while the run is queued")
+    priority = models.IntegerField(
+        default=0, help_text=f"{PRIORITY_MIN} to {PRIORITY_MAX}; higher runs first; editable while the run is queued"
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -122,21 +159,52 @@ class Run(models.Model):
     device = models.CharField(max_length=64, blank=True)
     cancel_requested = models.BooleanField(default=False)
     attempts = models.IntegerField(default=0, help_text="times a worker has started this run")
-    resumed_from_step = models.IntegerField(null=True, blank=True,
-                                            help_text="the checkpoint's step the latest attempt went on from")
+    resumed_from_step = models.IntegerField(
+        null=True, blank=True, help_text="the checkpoint's step the latest attempt went on from"
+    )
     # progress and summary, updated at each flush so list pages never read series
     epoch = models.IntegerField(default=0)
     steps_done = models.IntegerField(default=0)
     total_steps = models.IntegerField(default=0)
     steps_per_epoch = models.IntegerField(default=0)
+    classes = models.IntegerField(null=True, blank=True, help_text="classes in the data, as the trainer loaded it")
     best_val_accuracy = models.FloatField(null=True, blank=True)
     final_loss = models.FloatField(null=True, blank=True)
     message = models.TextField(blank=True, help_text="how the run ended, in words")
     checks = models.JSONField(null=True, blank=True, help_text="results of the preflight or check job")
-    findings = models.JSONField(default=list, blank=True, help_text="the automatic diagnosis, latest first by severity")
-    health = models.CharField(max_length=16, blank=True,
-                              help_text="the worst finding's severity (ok, info, warning, error); '' before any")
+    findings = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="the diagnosis's findings shown now, the most severe first (with when raised)",
+    )
+    finding_state = models.JSONField(
+        default=dict, blank=True, help_text="findings seen but not yet shown, and shown ones lately not seen"
+    )
+    finding_history = models.JSONField(
+        default=list, blank=True, help_text="each finding raised, changed or retracted, with the step and the reason"
+    )
+    health = models.CharField(
+        max_length=16, blank=True, help_text="the worst finding's severity (ok, info, warning, error); '' before any"
+    )
     error = models.TextField(blank=True, help_text="traceback of a failed run")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.JOB)
+    # external runs: where they train, and what the diagnosis needs to know of them
+    source = models.JSONField(default=dict, blank=True, help_text="host, Python, torch, git commit of an external run")
+    context = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="external runs: optimizer, lr, loss, classes, activation (for the diagnosis)",
+    )
+    client_id = models.CharField(
+        max_length=64,
+        null=True,
+        blank=True,
+        unique=True,
+        help_text="the client's id for the run: a retried creation finds it again",
+    )
+    ingest_seq = models.BigIntegerField(default=-1, help_text="the last payload stored from the client")
+    tensors = models.JSONField(default=list, blank=True, help_text="parameter tensors in the model's order")
+    diagnosed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [
@@ -144,8 +212,11 @@ class Run(models.Model):
             models.Index(fields=["-created_at"], name="run_created_idx"),
             models.Index(fields=["status", "-created_at"], name="run_status_created_idx"),
             # a worker claims the next run of its queue: highest priority, then oldest
-            models.Index(fields=["queue", "-priority", "created_at"], name="run_queued_order_idx",
-                         condition=models.Q(status="queued")),
+            models.Index(
+                fields=["queue", "-priority", "created_at"],
+                name="run_queued_order_idx",
+                condition=models.Q(status="queued"),
+            ),
             # runs table: ?tag= (tags @> ARRAY[tag])
             GinIndex(fields=["tags"], name="run_tags_gin"),
         ]
@@ -160,13 +231,37 @@ class Run(models.Model):
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
 
+    # A job's config is a validated RunConfig; an external run's is whatever its script logged,
+    # so what the pages show of its optimizer comes from what the client saw (context).
+
     @property
     def optimizer_name(self) -> str:
+        if self.is_external:
+            return str(self.context.get("optimizer") or "")
         return str(self.config.get("optimizer", {}).get("name", ""))
 
     @property
     def learning_rate(self) -> float | None:
+        if self.is_external:
+            return self.context.get("lr")
         return self.config.get("optimizer", {}).get("lr")
+
+    @property
+    def schedule_name(self) -> str:
+        return "" if self.is_external else str(self.config.get("schedule", {}).get("name", "fixed"))
+
+    @property
+    def epochs(self) -> int:
+        """Epochs planned: a job's config says; an external run's progress says, when it knows."""
+        if self.is_external:
+            return (
+                self.epoch if self.is_finished or not self.steps_per_epoch else self.total_steps // self.steps_per_epoch
+            )
+        return int(self.config.get("epochs", 0))
+
+    @property
+    def is_external(self) -> bool:
+        return self.kind == self.Kind.EXTERNAL
 
     @property
     def is_check_job(self) -> bool:
@@ -192,7 +287,7 @@ class Run(models.Model):
             device=self.device,
             worker=self.worker,
             epoch=self.epoch,
-            epochs=int(self.config.get("epochs", 0)),
+            epochs=self.epochs,
             steps_done=self.steps_done,
             total_steps=self.total_steps,
             steps_per_epoch=self.steps_per_epoch,
@@ -202,10 +297,13 @@ class Run(models.Model):
             error=self.error,
             health=self.health,
             findings=self.findings,
+            finding_history=self.finding_history,
             created_at=self.created_at.isoformat(),
             started_at=self.started_at.isoformat() if self.started_at else None,
             finished_at=self.finished_at.isoformat() if self.finished_at else None,
             seconds=self.seconds,
+            kind=self.kind,
+            source=self.source,
         )
 
 
@@ -219,6 +317,9 @@ class RunCheckpoint(models.Model):
     data = models.BinaryField()
     size = models.IntegerField(help_text="bytes")
     created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"checkpoint of run {self.run_id} at step {self.step}"
 
 
 class Series(models.Model):
@@ -235,8 +336,11 @@ class Series(models.Model):
     class Meta:
         constraints = [
             # ingest upserts by (run, key); the run page lists a run's keys through it
-            models.UniqueConstraint(fields=["run", "key"], name="series_run_key_uniq"),
+            models.UniqueConstraint(fields=["run", "key"], name="series_run_key_uniq")
         ]
+
+    def __str__(self) -> str:
+        return f"{self.key} of run {self.run_id}"
 
 
 class SeriesChunk(models.Model):
@@ -258,8 +362,11 @@ class SeriesChunk(models.Model):
         constraints = [
             # reading a series scans (run, key) in first_step order; a retried flush
             # hits this key and is dropped (ON CONFLICT DO NOTHING)
-            models.UniqueConstraint(fields=["run", "key", "first_step"], name="chunk_run_key_step_uniq"),
+            models.UniqueConstraint(fields=["run", "key", "first_step"], name="chunk_run_key_step_uniq")
         ]
+
+    def __str__(self) -> str:
+        return f"{self.key} of run {self.run_id}, steps {self.first_step}-{self.last_step}"
 
 
 class Histogram(models.Model):
@@ -279,22 +386,23 @@ class Histogram(models.Model):
     class Meta:
         constraints = [
             # idempotent ingest, and a key's histograms read in step order
-            models.UniqueConstraint(fields=["run", "key", "step"], name="histogram_run_key_step_uniq"),
+            models.UniqueConstraint(fields=["run", "key", "step"], name="histogram_run_key_step_uniq")
         ]
 
-    def to_dict(self) -> dict[str, Any]:
-        import numpy as np
+    def __str__(self) -> str:
+        return f"{self.key} of run {self.run_id} at step {self.step}"
 
-        return {
-            "step": self.step,
-            "low": self.low,
-            "high": self.high,
-            "counts": np.frombuffer(bytes(self.counts), dtype="<i8").tolist(),
-            "mean": self.mean,
-            "std": self.std,
-            "zero_fraction": self.zero_fraction,
-            "saturated_fraction": self.saturated_fraction,
-        }
+    def to_dict(self) -> HistogramDict:
+        return HistogramDict(
+            step=self.step,
+            low=self.low,
+            high=self.high,
+            counts=np.frombuffer(bytes(self.counts), dtype="<i8").tolist(),
+            mean=self.mean,
+            std=self.std,
+            zero_fraction=self.zero_fraction,
+            saturated_fraction=self.saturated_fraction,
+        )
 
 
 class RunImage(models.Model):
@@ -311,21 +419,31 @@ class RunImage(models.Model):
     class Meta:
         constraints = [
             # idempotent ingest; the run page reads a key's images in step order
-            models.UniqueConstraint(fields=["run", "key", "step"], name="image_run_key_step_uniq"),
+            models.UniqueConstraint(fields=["run", "key", "step"], name="image_run_key_step_uniq")
         ]
 
-    def to_dict(self) -> dict[str, Any]:
-        import base64
+    def __str__(self) -> str:
+        return f"{self.key} of run {self.run_id} at step {self.step}"
 
-        return {"step": self.step, "height": self.height, "width": self.width, "channels": self.channels,
-                "pixels": base64.b64encode(bytes(self.pixels)).decode("ascii")}
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "height": self.height,
+            "width": self.width,
+            "channels": self.channels,
+            "pixels": base64.b64encode(bytes(self.pixels)).decode("ascii"),
+        }
 
 
 class DashboardVisit(models.Model):
     """When each user last opened the dashboard: its "since your last visit" starts there."""
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="dashboard_visit")
-    seen_at = models.DateTimeField()
+    seen_at = models.DateTimeField(help_text="the last time the user looked at the dashboard")
+    since = models.DateTimeField(help_text="where this visit's 'since your last visit' starts")
+
+    def __str__(self) -> str:
+        return f"{self.user} since {self.since:%Y-%m-%d %H:%M}"
 
 
 class ApiToken(models.Model):
@@ -344,17 +462,40 @@ class ApiToken(models.Model):
 
     @staticmethod
     def hash(token: str) -> str:
-        import hashlib
-
         return hashlib.sha256(token.encode()).hexdigest()
 
     @classmethod
     def issue(cls, user, name: str) -> tuple[ApiToken, str]:
         """A new token; the clear text is returned once and never stored."""
-        import secrets
-
         token = cls.PREFIX + secrets.token_urlsafe(32)
         return cls.objects.create(user=user, name=name, digest=cls.hash(token)), token
+
+
+class Alert(models.Model):
+    """One message about one run, sent once to its project's addresses and webhooks: an error
+    finding, a divergence, a lost or a failed run (tracker.core.alerts)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="alerts")
+    key = models.CharField(max_length=120, help_text="what it is about: divergence, failed, lost, finding:<rule>")
+    subject = models.CharField(max_length=300)
+    body = models.TextField()
+    payload = models.JSONField(help_text="what the webhooks get")
+    emails = ArrayField(models.EmailField(), default=list, blank=True)
+    webhooks = ArrayField(models.URLField(max_length=500), default=list, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    deliveries = models.JSONField(
+        default=dict, blank=True, help_text="per target (e-mail, or each webhook): sent, error, attempts"
+    )
+    attempts = models.IntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="null once every target is done")
+    claimed_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "key"], name="alert_once_per_run_and_key")]
+        indexes = [models.Index(fields=["next_attempt_at"], name="alert_pending_idx")]
+
+    def __str__(self) -> str:
+        return self.subject
 
 
 class Worker(models.Model):

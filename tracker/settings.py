@@ -1,8 +1,8 @@
 """Django settings: every value from the environment, through strict helpers.
 
-DATABASE_URL and REDIS_URL name the servers; `python -m tracker.launcher`
-(what `make demo` and `make test` run) starts embedded ones and sets both when
-they are not given.
+DATABASE_URL and REDIS_URL name the servers. Nothing here looks for the embedded
+development servers: `python -m tracker.dev.launcher` (what `make demo` and `make test`
+run) starts them and sets both, and `manage.py` sets both from them when they run.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
-
-from tracker.services import recorded_urls
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -90,20 +88,20 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-            ],
+            ]
         },
-    },
+    }
 ]
 
-# Without DATABASE_URL / REDIS_URL, use the embedded servers if they are running
-# (`python manage.py services start`); otherwise tracker.checks reports what to do.
-_embedded_database_url, _embedded_redis_url = recorded_urls()
-DATABASE_URL = os.getenv("DATABASE_URL") or _embedded_database_url or ""
+# Without DATABASE_URL / REDIS_URL, the system check in tracker.apps says what to do.
+DATABASE_URL = os.getenv("DATABASE_URL", "")
 DATABASES = {}
 if DATABASE_URL:
     DATABASES["default"] = dj_database_url.parse(DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", "60"))
     if not DATABASES["default"]["ENGINE"].endswith("postgresql"):
-        raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (postgresql://...); other databases are not supported")
+        raise ImproperlyConfigured(
+            "DATABASE_URL must point at PostgreSQL (postgresql://...); other databases are not supported"
+        )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -139,8 +137,25 @@ LOGGING = {
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# --- E-mail (alerts) -------------------------------------------------------
+# SMTP when EMAIL_HOST is set; otherwise the messages are written to the log (console backend).
+# EMAIL_BACKEND overrides, e.g. django.core.mail.backends.filebased.EmailBackend with EMAIL_FILE_PATH.
+EMAIL_HOST = os.getenv("EMAIL_HOST", "")
+EMAIL_BACKEND = os.getenv(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_PORT = envint("EMAIL_PORT", "25")
+EMAIL_HOST_USER = os.getenv("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.getenv("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", "0")
+EMAIL_USE_SSL = envbool("EMAIL_USE_SSL", "0")
+EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", "10")
+EMAIL_FILE_PATH = os.getenv("EMAIL_FILE_PATH", "")
+DEFAULT_FROM_EMAIL = os.getenv("DEFAULT_FROM_EMAIL", "trainwatch@localhost")
+
 # --- Celery ---------------------------------------------------------------
-REDIS_URL = os.getenv("REDIS_URL") or _embedded_redis_url or ""
+REDIS_URL = os.getenv("REDIS_URL", "")
 CELERY_BROKER_URL = REDIS_URL
 # Results live in PostgreSQL (Run rows); Celery's result backend is not used.
 CELERY_TASK_IGNORE_RESULT = True
@@ -167,6 +182,8 @@ CELERY_TASK_ALWAYS_EAGER = False
 # worker, or one `celery beat` process for a cluster.
 CELERY_BEAT_SCHEDULE = {
     "reap-lost-runs": {"task": "tracker.reap_lost_runs", "schedule": envint("TRAINWATCH_REAP_EVERY", "30")},
+    # alerts whose first sending failed (tracker.core.alerts.RETRY_DELAYS)
+    "deliver-alerts": {"task": "tracker.deliver_alerts", "schedule": 60},
 }
 
 # --- Trainwatch -----------------------------------------------------------
@@ -183,3 +200,10 @@ TRAINWATCH_CHECKPOINT_SECONDS = float(os.getenv("TRAINWATCH_CHECKPOINT_SECONDS",
 TRAINWATCH_MAX_ATTEMPTS = envint("TRAINWATCH_MAX_ATTEMPTS", "3")
 # A worker keeps training and buffering through a database outage this long, then fails the run.
 TRAINWATCH_DB_OUTAGE_SECONDS = float(os.getenv("TRAINWATCH_DB_OUTAGE_SECONDS", "300"))
+# A run config's data.path (MNIST, CIFAR-10, .npz files) must lie inside one of these folders
+# of the workers' hosts, unless a staff user queued it (comma-separated).
+TRAINWATCH_DATA_DIRS = envlist("TRAINWATCH_DATA_DIRS", str(BASE_DIR / "data"))
+# Where people reach this server: the run links of alerts (e-mails and webhooks) start with it.
+TRAINWATCH_PUBLIC_URL = os.getenv("TRAINWATCH_PUBLIC_URL", "http://localhost:8000")
+# The largest payload a client may send in one request (it splits larger hand-offs).
+TRAINWATCH_INGEST_MAX_BYTES = envint("TRAINWATCH_INGEST_MAX_BYTES", str(32 * 1024 * 1024))

@@ -73,6 +73,38 @@ window.Trainwatch = (function () {
     return out;
   }
 
+  /* Piecewise-linear y at x over increasing xs, by binary search. Outside [xs[0], xs[n-1]]:
+     the end value, or with `extrapolate` the line of the nearest segment. The one
+     interpolation of every page (learning rate at a step, wall time at a step and back). */
+  function interp(xs, ys, x, extrapolate) {
+    const n = xs.length;
+    if (!n) return null;
+    if (n === 1) return ys[0];
+    let low = 0, high = n - 1;
+    if (x <= xs[0]) { if (!extrapolate) return ys[0]; high = 1; }
+    else if (x >= xs[n - 1]) { if (!extrapolate) return ys[n - 1]; low = n - 2; }
+    else {
+      while (high - low > 1) {
+        const mid = (low + high) >> 1;
+        if (xs[mid] <= x) low = mid; else high = mid;
+      }
+    }
+    const span = xs[high] - xs[low];
+    return span ? ys[low] + ((ys[high] - ys[low]) * (x - xs[low])) / span : ys[low];
+  }
+
+  /* Wall time of training at a step, and the step at a wall time, from the seconds logged at
+     epoch ends (`wall_time`): 0 s before the first step, linear between epoch ends, and past
+     the last one at the pace of the last epoch (a running run's current epoch). */
+  function wallClock(steps, seconds) {
+    const xs = [-1, ...steps], ys = [0, ...seconds];
+    return {
+      known: steps.length > 0,
+      at: (step) => interp(xs, ys, step, true),
+      stepAt: (time) => interp(ys, xs, time, true),
+    };
+  }
+
   function formatNumber(value) {
     if (value === null || value === undefined) return "–";
     const magnitude = Math.abs(value);
@@ -164,5 +196,6 @@ window.Trainwatch = (function () {
     figure.querySelector("figcaption").append(bar);
   }
 
-  return { palette, lineChart, logTick, markerRadius, smooth, toCSV, toolbar, emaExtend, formatNumber, formatSeconds, fetchJSON };
+  return { palette, lineChart, logTick, markerRadius, smooth, toCSV, toolbar, emaExtend, formatNumber, formatSeconds,
+           fetchJSON, interp, wallClock };
 })();

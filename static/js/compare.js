@@ -26,26 +26,13 @@
     history.replaceState(null, "", `?${query}`);
   }
 
-  /* Wall time at a step, interpolated between the run's epoch ends (wall_time is logged
-     there), from 0 s before its first step. */
-  function wallAt(wall, step) {
-    if (!wall || !wall.steps.length) return null;
-    let before = [-1, 0];
-    for (let i = 0; i < wall.steps.length; i++) {
-      const after = [wall.steps[i], wall.values[i]];
-      if (step <= after[0]) return before[1] + (after[1] - before[1]) * (step - before[0]) / (after[0] - before[0]);
-      before = after;
-    }
-    return null;  // after the last epoch end: not known yet
-  }
-
-  function toX(step, stepsPerEpoch, wall) {
-    if (state.x === "wall") return wallAt(wall, step);
+  function toX(step, stepsPerEpoch, clock) {
+    if (state.x === "wall") return clock.known ? clock.at(step) : null;
     return state.x === "epoch" && stepsPerEpoch ? (step + 1) / stepsPerEpoch : step;
   }
 
-  function points(steps, values, stepsPerEpoch, wall) {
-    return steps.map((s, i) => ({ x: toX(s, stepsPerEpoch, wall), y: values[i] })).filter((p) => p.x !== null);
+  function points(steps, values, stepsPerEpoch, clock) {
+    return steps.map((s, i) => ({ x: toX(s, stepsPerEpoch, clock), y: values[i] })).filter((p) => p.x !== null);
   }
 
   function withAlpha(hex, alpha) {
@@ -56,7 +43,7 @@
   function datasets(body) {
     const out = [];
     const stepsPerEpoch = Object.fromEntries(body.runs.map((run) => [run.id, run.steps_per_epoch]));
-    const walls = Object.fromEntries(body.runs.map((run) => [run.id, run.wall]));
+    const walls = Object.fromEntries(body.runs.map((run) => [run.id, T.wallClock(run.wall.steps, run.wall.values)]));
     if (body.groups) {
       Object.entries(body.groups).forEach(([name, group], index) => {
         const color = T.palette[index % T.palette.length];
@@ -72,14 +59,14 @@
       });
     } else {
       body.runs.forEach((run, index) => {
-        out.push({ label: `#${run.id} ${run.label}`, data: points(run.steps, run.values, run.steps_per_epoch, run.wall),
+        out.push({ label: `#${run.id} ${run.label}`, data: points(run.steps, run.values, run.steps_per_epoch, walls[run.id]),
                    borderColor: T.palette[index % T.palette.length], borderWidth: 1.5, pointRadius: 0 });
       });
     }
     if (state.lr) {
       body.runs.forEach((run, index) => {
         if (!run.lr) return;
-        out.push({ label: `lr #${run.id}`, data: points(run.lr.steps, run.lr.values, run.steps_per_epoch, run.wall),
+        out.push({ label: `lr #${run.id}`, data: points(run.lr.steps, run.lr.values, run.steps_per_epoch, walls[run.id]),
                    borderColor: T.palette[index % T.palette.length], borderDash: [4, 3], borderWidth: 1,
                    pointRadius: 0, yAxisID: "lr" });
       });

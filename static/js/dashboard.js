@@ -1,8 +1,11 @@
-/* Dashboard: live mini loss charts and progress of the running jobs, refreshed every 3 s. */
+/* Dashboard: every panel refreshed every 3 s from /api/dashboard/ (the server renders the
+   panels' HTML with the page's own templates); the running runs' mini loss charts and
+   progress are updated in place. */
 "use strict";
 
 (function () {
   const T = window.Trainwatch;
+  const REFRESH_MS = 3000;
   const sparks = {};  // run id -> chart
   window.trainwatchSparks = sparks;  // read by the browser tests
 
@@ -28,28 +31,37 @@
     return `epoch ${run.epoch} / ${run.epochs} · step ${run.steps_done} / ${run.total_steps}${eta}${best}`;
   }
 
-  function show(runs) {
+  function showRunning(runs, html) {
+    const shown = [...document.querySelectorAll("#running-cards .card")].map((card) => Number(card.dataset.runId));
+    if (html !== undefined && shown.join() !== runs.map((run) => run.id).join()) {
+      // runs started or ended: new cards from the server's template, new charts
+      Object.keys(sparks).forEach((id) => { sparks[id].destroy(); delete sparks[id]; });
+      document.getElementById("panel-running").innerHTML = html;
+    }
     for (const run of runs) {
       const card = document.querySelector(`.card[data-run-id="${run.id}"]`);
-      if (!card) continue;  // new runs appear on the next page load
+      if (!card) continue;
       card.querySelector(".bar").style.width = `${run.total_steps ? (100 * run.steps_done) / run.total_steps : 0}%`;
       card.querySelector("[data-field=facts]").textContent = facts(run);
       spark(card, run);
     }
-    document.body.dataset.lastRefresh = String(Date.now());
   }
 
   async function refresh() {
     try {
       const body = await T.fetchJSON("/api/dashboard/");
-      show(body.running);
-      document.getElementById("queue-count").textContent = String(body.queued);
+      showRunning(body.running, body.panels.running);
+      for (const name of ["queue", "attention", "best", "workers"]) {
+        document.getElementById(`panel-${name}`).innerHTML = body.panels[name];
+      }
+      document.body.dataset.lastRefresh = String(Date.now());
     } catch (error) {
       console.warn("dashboard:", error.message);
     }
-    setTimeout(refresh, 3000);
+    setTimeout(refresh, REFRESH_MS);
   }
 
-  show(JSON.parse(document.getElementById("running-data").textContent));
-  setTimeout(refresh, 3000);
+  showRunning(JSON.parse(document.getElementById("running-data").textContent));
+  document.body.dataset.lastRefresh = String(Date.now());
+  setTimeout(refresh, REFRESH_MS);
 })();

@@ -12,12 +12,17 @@ window.TrainwatchLayers = (function () {
   let heatmap = null;
   let detail = null;
   let lastFetch = 0;
+  let activationKeys = null;  // the run's activation histogram keys, read once
 
-  /* log10 update ratio: blue below 1e-4, green around the 1e-3 target, red above 1e-2 */
+  let limits = null;  // the diagnosis's update-ratio thresholds, from the run page
+
+  /* log10 update ratio: blue below the low threshold, green around the target, red above the
+     high one; the scale runs a decade past each threshold */
   function colour(value, quantity, range) {
     if (value === null) return "rgba(0, 0, 0, 0.04)";
     if (quantity === "update_ratio") {
-      const t = Math.min(1, Math.max(0, (value + 5) / 4));  // -5 .. -1
+      const low = Math.log10(limits.ratio_low) - 1, high = Math.log10(limits.ratio_high) + 1;
+      const t = Math.min(1, Math.max(0, (value - low) / (high - low)));
       return `hsl(${240 - 240 * t}, 70%, ${45 + 10 * Math.abs(t - 0.5)}%)`;
     }
     if (quantity === "dead_fraction" || quantity === "saturated_fraction") {
@@ -77,7 +82,8 @@ window.TrainwatchLayers = (function () {
     const unit = body.log10 ? "log10 of the value" : "fraction";
     document.getElementById("layer-legend").textContent =
       `${body.rows.length} tensors x ${xs.length} step buckets; colour: ${unit}` +
-      (body.quantity === "update_ratio" ? " (blue < 1e-4, green about 1e-3, red > 1e-2)" : "");
+      (body.quantity === "update_ratio"
+        ? ` (blue < ${limits.ratio_low}, green about ${limits.ratio_target}, red > ${limits.ratio_high})` : "");
   }
 
   async function refresh(force) {
@@ -87,6 +93,12 @@ window.TrainwatchLayers = (function () {
     const body = await T.fetchJSON(`/api/runs/${runId}/layers/?quantity=${quantity}&buckets=${BUCKETS}`);
     document.getElementById("layers-panel").hidden = body.rows.length === 0 && quantity === "update_ratio";
     draw(body);
+    if (body.quantity === "update_ratio" || body.quantity === "grad_norm" || body.quantity === "weight_norm") {
+      const names = document.getElementById("tensor-names");
+      if (names.children.length !== body.rows.length) {
+        names.replaceChildren(...body.rows.map((row) => Object.assign(document.createElement("option"), { value: row })));
+      }
+    }
   }
 
   async function open(tensor) {
@@ -107,11 +119,30 @@ window.TrainwatchLayers = (function () {
     await openDistributions(tensor);
   }
 
-  /* The activation layer a tensor feeds: fc3.weight -> act3, conv2.bias -> act_conv2. */
-  function activationOf(tensor) {
-    const head = tensor.split(".")[0];
-    if (head.startsWith("conv")) return `act_conv${head.slice(4)}`;
-    if (head.startsWith("fc")) return `act${head.slice(2)}`;
+  /* The activation layer a tensor feeds: in Trainwatch's models fc3.weight -> act3 and conv2.bias
+     -> act_conv2; in any other, an activation module beside the tensor's module (layer1.0.conv1.weight
+     -> layer1.0.relu), or the next one of a Sequential (0.weight -> 1). */
+  async function activationOf(tensor) {
+    if (activationKeys === null) {
+      const body = await T.fetchJSON(`/api/runs/${runId}/histograms/`);
+      activationKeys = body.keys.filter((k) => k.startsWith("activation/")).map((k) => k.slice("activation/".length));
+    }
+    const parts = tensor.split(".");
+    const head = parts[0];
+    const ours = head.startsWith("conv") ? `act_conv${head.slice(4)}` : head.startsWith("fc") ? `act${head.slice(2)}` : null;
+    if (ours && activationKeys.includes(ours)) return ours;
+    const module = parts.slice(0, -1);
+    for (let depth = module.length - 1; depth >= 0; depth--) {
+      const prefix = module.slice(0, depth).join(".");
+      const last = module[depth];
+      if (/^\d+$/.test(last)) {  // a Sequential: the module right after
+        const next = [...module.slice(0, depth), String(Number(last) + 1)].join(".");
+        if (activationKeys.includes(next)) return next;
+      }
+      const sibling = activationKeys.find((name) => name.startsWith(prefix ? `${prefix}.` : "")
+                                          && name.split(".").length === depth + 1);
+      if (sibling) return sibling;
+    }
     return null;
   }
 
@@ -174,7 +205,7 @@ window.TrainwatchLayers = (function () {
   }
 
   async function openDistributions(tensor) {
-    const activation = activationOf(tensor);
+    const activation = await activationOf(tensor);
     const kinds = { weight: `weight/${tensor}`, gradient: `gradient/${tensor}`, activation: activation && `activation/${activation}` };
     await Promise.all(Object.entries(kinds).map(async ([kind, key]) => {
       if (!key) { drawDistribution(kind, { matrix: { steps: [] }, histograms: [] }); return; }
@@ -190,13 +221,17 @@ window.TrainwatchLayers = (function () {
     window.trainwatchDistributions = Object.fromEntries(Object.entries(distributions).map(([k, v]) => [k, v.chart]));
   }
 
-  function init(id, xMapping, xName) {
+  function init(id, xMapping, xName, thresholds) {
+    limits = thresholds;
     document.getElementById("dist-kind").addEventListener("change", drawStep);
     document.getElementById("dist-step").addEventListener("input", drawStep);
     runId = id;
     xOf = xMapping;
     xTitle = xName;
     document.getElementById("layer-quantity").addEventListener("change", () => refresh(true));
+    document.getElementById("tensor-picker").addEventListener("change", (event) => {
+      open(event.target.value.trim()).catch((error) => console.warn("layers:", error.message));
+    });
     document.getElementById("layer-detail-close").addEventListener("click", () => {
       document.getElementById("layer-detail").hidden = true;
     });

@@ -17,6 +17,7 @@
   const MAX_LOCAL_POINTS = 3000;
 
   const view = { x: "epoch", method: "ema", weight: 0.9 };
+  const LIMITS = page.thresholds;  // the diagnosis's own (trainer/diagnosis.py), from the server
 
   const charts = {
     loss: T.lineChart(document.getElementById("chart-loss"), {
@@ -35,8 +36,9 @@
     lr: T.lineChart(document.getElementById("chart-lr"), {
       yLabel: "learning rate", legend: false, datasets: [{ label: "learning rate", borderColor: "#16a34a" }] }),
     ratio: T.lineChart(document.getElementById("chart-ratio"), {
-      // the range always shows 1e-4..1e-2 around the 1e-3 target, so a line's place is readable at a glance
-      yLabel: "update / weight", logY: true, suggestedMin: 1e-4, suggestedMax: 1e-2, datasets: [] }),
+      // the range always shows the healthy band around the target, so a line's place is readable at a glance
+      yLabel: "update / weight", logY: true, suggestedMin: LIMITS.ratio_low, suggestedMax: LIMITS.ratio_high,
+      datasets: [] }),
     grad: T.lineChart(document.getElementById("chart-grad"), { yLabel: "gradient norm", logY: true, datasets: [] }),
     units: T.lineChart(document.getElementById("chart-units"), {
       yLabel: "fraction of units", yMin: 0, yMax: 1, datasets: [] }),
@@ -52,12 +54,13 @@
                                           title: { display: true, text: "MB" }, grid: { drawOnChartArea: false } };
   // the notes' healthy region of the update-to-weight ratio, and its target
   charts.ratio.options.plugins.annotation = { annotations: {
-    healthy: { type: "box", yMin: 1e-4, yMax: 1e-2, backgroundColor: "rgba(22, 163, 74, 0.07)", borderWidth: 0,
-               label: { display: true, content: "1e-4 .. 1e-2", position: { x: "end", y: "start" },
-                        color: "#15803d", font: { size: 10 } } },
-    target: { type: "line", yMin: 1e-3, yMax: 1e-3, borderColor: "rgba(22, 163, 74, 0.8)", borderWidth: 1,
-              borderDash: [6, 4], label: { display: true, content: "target 1e-3", position: "start",
-                                           backgroundColor: "rgba(22, 163, 74, 0.8)", font: { size: 10 } } },
+    healthy: { type: "box", yMin: LIMITS.ratio_low, yMax: LIMITS.ratio_high, backgroundColor: "rgba(22, 163, 74, 0.07)",
+               borderWidth: 0, label: { display: true, content: `${LIMITS.ratio_low} .. ${LIMITS.ratio_high}`,
+                                        position: { x: "end", y: "start" }, color: "#15803d", font: { size: 10 } } },
+    target: { type: "line", yMin: LIMITS.ratio_target, yMax: LIMITS.ratio_target, borderColor: "rgba(22, 163, 74, 0.8)",
+              borderWidth: 1, borderDash: [6, 4],
+              label: { display: true, content: `target ${LIMITS.ratio_target}`, position: "start",
+                       backgroundColor: "rgba(22, 163, 74, 0.8)", font: { size: 10 } } },
   } };
   charts.ratio.update("none");
   window.trainwatchCharts = charts;  // read by the browser tests
@@ -84,49 +87,25 @@
   let refetchAll = false;
   let stepsPerEpoch = page.steps_per_epoch || page.run.steps_per_epoch || 0;
   const wallTime = { steps: [], seconds: [] };  // step -> seconds since the start, at epoch ends
+  let wallClock = T.wallClock([], []);
 
-  /* The learning rate a step used, from the lr series on the page (binary search, then linear). */
+  /* The learning rate a step used, from the lr series on the page. */
   function lrAt(step) {
     const points = charts.lr.data.datasets[0].data;
-    if (!points.length) return null;
-    let low = 0, high = points.length - 1;
-    if (step <= points[0].step) return points[0].raw;
-    if (step >= points[high].step) return points[high].raw;
-    while (high - low > 1) {
-      const mid = (low + high) >> 1;
-      if (points[mid].step <= step) low = mid; else high = mid;
-    }
-    const a = points[low], b = points[high];
-    return a.raw + ((b.raw - a.raw) * (step - a.step)) / (b.step - a.step);
+    return T.interp(points.map((p) => p.step), points.map((p) => p.raw), step, false);
   }
 
   function xOf(step) {
     if (view.x === "step") return step;
     if (view.x === "lr") return lrAt(step);
-    if (view.x === "time") {
-      const { steps, seconds } = wallTime;
-      if (!steps.length) return 0;
-      if (step <= steps[0]) return (seconds[0] * (step + 1)) / (steps[0] + 1);
-      for (let i = 1; i < steps.length; i++) {
-        if (step <= steps[i]) {
-          return seconds[i - 1] + ((seconds[i] - seconds[i - 1]) * (step - steps[i - 1])) / (steps[i] - steps[i - 1]);
-        }
-      }
-      return seconds[seconds.length - 1];
-    }
+    if (view.x === "time") return wallClock.known ? wallClock.at(step) : 0;
     return stepsPerEpoch ? (step + 1) / stepsPerEpoch : step;
   }
 
   function stepOf(x) {
     if (view.x === "step") return x;
     if (view.x === "lr") return null;  // not a function of the step: zooming keeps the points it has
-    if (view.x === "time") {
-      const { steps, seconds } = wallTime;
-      for (let i = 1; i < steps.length; i++) {
-        if (x <= seconds[i]) return steps[i - 1] + ((steps[i] - steps[i - 1]) * (x - seconds[i - 1])) / (seconds[i] - seconds[i - 1]);
-      }
-      return steps.length ? steps[steps.length - 1] : x;
-    }
+    if (view.x === "time") return wallClock.known ? wallClock.stepAt(x) : x;
     return stepsPerEpoch ? x * stepsPerEpoch - 1 : x;
   }
 
@@ -169,6 +148,7 @@
       if (replace) { wallTime.steps = []; wallTime.seconds = []; }
       wallTime.steps.push(...series.steps);
       wallTime.seconds.push(...series.values);
+      wallClock = T.wallClock(wallTime.steps, wallTime.seconds);
       return;
     }
     const target = datasetFor(key);
@@ -209,17 +189,26 @@
     const status = document.getElementById("run-status");
     status.textContent = run.status;
     status.className = `status status-${run.status}`;
+    // an external run knows its length only when its script says
     document.getElementById("run-progress").textContent = run.total_steps
-      ? `epoch ${run.epoch} / ${run.epochs} (step ${run.steps_done} / ${run.total_steps})` : "–";
+      ? `epoch ${run.epoch} / ${run.epochs} (step ${run.steps_done} / ${run.total_steps})`
+      : run.steps_done ? `step ${run.steps_done}${run.epoch ? `, epoch ${run.epoch}` : ""}` : "–";
     document.getElementById("run-best").textContent = T.formatNumber(run.best_val_accuracy);
     document.getElementById("run-loss").textContent = T.formatNumber(run.final_loss);
     document.getElementById("run-duration").textContent = T.formatSeconds(run.seconds);
     document.getElementById("run-device").textContent = run.device || "–";
-    const worker = document.getElementById("run-worker");
-    worker.textContent = run.worker || "–";
-    worker.title = run.worker || "";
+    const worker = document.getElementById("run-worker");  // an external run has a host instead
+    if (worker) {
+      worker.textContent = run.worker || "–";
+      worker.title = run.worker || "";
+    }
     document.getElementById("run-message").textContent = run.message || "";
     showFindings(run);
+  }
+
+  // "step 460 (23 % of the run)", or "step 460" when the run's length is not known
+  function atStep(step, fraction) {
+    return fraction == null ? `step ${step}` : `step ${step} (${Math.round(fraction * 100)} % of the run)`;
   }
 
   function showFindings(run) {
@@ -238,6 +227,13 @@
       text.className = "title";
       text.textContent = ` ${finding.title}`;
       title.append(severity, text);
+      if (finding.raised_step != null) {
+        const raised = document.createElement("span");
+        raised.className = "raised muted";
+        raised.textContent = ` raised at ${atStep(finding.raised_step, finding.raised_fraction)}`;
+        if (finding.missed) raised.textContent += `; not found by the last ${finding.missed} diagnoses`;
+        title.append(raised);
+      }
       const evidence = document.createElement("div");
       evidence.className = "evidence";
       evidence.textContent = finding.evidence;
@@ -250,9 +246,31 @@
     if (!run.findings.length) {
       const item = document.createElement("li");
       item.className = "muted";
-      item.textContent = run.health === "ok" ? "Nothing wrong found." : "The diagnosis runs every 10 s while the run trains.";
+      item.textContent = run.health === "ok" ? "Nothing wrong found." : `The diagnosis runs every ${page.diagnose_seconds} s while the run trains.`;
       list.append(item);
     }
+    showHistory(run.finding_history || []);
+  }
+
+  function showHistory(events) {
+    document.getElementById("finding-history-panel").hidden = !events.length;
+    document.getElementById("finding-history-count").textContent = events.length;
+    document.getElementById("finding-history").replaceChildren(...events.map((event) => {
+      const item = document.createElement("li");
+      item.dataset.event = event.event;
+      item.dataset.rule = event.rule;
+      const what = {raised: "raised", changed: `now ${event.severity} (was ${event.previous})`, retracted: "retracted"}[event.event];
+      const head = document.createElement("span");
+      head.className = `health health-${event.event === "retracted" ? "none" : event.severity}`;
+      head.textContent = event.event === "retracted" ? "retracted" : event.severity;
+      const text = document.createElement("span");
+      text.textContent = ` ${event.title}: ${what} at ${atStep(event.step, event.fraction)}`;
+      const detail = document.createElement("div");
+      detail.className = "evidence";
+      detail.textContent = event.reason || event.evidence || "";
+      item.append(head, text, detail);
+      return item;
+    }));
   }
 
   async function poll() {
@@ -370,6 +388,19 @@
     image.shown = img.step;
   }
 
+  // how much the filters look like white noise (1), from smooth (near 0): the diagnosis's measure
+  function showRoughness(roughness) {
+    const label = document.getElementById("first-layer-roughness");
+    if (roughness == null) {
+      label.textContent = "";
+      return;
+    }
+    const reading = roughness >= LIMITS.filters_noise ? "noise: the layer has not learnt"
+      : roughness < LIMITS.filters_smooth ? "smooth" : "learnt, not smooth";
+    label.textContent = `roughness ${roughness.toFixed(3)} (${reading}; white noise 1)`;
+    label.className = roughness >= LIMITS.filters_noise ? "warning-text" : "muted";
+  }
+
   async function refreshImages(step) {
     const now = Date.now();
     if (step === undefined && now - image.lastFetch < 3000) return;
@@ -382,7 +413,10 @@
     image.steps = body.steps;
     imageSlider.max = String(Math.max(0, image.steps.length - 1));
     if (following) imageSlider.value = imageSlider.max;
-    if (step !== undefined || following) drawImage(body.image);
+    if (step !== undefined || following) {
+      drawImage(body.image);
+      showRoughness(body.roughness);
+    }
   }
 
   imageSlider.addEventListener("input", () => refreshImages(image.steps[Number(imageSlider.value)])
@@ -397,7 +431,7 @@
   }
 
   if (manyTensors) showManyTensors(page.keys);
-  window.TrainwatchLayers.init(runId, xOf, xTitle).catch((error) => console.warn("layers:", error.message));
+  window.TrainwatchLayers.init(runId, xOf, xTitle, LIMITS).catch((error) => console.warn("layers:", error.message));
   showRun(page.run);
   poll();
 })();

@@ -1,15 +1,16 @@
 """End to end: the real broker, a real `celery worker` process, the real database."""
 
-import time
-
 import numpy as np
 import pytest
 from django.db import transaction
 
 from tests.conftest import wait_until
-from tracker.ingest import read_series
+from tracker.core.dispatch import send_train_token
+from tracker.core.lifecycle import request_cancel
+from tracker.core.runs import create_run
+from tracker.core.storage import read_series
 from tracker.models import Run, Series, SeriesChunk
-from tracker.runs import create_run, request_cancel
+from trainer.config import InstrumentConfig
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -20,8 +21,9 @@ def finished(run_id: int) -> Run | None:
 
 
 def test_a_queued_run_is_trained_by_a_worker_and_its_series_are_stored_and_served(
-        celery_worker_process, logged_in):
-    run = create_run("e2e", {"epochs": 1, "batch_size": 32, "instrument": {"ratio_every": 5}}, "one epoch")
+    celery_worker_process, logged_in, user
+):
+    run = create_run("e2e", {"epochs": 1, "batch_size": 32, "instrument": {"ratio_every": 5}}, "one epoch", user)
     run = wait_until(lambda: finished(run.pk), 90, "the run to finish")
 
     assert run.status == "succeeded", run.error
@@ -34,7 +36,8 @@ def test_a_queued_run_is_trained_by_a_worker_and_its_series_are_stored_and_serve
     assert np.isfinite(losses).all()
     assert Series.objects.get(run=run, key="loss").count == 45
     ratio_steps, _ = read_series(run.pk, "update_ratio/fc1.weight")
-    np.testing.assert_array_equal(ratio_steps, np.arange(0, 45, 5))
+    cadence = InstrumentConfig(ratio_every=5)  # with the default dense start: every step of the first 100
+    np.testing.assert_array_equal(ratio_steps, [s for s in range(45) if cadence.measures_parameters(s)])
     chunk_steps = [np.frombuffer(bytes(c.steps), "<i8") for c in SeriesChunk.objects.filter(run=run, key="loss")]
     assert sum(len(s) for s in chunk_steps) == 45
 
@@ -47,22 +50,24 @@ def test_a_queued_run_is_trained_by_a_worker_and_its_series_are_stored_and_serve
     assert newer["series"]["loss"]["steps"] == [41, 42, 43, 44]
 
 
-def test_cancelling_a_running_run_stops_it_within_seconds(celery_worker_process):
-    long_config = {"epochs": 2000, "batch_size": 16, "model": {"hidden": [64]}}
+def test_cancelling_a_running_run_stops_it_long_before_its_end(celery_worker_process):
+    """Stopped, not trained to its end (how soon it stops: bench/latency.py)."""
+    long_config = {"epochs": 2000, "batch_size": 16, "model": {"hidden": [64]}}  # minutes of training
     run = create_run("e2e", long_config, "long")
-    wait_until(lambda: Run.objects.filter(pk=run.pk, status="running", steps_done__gt=0).exists(), 60,
-               "the run to start and report progress")
+    wait_until(
+        lambda: Run.objects.filter(pk=run.pk, status="running", steps_done__gt=0).exists(),
+        60,
+        "the run to start and report progress",
+    )
 
     assert request_cancel(run)
-    asked = time.monotonic()
-    run = wait_until(lambda: finished(run.pk), 30, "the run to stop")
-    stopped_after = time.monotonic() - asked
+    run = wait_until(lambda: finished(run.pk), 60, "the run to stop")
 
-    assert run.status == "cancelled"
-    assert stopped_after < 5, f"took {stopped_after:.1f} s"
+    assert run.status == "cancelled" and run.cancel_requested
+    assert run.steps_done < run.total_steps / 10
     steps, _ = read_series(run.pk, "loss")
-    assert len(steps) > 0 and np.all(np.diff(steps) == 1)
-    assert run.steps_done < run.total_steps
+    # every step trained until the stop is stored once, in order
+    assert len(steps) > 0 and np.all(np.diff(steps) == 1) and steps[-1] == run.steps_done - 1
 
 
 def test_a_cancelled_queued_run_is_never_started(celery_worker_process):
@@ -77,26 +82,40 @@ def test_a_cancelled_queued_run_is_never_started(celery_worker_process):
 
 
 def test_every_kind_of_measurement_of_a_cnn_run_is_stored_and_served(celery_worker_process, logged_in):
-    config = {"model": {"kind": "cnn", "channels": [4], "hidden": [16], "activation": "tanh", "init": "xavier_uniform"},
-              "optimizer": {"name": "adam", "lr": 0.003, "weight_decay": 1e-4},
-              "schedule": {"name": "step", "gamma": 0.5, "step_size": 1, "warmup_steps": 5},
-              "epochs": 2, "batch_size": 64, "instrument": {"ratio_every": 4, "histogram_every": 10}}
+    config = {
+        "model": {"kind": "cnn", "channels": [4], "hidden": [16], "activation": "tanh", "init": "xavier_uniform"},
+        "optimizer": {"name": "adam", "lr": 0.003, "weight_decay": 1e-4},
+        "schedule": {"name": "step", "gamma": 0.5, "step_size": 1, "warmup_steps": 5},
+        "epochs": 2,
+        "batch_size": 64,
+        "instrument": {"ratio_every": 4, "histogram_every": 10},
+    }
     response = logged_in.post("/api/runs/", data={"project": "e2e", "config": config}, content_type="application/json")
     assert response.status_code == 201, response.content
     run = wait_until(lambda: finished(response.json()["run"]["id"]), 90, "the run to finish")
     assert run.status == "succeeded", run.error
 
     keys = set(Series.objects.filter(run=run).values_list("key", flat=True))
-    assert {"loss", "loss_reg", "lr", "train_acc", "val_acc", "val_loss", "update_ratio/conv1.weight",
-            "grad_norm/fc1.weight", "weight_norm/out.bias", "saturated_fraction/act_conv1"} <= keys
-    lr_steps, lrs = read_series(run.pk, "lr")
+    assert {
+        "loss",
+        "loss_reg",
+        "lr",
+        "train_acc",
+        "val_acc",
+        "val_loss",
+        "update_ratio/conv1.weight",
+        "grad_norm/fc1.weight",
+        "weight_norm/out.bias",
+        "saturated_fraction/act_conv1",
+    } <= keys
+    _, lrs = read_series(run.pk, "lr")
     assert lrs[0] == pytest.approx(0.003 * 0.01) and lrs[5] == pytest.approx(0.003)  # warm-up
     assert lrs[-1] == pytest.approx(0.003 * 0.5)  # halved after the first epoch
 
     histograms = logged_in.get(f"/api/runs/{run.pk}/histograms/").json()["keys"]
     assert "activation/act_conv1" in histograms and "gradient/conv1.weight" in histograms
     over_time = logged_in.get(f"/api/runs/{run.pk}/histograms/?key=weight/conv1.weight").json()
-    assert over_time["steps"] == [0, 10, 20, 30, 40]
+    assert over_time["steps"] == [0, 10, 20, 25, 30, 40]  # every 10, and every 25 in the dense start
     image = logged_in.get(f"/api/runs/{run.pk}/images/?key=first_layer").json()
     assert image["steps"] == [22, 45] and image["image"]["width"] == 2 * 4 + 1  # 4 filters of 3 x 3
 
@@ -106,14 +125,17 @@ def test_a_preflight_stores_the_checks_and_the_run_is_diagnosed_at_its_end(celer
     run = wait_until(lambda: finished(run.pk), 120, "the run to finish")
     assert run.status == "succeeded", run.error
     assert run.checks["passed"] is True
-    assert [c["name"] for c in run.checks["sanity"]] == ["initial loss", "regularisation raises the loss",
-                                                         "overfit a tiny subset"]
+    assert [c["name"] for c in run.checks["sanity"]] == [
+        "initial loss",
+        "regularisation raises the loss",
+        "overfit a tiny subset",
+    ]
     assert run.checks["gradient"][0]["verdict"] == "good" and run.steps_done == 46  # 2 epochs of 23 steps
     assert run.health in ("ok", "info")
 
 
-def test_a_check_job_runs_only_the_checks(celery_worker_process, logged_in):
-    trained = create_run("e2e", {"epochs": 1}, "to check")
+def test_a_check_job_runs_only_the_checks(celery_worker_process, logged_in, user):
+    trained = create_run("e2e", {"epochs": 1}, "to check", user)
     response = logged_in.post(f"/runs/{trained.pk}/check/")
     check = Run.objects.exclude(pk=trained.pk).get(name__startswith="check of")
     assert response.status_code == 302 and response["Location"] == f"/runs/{check.pk}/"
@@ -127,9 +149,18 @@ def test_a_problem_is_diagnosed_while_the_run_is_still_running(celery_worker_pro
     config = {"epochs": 3000, "model": {"activation": "tanh", "init": "normal", "init_std": 3.0}}
     run = create_run("e2e", config, "huge tanh initialisation")
     diagnosed = wait_until(
-        lambda: Run.objects.filter(pk=run.pk, status="running", findings__contains=[{"rule": "saturated_units"}]).first(),
-        60, "saturated units found while the run runs")
+        lambda: Run.objects.filter(
+            pk=run.pk, status="running", findings__contains=[{"rule": "saturated_units"}]
+        ).first(),
+        60,
+        "saturated units found while the run runs",
+    )
     assert diagnosed.health == "warning"
+    # shown once two diagnoses in a row found it, with the step it was raised at, and in the history
+    [finding] = [f for f in diagnosed.findings if f["rule"] == "saturated_units"]
+    assert 0 <= finding["first_seen_step"] < finding["raised_step"]
+    assert finding["raised_fraction"] == finding["raised_step"] / diagnosed.total_steps < 0.1  # of 3000 epochs
+    assert [e["event"] for e in diagnosed.finding_history if e["rule"] == "saturated_units"] == ["raised"]
     request_cancel(run)
     wait_until(lambda: finished(run.pk), 30, "the run to stop")
 
@@ -158,7 +189,7 @@ def test_a_worker_describes_itself_and_the_job_queue_lists_it(django_db_setup, c
     try:
         with transaction.atomic():
             run = create_run("e2e", {"epochs": 300, "batch_size": 16}, "watched")
-            run.queue = queue
+            send_train_token(queue, str(uuid.uuid4()))  # on commit, to this queue
             Run.objects.filter(pk=run.pk).update(queue=queue)
         wait_until(lambda: Run.objects.filter(pk=run.pk, status="running", steps_done__gt=0).exists(), 60, "the run")
         worker = wait_until(lambda: Worker.objects.filter(name=name).first(), 30, "the worker row")

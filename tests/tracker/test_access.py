@@ -3,12 +3,13 @@ staff-only job queue, CSRF on forms.
 (The settings a production start requires: tests/tracker/test_cli_and_settings.py.)"""
 
 import json
+
 import pytest
 from django.test import Client
 
-from tracker.ingest import ChunkWriter
+from tracker.core.runs import create_run
+from tracker.core.storage import ChunkWriter
 from tracker.models import Project, Run
-from tracker.runs import create_run
 
 pytestmark = pytest.mark.django_db
 
@@ -22,8 +23,13 @@ def two_teams(django_user_model):
     speech.members.add(bob)
     runs = {}
     for project, name in ((vision, "alice-run"), (speech, "bob-run")):
-        run = Run.objects.create(project=project, name=name, status="succeeded", best_val_accuracy=0.9,
-                                 config={"optimizer": {"name": "adam", "lr": 0.001}, "epochs": 1})
+        run = Run.objects.create(
+            project=project,
+            name=name,
+            status="succeeded",
+            best_val_accuracy=0.9,
+            config={"optimizer": {"name": "adam", "lr": 0.001}, "epochs": 1},
+        )
         ChunkWriter(run.pk).write({"loss": ([0, 1], [2.3, 2.0])})
         runs[name] = run
     return alice, bob, runs
@@ -33,8 +39,14 @@ def test_another_projects_run_is_not_found_on_any_page_or_api(client, two_teams)
     alice, _, runs = two_teams
     client.force_login(alice)
     mine, theirs = runs["alice-run"], runs["bob-run"]
-    for url in ("/runs/{}/", "/api/runs/{}/", "/api/runs/{}/series/?keys=loss", "/api/runs/{}/histograms/?key=x",
-                "/api/runs/{}/images/?key=first_layer", "/api/runs/{}/layers/"):
+    for url in (
+        "/runs/{}/",
+        "/api/runs/{}/",
+        "/api/runs/{}/series/?keys=loss",
+        "/api/runs/{}/histograms/?key=x",
+        "/api/runs/{}/images/?key=first_layer",
+        "/api/runs/{}/layers/",
+    ):
         assert client.get(url.format(theirs.pk)).status_code == 404, url
         assert client.get(url.format(mine.pk)).status_code in (200, 400), url  # 400: no such key, but found
     assert client.post(f"/runs/{theirs.pk}/check/").status_code == 404
@@ -66,8 +78,9 @@ def test_a_new_project_belongs_to_its_creator_and_others_cannot_queue_into_it(tw
 def test_the_api_refuses_to_queue_into_another_teams_project(client, two_teams):
     _, bob, _ = two_teams
     client.force_login(bob)
-    response = client.post("/api/runs/", json.dumps({"project": "vision", "config": {"epochs": 1}}),
-                           content_type="application/json")
+    response = client.post(
+        "/api/runs/", json.dumps({"project": "vision", "config": {"epochs": 1}}), content_type="application/json"
+    )
     assert response.status_code == 400 and "not a member" in response.json()["errors"]["project"]
 
 
@@ -81,8 +94,13 @@ def test_the_job_queue_and_workers_view_are_staff_only(client, two_teams):
 
 def test_every_api_call_needs_a_login(client, two_teams):
     run = two_teams[2]["alice-run"]
-    for url in ("/api/runs/", f"/api/runs/{run.pk}/", f"/api/runs/{run.pk}/series/?keys=loss", "/api/dashboard/",
-                f"/api/compare/?runs={run.pk}"):
+    for url in (
+        "/api/runs/",
+        f"/api/runs/{run.pk}/",
+        f"/api/runs/{run.pk}/series/?keys=loss",
+        "/api/dashboard/",
+        f"/api/compare/?runs={run.pk}",
+    ):
         assert client.get(url).status_code == 401, url
 
 
@@ -91,8 +109,9 @@ def test_forms_and_session_writes_need_the_csrf_token(two_teams):
     client = Client(enforce_csrf_checks=True)
     client.force_login(alice)
     assert client.post(f"/runs/{runs['alice-run'].pk}/check/").status_code == 403
-    response = client.post("/api/runs/", json.dumps({"project": "vision", "config": {}}),
-                           content_type="application/json")
+    response = client.post(
+        "/api/runs/", json.dumps({"project": "vision", "config": {}}), content_type="application/json"
+    )
     assert response.status_code == 403
     page = client.get("/accounts/login/").content.decode()
     assert "csrfmiddlewaretoken" in page

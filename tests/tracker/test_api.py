@@ -3,15 +3,17 @@ import json
 import numpy as np
 import pytest
 
-from tracker.ingest import ChunkWriter
+from tests.conftest import member_of
+from tracker.core.storage import ChunkWriter
 from tracker.models import Project, Run
 
 pytestmark = pytest.mark.django_db
 
 
 def post_json(client, body):
-    return client.post("/api/runs/", data=json.dumps(body) if not isinstance(body, str) else body,
-                       content_type="application/json")
+    return client.post(
+        "/api/runs/", data=json.dumps(body) if not isinstance(body, str) else body, content_type="application/json"
+    )
 
 
 def test_a_valid_config_creates_a_queued_run_with_the_resolved_config(logged_in):
@@ -19,17 +21,27 @@ def test_a_valid_config_creates_a_queued_run_with_the_resolved_config(logged_in)
     assert response.status_code == 201
     run = Run.objects.get()
     assert run.status == "queued" and run.queue == "cpu"
-    assert run.config["optimizer"] == {"name": "adam", "lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8,
-                                       "amsgrad": False, "weight_decay": 0.0, "decoupled_weight_decay": False}
+    assert run.config["optimizer"] == {
+        "name": "adam",
+        "lr": 1e-3,
+        "betas": [0.9, 0.999],
+        "eps": 1e-8,
+        "amsgrad": False,
+        "weight_decay": 0.0,
+        "decoupled_weight_decay": False,
+    }
     assert run.name == "adam lr=0.001"
     assert response.json()["run"]["id"] == run.pk
 
 
-@pytest.mark.parametrize("config, field", [
-    ({"optimizer": {"name": "lion"}}, "config.optimizer.name"),
-    ({"optimizer": {"lr": -0.01}}, "config.optimizer.lr"),
-    ({"batch_size": 0}, "config.batch_size"),
-])
+@pytest.mark.parametrize(
+    "config, field",
+    [
+        ({"optimizer": {"name": "lion"}}, "config.optimizer.name"),
+        ({"optimizer": {"lr": -0.01}}, "config.optimizer.lr"),
+        ({"batch_size": 0}, "config.batch_size"),
+    ],
+)
 def test_an_invalid_config_is_refused_naming_the_field_and_nothing_is_created(logged_in, config, field):
     response = post_json(logged_in, {"project": "p", "config": config})
     assert response.status_code == 400
@@ -55,11 +67,10 @@ def test_the_api_needs_a_login(client):
 
 
 @pytest.fixture
-def run_with_series():
-    run = Run.objects.create(project=Project.objects.create(name="p"), config={"epochs": 1}, status="running")
+def run_with_series(user):
+    run = Run.objects.create(project=member_of(user, "p"), config={"epochs": 1}, status="running")
     writer = ChunkWriter(run.pk)
-    writer.write({"loss": (np.arange(0, 50), np.linspace(2.3, 1.0, 50)),
-                  "val_acc": (np.array([49]), np.array([0.9]))})
+    writer.write({"loss": (np.arange(0, 50), np.linspace(2.3, 1.0, 50)), "val_acc": (np.array([49]), np.array([0.9]))})
     writer.write({"loss": (np.arange(50, 60), np.array([1.0] * 9 + [np.nan]))})
     return run
 
@@ -84,11 +95,10 @@ def test_a_long_series_is_downsampled_to_the_requested_budget(logged_in, run_wit
     assert len(body["series"]["loss"]["steps"]) <= 20
 
 
-@pytest.mark.parametrize("query, field", [
-    ("series=loss;drop", "series"),
-    ("series=loss:abc", "series"),
-    ("series=loss&max_points=0", "max_points"),
-])
+@pytest.mark.parametrize(
+    "query, field",
+    [("series=loss;drop", "series"), ("series=loss:abc", "series"), ("series=loss&max_points=0", "max_points")],
+)
 def test_bad_series_parameters_are_a_400_naming_the_parameter(logged_in, run_with_series, query, field):
     response = logged_in.get(f"/api/runs/{run_with_series.pk}/series/?{query}")
     assert response.status_code == 400 and field in response.json()["errors"]
@@ -99,13 +109,18 @@ def test_an_unknown_run_is_a_404(logged_in):
 
 
 @pytest.fixture
-def run_with_histograms_and_images():
-    from tracker.ingest import write_histograms, write_images
+def run_with_histograms_and_images(user):
+    from tracker.core.storage import write_histograms, write_images
     from trainer.sink import HistogramRecord, ImageRecord
 
-    run = Run.objects.create(project=Project.objects.create(name="h"), config={}, status="succeeded")
-    write_histograms(run.pk, [HistogramRecord("weight/fc1.weight", step, -1.0, 1.0, np.array([1, 2, 3]), 0.1, 0.5)
-                              for step in (0, 100, 200)])
+    run = Run.objects.create(project=member_of(user, "h"), config={}, status="succeeded")
+    write_histograms(
+        run.pk,
+        [
+            HistogramRecord("weight/fc1.weight", step, -1.0, 1.0, np.array([1, 2, 3]), 0.1, 0.5)
+            for step in (0, 100, 200)
+        ],
+    )
     write_images(run.pk, [ImageRecord("first_layer", step, np.full((3, 4), step, dtype=np.uint8)) for step in (9, 19)])
     return run
 
@@ -115,8 +130,16 @@ def test_the_histogram_endpoint_lists_keys_and_serves_a_key_over_time(logged_in,
     assert logged_in.get(f"/api/runs/{run.pk}/histograms/").json() == {"keys": ["weight/fc1.weight"]}
     body = logged_in.get(f"/api/runs/{run.pk}/histograms/?key=weight/fc1.weight").json()
     assert body["steps"] == [0, 100, 200]
-    assert body["histograms"][1] == {"step": 100, "low": -1.0, "high": 1.0, "counts": [1, 2, 3], "mean": 0.1,
-                                     "std": 0.5, "zero_fraction": 0.0, "saturated_fraction": 0.0}
+    assert body["histograms"][1] == {
+        "step": 100,
+        "low": -1.0,
+        "high": 1.0,
+        "counts": [1, 2, 3],
+        "mean": 0.1,
+        "std": 0.5,
+        "zero_fraction": 0.0,
+        "saturated_fraction": 0.0,
+    }
     at = logged_in.get(f"/api/runs/{run.pk}/histograms/?key=weight/fc1.weight&step=150").json()
     assert [h["step"] for h in at["histograms"]] == [100]
     assert logged_in.get(f"/api/runs/{run.pk}/histograms/?key=w&step=x").status_code == 400
@@ -133,6 +156,10 @@ def test_the_image_endpoint_serves_the_latest_or_a_chosen_step(logged_in, run_wi
     assert base64.b64decode(image["pixels"]) == bytes([19] * 12)
     earlier = logged_in.get(f"/api/runs/{run.pk}/images/?key=first_layer&step=10").json()
     assert earlier["image"]["step"] == 9
+    assert body["roughness"] is None  # not measured (tiles too small)
+    ChunkWriter(run.pk).write({"first_layer_roughness": (np.array([9, 19]), np.array([0.99, 0.62]))})
+    assert logged_in.get(f"/api/runs/{run.pk}/images/?key=first_layer").json()["roughness"] == 0.62
+    assert logged_in.get(f"/api/runs/{run.pk}/images/?key=first_layer&step=10").json()["roughness"] == 0.99
 
 
 def test_zooming_asks_for_a_range_at_full_resolution(logged_in, run_with_series):
@@ -149,15 +176,17 @@ def test_an_ended_run_may_be_cached_and_a_running_one_not(logged_in, run_with_se
     assert "max-age" in logged_in.get(url)["Cache-Control"]
 
 
-def test_the_layer_matrix_has_a_row_per_tensor_in_model_order_and_log10_cells(logged_in):
-    run = Run.objects.create(project=Project.objects.create(name="layers"), config={}, status="running")
+def test_the_layer_matrix_has_a_row_per_tensor_in_model_order_and_log10_cells(logged_in, user):
+    run = Run.objects.create(project=member_of(user, "layers"), config={}, status="running")
     steps = np.arange(0, 100, 10)
-    ChunkWriter(run.pk).write({
-        "update_ratio/out.weight": (steps, np.full(10, 1e-3)),
-        "update_ratio/fc10.weight": (steps, np.full(10, 1e-2)),
-        "update_ratio/fc2.weight": (steps, np.where(steps < 50, 1e-4, 1e-2)),
-        "update_ratio/fc2.bias": (steps, np.zeros(10)),  # no log10 of 0: empty cells
-    })
+    ChunkWriter(run.pk).write(
+        {
+            "update_ratio/out.weight": (steps, np.full(10, 1e-3)),
+            "update_ratio/fc10.weight": (steps, np.full(10, 1e-2)),
+            "update_ratio/fc2.weight": (steps, np.where(steps < 50, 1e-4, 1e-2)),
+            "update_ratio/fc2.bias": (steps, np.zeros(10)),  # no log10 of 0: empty cells
+        }
+    )
     body = logged_in.get(f"/api/runs/{run.pk}/layers/?quantity=update_ratio&buckets=2").json()
     assert body["rows"] == ["fc2.weight", "fc2.bias", "fc10.weight", "out.weight"]
     assert body["values"][0] == [-4.0, -2.0] and body["values"][1] == [None, None]
@@ -166,10 +195,12 @@ def test_the_layer_matrix_has_a_row_per_tensor_in_model_order_and_log10_cells(lo
 
 
 def test_histograms_over_time_are_rebinned_on_one_value_grid():
-    from tracker.layers import histogram_matrix
+    from tracker.core.layers import histogram_matrix
 
-    histograms = [{"step": 0, "low": 0.0, "high": 1.0, "counts": [4, 0]},
-                  {"step": 10, "low": 0.0, "high": 2.0, "counts": [0, 6]}]
+    histograms = [
+        {"step": 0, "low": 0.0, "high": 1.0, "counts": [4, 0]},
+        {"step": 10, "low": 0.0, "high": 2.0, "counts": [0, 6]},
+    ]
     matrix = histogram_matrix(histograms, rows=4)
     assert matrix["edges"] == [0.0, 0.5, 1.0, 1.5, 2.0]
     assert matrix["fractions"][0] == [1.0, 0.0, 0.0, 0.0]  # [0, 0.5) holds the first step's 4

@@ -11,16 +11,21 @@ from tests.trainer.test_config_properties import configs
 from tracker.models import Run
 
 bodies = st.one_of(
-    st.fixed_dictionaries({"project": st.one_of(st.text(max_size=120), st.integers()), "config": configs()},
-                          optional={"name": st.one_of(st.text(max_size=250), st.none()),
-                                    "tags": st.one_of(st.lists(st.text(max_size=45), max_size=12), st.text())}),
+    st.fixed_dictionaries(
+        {"project": st.one_of(st.text(max_size=120), st.integers()), "config": configs()},
+        optional={
+            "name": st.one_of(st.text(max_size=250), st.none()),
+            "tags": st.one_of(st.lists(st.text(max_size=45), max_size=12), st.text()),
+        },
+    ),
     configs(),
 )
 
 
 @pytest.mark.django_db
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(body=bodies)
 def test_the_api_answers_201_or_400_never_500(logged_in, body):
     before = Run.objects.count()

@@ -35,8 +35,13 @@ def test_queue_run_refuses_malformed_json_and_a_missing_file(tmp_path):
 def settings_error(**env: str) -> str:
     """Import the settings in a fresh interpreter with the given environment."""
     clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG", "ALLOWED_HOSTS")}
-    result = subprocess.run([sys.executable, "-c", "import tracker.settings"], cwd=ROOT,
-                            env={**clean, **env}, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", "import tracker.settings"],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+    )
     return result.stderr if result.returncode else ""
 
 
@@ -52,8 +57,9 @@ def test_debug_accepts_only_true_or_false_words():
 
 def test_manage_py_services_works_before_anything_is_configured():
     clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL")}
-    result = subprocess.run([sys.executable, "manage.py", "services", "status"], cwd=ROOT, env=clean,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "services", "status"], cwd=ROOT, env=clean, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("postgres") and "redis" in result.stdout
 
@@ -65,3 +71,40 @@ def test_queue_run_can_queue_a_check_job(tmp_path):
     call_command("queue_run", "--config", str(path), "--check", "--project", "checks")
     run = Run.objects.get()
     assert run.config["job"] == "check" and run.name.startswith("check: sgd")
+
+
+def test_the_settings_never_read_the_embedded_servers_state(tmp_path):
+    """A production process takes its servers from the environment only (they used to come
+    from .trainwatch/services.json whenever DATABASE_URL was unset)."""
+    (tmp_path / "pgdata").mkdir()
+    (tmp_path / "pgdata" / "postmaster.pid").write_text(f"{os.getpid()}\n")
+    (tmp_path / "services.json").write_text(json.dumps({"postgres_port": 5999, "redis_port": 6999}))
+    clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    code = "import tracker.settings as s; print(repr(s.DATABASE_URL), repr(s.REDIS_URL))"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**clean, "TRAINWATCH_HOME": str(tmp_path)},
+    )
+    assert result.stdout.strip() == "'' ''", result.stderr
+
+
+def test_manage_py_finds_running_embedded_servers_without_any_variable():
+    from django.conf import settings
+
+    from tracker.dev import services
+
+    database_url, _ = services.recorded_urls()
+    if database_url is None or database_url.rsplit("/", 1)[0] != settings.DATABASE_URL.rsplit("/", 1)[0]:
+        pytest.skip("the suite runs against servers that are not the embedded ones")
+    clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--database", "default"],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr

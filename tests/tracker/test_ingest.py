@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tracker.ingest import ChunkWriter, read_series
+from tracker.core.storage import ChunkWriter, read_series
 from tracker.models import Project, Run, Series, SeriesChunk
 
 pytestmark = pytest.mark.django_db
@@ -82,7 +82,7 @@ def test_many_series_are_read_in_one_query_each_from_its_own_step(run, django_as
     writer = ChunkWriter(run.pk)
     writer.write({"a": (np.arange(10), np.arange(10.0)), "b": (np.arange(5), np.arange(5.0))})
     writer.write({"a": (np.arange(10, 20), np.arange(10.0, 20.0))})
-    from tracker.ingest import read_many
+    from tracker.core.storage import read_many
 
     with django_assert_num_queries(1):
         result = read_many(run.pk, {"a": 14, "b": None, "missing": 3}, until_step=17)
@@ -92,13 +92,17 @@ def test_many_series_are_read_in_one_query_each_from_its_own_step(run, django_as
 
 
 def test_compaction_merges_chunks_without_changing_the_series(run, monkeypatch):
-    import tracker.ingest as ingest
+    import tracker.core.storage as ingest
 
     monkeypatch.setattr(ingest, "COMPACT_POINTS", 250)
     writer = ChunkWriter(run.pk)
     for start in range(0, 1000, 10):
-        writer.write({"loss": (np.arange(start, start + 10), np.arange(start, start + 10) * 0.5),
-                      "rare": (np.array([start]), np.array([float(start)]))})
+        writer.write(
+            {
+                "loss": (np.arange(start, start + 10), np.arange(start, start + 10) * 0.5),
+                "rare": (np.array([start]), np.array([float(start)])),
+            }
+        )
     before_loss, before_rare = read_series(run.pk, "loss"), read_series(run.pk, "rare")
     assert ingest.compact_series(run.pk) == 200 - 4 - 1
     assert SeriesChunk.objects.filter(run=run, key="loss").count() == 4

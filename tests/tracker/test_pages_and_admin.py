@@ -1,20 +1,31 @@
+import json
+import re
+
 import numpy as np
 import pytest
+from django.conf import settings
 
-from tracker.ingest import ChunkWriter, read_series
-from tracker.models import Project, Run
+from tests.conftest import member_of
+from tracker.core.storage import ChunkWriter, read_series
+from tracker.models import Run
+from trainer.diagnosis import FILTERS_NOISE, FILTERS_SMOOTH, RATIO_HIGH, RATIO_LOW, RATIO_TARGET
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def project():
-    return Project.objects.create(name="demo")
+def project(user):
+    return member_of(user, "demo")
 
 
 def make_run(project, status, **fields):
-    return Run.objects.create(project=project, name=f"{status} run", status=status,
-                              config={"optimizer": {"name": "adam", "lr": 0.001}, "epochs": 3}, **fields)
+    return Run.objects.create(
+        project=project,
+        name=f"{status} run",
+        status=status,
+        config={"optimizer": {"name": "adam", "lr": 0.001}, "epochs": 3},
+        **fields,
+    )
 
 
 def test_pages_need_a_login(client, project):
@@ -24,26 +35,55 @@ def test_pages_need_a_login(client, project):
         assert response.status_code == 302 and "/accounts/login/" in response["Location"]
 
 
+def rows(response) -> list[dict[str, str]]:
+    """The runs table's rows as {column: text}, from the rendered rows (not the filter menus)."""
+    html = response.content.decode()
+    body = html[html.index("<tbody>") : html.index("</tbody>")]
+    return [dict(re.findall(r'data-field="(\w+)"[^>]*>([^<]*)<', row)) for row in body.split("<tr ")[1:]]
+
+
 def test_the_runs_list_shows_status_optimizer_lr_and_best_accuracy(logged_in, project):
     make_run(project, "succeeded", best_val_accuracy=0.9731)
     make_run(project, "queued")
-    html = logged_in.get("/runs/").content.decode()
-    assert "succeeded" in html and "queued" in html and "adam" in html
-    assert "0.001" in html and "0.9731" in html
+    response = logged_in.get("/runs/")
+    assert [run.name for run in response.context["page"]] == ["queued run", "succeeded run"]
+    queued, succeeded = rows(response)
+    assert (succeeded["name"], succeeded["status"], succeeded["optimizer"], succeeded["lr"]) == (
+        "succeeded run",
+        "succeeded",
+        "adam",
+        "0.001",
+    )
+    assert succeeded["best_val_accuracy"] == "0.9731" and succeeded["schedule"] == "fixed"
+    assert (queued["name"], queued["status"], queued["best_val_accuracy"]) == ("queued run", "queued", "–")
 
 
 def test_the_runs_list_filters_by_status(logged_in, project):
     make_run(project, "succeeded")
     make_run(project, "failed")
-    html = logged_in.get("/runs/?status=failed").content.decode()
-    assert "failed run" in html and "succeeded run" not in html
+    response = logged_in.get("/runs/?status=failed")
+    assert [run.name for run in response.context["page"]] == ["failed run"]
+    assert [row["name"] for row in rows(response)] == ["failed run"]
 
 
-def test_the_run_page_carries_its_data_and_the_vendored_chart_library(logged_in, project):
-    run = make_run(project, "running")
-    html = logged_in.get(f"/runs/{run.pk}/").content.decode()
-    assert 'id="run-data"' in html and 'id="chart-loss"' in html
-    assert "vendor/chart.js/chart.umd.min.js" in html
+def test_the_run_page_carries_its_data_and_the_diagnosis_thresholds(logged_in, project):
+    run = make_run(project, "running", steps_per_epoch=23)
+    ChunkWriter(run.pk).write({"loss": (np.arange(5), np.ones(5))})
+    response = logged_in.get(f"/runs/{run.pk}/")
+    html = response.content.decode()
+    data = json.loads(re.search(r'<script id="run-data" type="application/json">(.*?)</script>', html, re.S)[1])
+    assert data["run"]["id"] == run.pk and data["keys"] == ["loss"] and data["steps_per_epoch"] == 23
+    # the charts draw the diagnosis's own thresholds, not a copy in the script
+    assert data["thresholds"] == {
+        "ratio_low": RATIO_LOW,
+        "ratio_target": RATIO_TARGET,
+        "ratio_high": RATIO_HIGH,
+        "filters_noise": FILTERS_NOISE,
+        "filters_smooth": FILTERS_SMOOTH,
+    }
+    assert data["diagnose_seconds"] == settings.TRAINWATCH_DIAGNOSE_SECONDS
+    script = re.search(r'src="(/static/vendor/chart.js/chart.umd.min.js)"', html)[1]
+    assert logged_in.get(script).status_code == 200
 
 
 def test_the_admin_cancels_a_queued_run_so_that_it_never_starts(client, staff, project):
@@ -78,24 +118,35 @@ def test_the_job_queue_is_for_staff_only(logged_in):
 
 
 def test_the_runs_list_filters_by_optimizer_schedule_project_and_text(logged_in, project):
-    other = Project.objects.create(name="other")
-    Run.objects.create(project=project, name="adam run", status="succeeded",
-                       config={"optimizer": {"name": "adam", "lr": 0.001}, "schedule": {"name": "step"}})
-    Run.objects.create(project=other, name="sgd run", status="succeeded",
-                       config={"optimizer": {"name": "sgd", "lr": 0.1}, "schedule": {"name": "fixed"}})
-    for query, shown, hidden in (("optimizer=adam", "adam run", "sgd run"), ("schedule=fixed", "sgd run", "adam run"),
-                                 ("project=other", "sgd run", "adam run"), ("q=ADAM", "adam run", "sgd run")):
-        html = logged_in.get(f"/runs/?{query}").content.decode()
-        assert shown in html and hidden not in html, query
+    other = member_of(project.members.get(), "other")
+    Run.objects.create(
+        project=project,
+        name="adam run",
+        status="succeeded",
+        config={"optimizer": {"name": "adam", "lr": 0.001}, "schedule": {"name": "step"}},
+    )
+    Run.objects.create(
+        project=other,
+        name="sgd run",
+        status="succeeded",
+        config={"optimizer": {"name": "sgd", "lr": 0.1}, "schedule": {"name": "fixed"}},
+    )
+    for query, shown in (
+        ("optimizer=adam", "adam run"),
+        ("schedule=fixed", "sgd run"),
+        ("project=other", "sgd run"),
+        ("q=ADAM", "adam run"),
+    ):
+        assert [row["name"] for row in rows(logged_in.get(f"/runs/?{query}"))] == [shown], query
 
 
 def test_the_runs_list_sorts_by_a_column_with_empty_values_last(logged_in, project):
     for name, best in (("low", 0.5), ("none", None), ("high", 0.9)):
-        make_run(project, "succeeded", best_val_accuracy=best).__class__.objects.filter(name="succeeded run").update(name=name)
-    html = logged_in.get("/runs/?sort=-best_val_accuracy").content.decode()
-    assert html.index(">high<") < html.index(">low<") < html.index(">none<")
-    html = logged_in.get("/runs/?sort=best_val_accuracy").content.decode()
-    assert html.index(">low<") < html.index(">high<") < html.index(">none<")
+        make_run(project, "succeeded", best_val_accuracy=best).__class__.objects.filter(name="succeeded run").update(
+            name=name
+        )
+    assert [row["name"] for row in rows(logged_in.get("/runs/?sort=-best_val_accuracy"))] == ["high", "low", "none"]
+    assert [row["name"] for row in rows(logged_in.get("/runs/?sort=best_val_accuracy"))] == ["low", "high", "none"]
 
 
 def test_paging_keeps_the_filters_and_the_sort(logged_in, project):

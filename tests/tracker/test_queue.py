@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from tracker.ingest import ChunkWriter, read_series, truncate_run, write_histograms
+from tracker.core.runs import create_run, queue_positions, set_priority
+from tracker.core.storage import ChunkWriter, read_series, truncate_run, write_histograms
 from tracker.models import Histogram, Project, Run, Series
-from tracker.runner import claim_next
-from tracker.runs import create_run, queue_positions, set_priority
+from tracker.worker.execute import claim_next
 from trainer.config import ConfigError
 from trainer.sink import HistogramRecord
 
@@ -16,8 +16,13 @@ pytestmark = pytest.mark.django_db
 
 
 def queued(name: str, priority: int = 0, queue: str = "cpu") -> Run:
-    return Run.objects.create(project=Project.objects.get_or_create(name="q")[0], name=name, config={"epochs": 1},
-                              priority=priority, queue=queue)
+    return Run.objects.create(
+        project=Project.objects.get_or_create(name="q")[0],
+        name=name,
+        config={"epochs": 1},
+        priority=priority,
+        queue=queue,
+    )
 
 
 def test_workers_take_the_highest_priority_first_then_the_oldest():
@@ -58,12 +63,17 @@ def test_truncating_at_a_checkpoint_keeps_every_step_before_it_and_none_after():
     run = queued("resumed")
     writer = ChunkWriter(run.pk)
     for start in range(0, 100, 25):  # four chunks, the checkpoint inside the third
-        writer.write({"loss": (np.arange(start, start + 25), np.arange(start, start + 25, dtype=float)),
-                      "late": (np.array([start + 24]), np.array([1.0]))})
-    write_histograms(run.pk, [HistogramRecord("weight/fc1", step, -1, 1, np.ones(4, np.int64), 0, 1)
-                              for step in (0, 50, 60, 90)])
+        writer.write(
+            {
+                "loss": (np.arange(start, start + 25), np.arange(start, start + 25, dtype=float)),
+                "late": (np.array([start + 24]), np.array([1.0])),
+            }
+        )
+    write_histograms(
+        run.pk, [HistogramRecord("weight/fc1", step, -1, 1, np.ones(4, np.int64), 0, 1) for step in (0, 50, 60, 90)]
+    )
     truncate_run(run.pk, 60)
-    steps, values = read_series(run.pk, "loss")
+    steps, _ = read_series(run.pk, "loss")
     np.testing.assert_array_equal(steps, np.arange(60))
     summary = Series.objects.get(run=run, key="loss")
     assert (summary.count, summary.last_step, summary.last_value, summary.max_value) == (60, 59, 59.0, 59.0)
@@ -109,8 +119,10 @@ def test_clone_and_edit_queues_a_validated_copy_with_the_edited_config(client, s
     response = client.post(f"/admin/tracker/run/{source.pk}/clone/", form)
     assert response.status_code == 200 and "config.optimizer.lr" in response.content.decode()
     assert Run.objects.count() == 1  # refused: nothing created
-    assert "not valid JSON" in client.post(f"/admin/tracker/run/{source.pk}/clone/",
-                                           {**form, "config": "{oops"}).content.decode()
+    assert (
+        "not valid JSON"
+        in client.post(f"/admin/tracker/run/{source.pk}/clone/", {**form, "config": "{oops"}).content.decode()
+    )
 
     edited["optimizer"]["lr"] = 0.05
     response = client.post(f"/admin/tracker/run/{source.pk}/clone/", {**form, "config": json.dumps(edited)})

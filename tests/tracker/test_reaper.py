@@ -4,17 +4,23 @@ import numpy as np
 import pytest
 from django.utils import timezone
 
-from tracker.ingest import ChunkWriter
+from tracker.core.lifecycle import reap_lost_runs
+from tracker.core.storage import ChunkWriter
 from tracker.models import Project, Run, RunCheckpoint, Series
-from tracker.runs import reap_lost_runs
 
 pytestmark = pytest.mark.django_db
 
 
 def running(seconds_silent: float, attempts: int = 1) -> Run:
-    run = Run.objects.create(project=Project.objects.get_or_create(name="r")[0], config={"epochs": 1},
-                             status="running", worker="w1@host", attempts=attempts, steps_done=40,
-                             heartbeat_at=timezone.now() - dt.timedelta(seconds=seconds_silent))
+    run = Run.objects.create(
+        project=Project.objects.get_or_create(name="r")[0],
+        config={"epochs": 1},
+        status="running",
+        worker="w1@host",
+        attempts=attempts,
+        steps_done=40,
+        heartbeat_at=timezone.now() - dt.timedelta(seconds=seconds_silent),
+    )
     ChunkWriter(run.pk).write({"loss": (np.arange(40), np.ones(40))})
     return run
 

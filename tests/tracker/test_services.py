@@ -7,7 +7,7 @@ import stat
 import psycopg2
 import pytest
 
-from tracker import services
+from tracker.dev import services
 
 pytestmark = pytest.mark.services
 

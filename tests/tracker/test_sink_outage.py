@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 from django.db import OperationalError
 
-import tracker.sink as sink_module
-from tracker.ingest import read_series
+import tracker.worker.sink as sink_module
+from tracker.core.storage import read_series
 from tracker.models import Project, Run, Series
-from tracker.sink import DatabaseSink
+from tracker.worker.sink import DatabaseSink
 
 pytestmark = pytest.mark.django_db(transaction=True)  # real commits: the high-water mark moves on commit
 
@@ -18,6 +18,7 @@ def test_a_flush_that_fails_half_way_is_written_whole_by_the_next_one(monkeypatc
 
     def unreachable(*args, **kwargs):  # the chunks are written, then the connection dies
         raise OperationalError("server closed the connection unexpectedly")
+
     monkeypatch.setattr(sink_module.Run.objects, "filter", unreachable)
     sink.flush()  # no exception: kept for later
     assert not Series.objects.filter(run=run).exists()  # rolled back as a whole
@@ -35,8 +36,9 @@ def test_an_outage_longer_than_allowed_fails_the_run(monkeypatch, settings):
     run = Run.objects.create(project=Project.objects.create(name="o"), config={}, status="running")
     sink = DatabaseSink(run, flush_seconds=3600)
     sink.scalars({"loss": (np.arange(5), np.ones(5))})
-    monkeypatch.setattr(sink_module.Run.objects, "filter",
-                        lambda *a, **k: (_ for _ in ()).throw(OperationalError("down")))
+    monkeypatch.setattr(
+        sink_module.Run.objects, "filter", lambda *a, **k: (_ for _ in ()).throw(OperationalError("down"))
+    )
     sink.flush()
     sink._outage_since -= 1  # the outage has lasted longer than allowed
     with pytest.raises(OperationalError):

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
-from tracker.ingest import ChunkWriter
+from tracker.core.storage import ChunkWriter
+from tracker.core.studies import advance, create_study, summary
 from tracker.models import Run, Study
-from tracker.sink import DatabaseSink
-from tracker.studies import create_study, on_run_finished, summary
+from tracker.worker.sink import DatabaseSink
 from trainer.config import ConfigError
 from trainer.presets import PRESETS
 from trainer.search import parse_spec
@@ -18,14 +18,18 @@ from trainer.search import parse_spec
 pytestmark = pytest.mark.django_db
 
 BASE = {"epochs": 2, "data": {"name": "digits"}}
-COARSE = {"kind": "coarse_to_fine", "base": BASE, "top_k": 2,
-          "params": {"optimizer.lr": {"distribution": "log_uniform", "low": 1e-5, "high": 1}},
-          "stages": [{"runs": 6, "epochs": 1}, {"runs": 3, "epochs": 5}]}
+COARSE = {
+    "kind": "coarse_to_fine",
+    "base": BASE,
+    "top_k": 2,
+    "params": {"optimizer.lr": {"distribution": "log_uniform", "low": 1e-5, "high": 1}},
+    "stages": [{"runs": 6, "epochs": 1}, {"runs": 3, "epochs": 5}],
+}
 
 
 def finish(run: Run, accuracy: float | None, status: str = "succeeded") -> None:
     Run.objects.filter(pk=run.pk).update(status=status, best_val_accuracy=accuracy)
-    on_run_finished(run.pk)
+    advance(run.pk)
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -35,11 +39,18 @@ def test_every_preset_is_a_valid_spec(name):
 
 
 def test_the_optimizer_preset_compares_all_seven_optimizers_with_three_seeds(user):
-    study = create_study("demo", "optimizers", PRESETS["compare-optimizers"]["spec"], user, preset="compare-optimizers")
+    study = create_study("demo", "optimizers", user=user, preset="compare-optimizers")
     runs = list(study.runs.all())
     assert len(runs) == 21
-    assert {run.config["optimizer"]["name"] for run in runs} == {"sgd", "momentum", "nesterov", "adagrad", "rmsprop",
-                                                                  "adam", "adadelta"}
+    assert {run.config["optimizer"]["name"] for run in runs} == {
+        "sgd",
+        "momentum",
+        "nesterov",
+        "adagrad",
+        "rmsprop",
+        "adam",
+        "adadelta",
+    }
     assert sorted(run.config["seed"] for run in runs) == sorted([0, 1, 2] * 7)
     assert {run.config["data"]["seed"] for run in runs} == {0}
 
@@ -78,8 +89,12 @@ def test_coarse_to_fine_queues_stage_two_around_the_best_of_stage_one():
 
 
 def test_a_run_below_the_median_of_its_peers_is_stopped_by_its_sink():
-    spec = {"kind": "grid", "base": BASE, "choices": {"optimizer.lr": [0.1, 0.2, 0.3, 0.4]},
-            "early_stopping": {"rule": "median", "min_epochs": 2, "min_runs": 3}}
+    spec = {
+        "kind": "grid",
+        "base": BASE,
+        "choices": {"optimizer.lr": [0.1, 0.2, 0.3, 0.4]},
+        "early_stopping": {"rule": "median", "min_epochs": 2, "min_runs": 3},
+    }
     study = create_study("p", "early", spec)
     *peers, hopeless = list(study.runs.order_by("pk"))
     for peer in peers:
@@ -90,13 +105,23 @@ def test_a_run_below_the_median_of_its_peers_is_stopped_by_its_sink():
     assert not sink.should_stop()  # one epoch: too early to judge
     sink.scalars({"val_acc": (np.array([19]), np.array([0.2]))})
     assert sink.should_stop()
-    assert sink.stop_reason().startswith("stopped early after epoch 2: best validation accuracy 0.2000 is below "
-                                         "the median 0.8000 of 3 other runs")
+    assert sink.stop_reason().startswith(
+        "stopped early after epoch 2: best validation accuracy 0.2000 is below the median 0.8000 of 3 other runs"
+    )
 
 
-def test_the_study_page_api_report_and_exports(logged_in):
-    study = create_study("p", "random lr", {"kind": "random", "base": BASE, "runs": 4, "params": {
-        "optimizer.lr": {"distribution": "log_uniform", "low": 1e-4, "high": 1e-1}}})
+def test_the_study_page_api_report_and_exports(logged_in, user):
+    study = create_study(
+        "p",
+        "random lr",
+        {
+            "kind": "random",
+            "base": BASE,
+            "runs": 4,
+            "params": {"optimizer.lr": {"distribution": "log_uniform", "low": 1e-4, "high": 1e-1}},
+        },
+        user,
+    )
     runs = list(study.runs.order_by("pk"))
     for run, accuracy in zip(runs, (0.9, 0.5, None, 0.7)):
         Run.objects.filter(pk=run.pk).update(status="succeeded" if accuracy else "diverged", best_val_accuracy=accuracy)
@@ -129,29 +154,43 @@ def test_the_web_form_refuses_a_bad_spec_and_creates_a_good_one(logged_in):
 
 
 def test_the_api_creates_a_study_from_a_preset_or_refuses_with_400(logged_in):
-    response = logged_in.post("/api/studies/", json.dumps({"project": "p", "preset": "compare-schedules"}),
-                              content_type="application/json")
+    response = logged_in.post(
+        "/api/studies/", json.dumps({"project": "p", "preset": "compare-schedules"}), content_type="application/json"
+    )
     assert response.status_code == 201 and response.json()["total"] == 15
-    response = logged_in.post("/api/studies/", json.dumps({"project": "p", "name": "x", "spec": {"kind": "grid"}}),
-                              content_type="application/json")
+    response = logged_in.post(
+        "/api/studies/",
+        json.dumps({"project": "p", "name": "x", "spec": {"kind": "grid"}}),
+        content_type="application/json",
+    )
     assert response.status_code == 400 and "spec.choices" in response.json()["errors"]
 
 
 def test_the_cli_creates_a_study_from_a_yaml_file_with_the_same_validation(tmp_path, capsys):
     path = tmp_path / "lr.yaml"
-    path.write_text("kind: random\nbase: {epochs: 1}\nruns: 3\nparams:\n"
-                    "  optimizer.lr: {distribution: log_uniform, low: 1.0e-4, high: 1.0e-1}\n")
+    path.write_text(
+        "kind: random\nbase: {epochs: 1}\nruns: 3\nparams:\n"
+        "  optimizer.lr: {distribution: log_uniform, low: 1.0e-4, high: 1.0e-1}\n"
+    )
     call_command("study", "create", "--spec", str(path), "--project", "cli")
     assert "created study" in capsys.readouterr().out and Study.objects.get().runs.count() == 3
     path.write_text("kind: random\nruns: 3\nparams:\n  optimizer.lr: {distribution: log_uniform, low: 0, high: 1}\n")
-    with pytest.raises(CommandError, match="spec.params.optimizer.lr.low"):
+    with pytest.raises(CommandError, match=r"spec\.params\.optimizer\.lr\.low"):
         call_command("study", "create", "--spec", str(path))
     assert Study.objects.count() == 1
 
 
 def test_summary_warns_when_the_best_value_sits_on_the_edge_of_the_range():
-    study = create_study("p", "edge", {"kind": "random", "base": BASE, "runs": 5, "params": {
-        "optimizer.lr": {"distribution": "log_uniform", "low": 1e-6, "high": 1e-3}}})
+    study = create_study(
+        "p",
+        "edge",
+        {
+            "kind": "random",
+            "base": BASE,
+            "runs": 5,
+            "params": {"optimizer.lr": {"distribution": "log_uniform", "low": 1e-6, "high": 1e-3}},
+        },
+    )
     for run in study.runs.all():
         lr = run.study_values["optimizer.lr"]
         Run.objects.filter(pk=run.pk).update(status="succeeded", best_val_accuracy=0.5 if lr < 9e-4 else 0.9)
@@ -160,8 +199,10 @@ def test_summary_warns_when_the_best_value_sits_on_the_edge_of_the_range():
     assert len(warnings) == 1 and "high edge" in warnings[0] and "widen the range upwards" in warnings[0]
 
 
-def test_promote_trains_the_top_k_longer_as_a_new_stage(logged_in):
-    study = create_study("p", "promote me", {"kind": "grid", "base": BASE, "choices": {"optimizer.lr": [0.1, 0.2, 0.3]}})
+def test_promote_trains_the_top_k_longer_as_a_new_stage(logged_in, user):
+    study = create_study(
+        "p", "promote me", {"kind": "grid", "base": BASE, "choices": {"optimizer.lr": [0.1, 0.2, 0.3]}}, user
+    )
     for run, accuracy in zip(study.runs.order_by("pk"), (0.8, 0.9, 0.7)):
         finish(run, accuracy)
     study.refresh_from_db()
@@ -178,11 +219,31 @@ def test_promote_trains_the_top_k_longer_as_a_new_stage(logged_in):
 
 def test_the_admin_adds_a_study_through_the_same_validated_form(client, staff):
     client.force_login(staff)
-    response = client.post("/admin/tracker/study/add/", {"project": "p", "name": "s", "preset": "",
-                                                         "spec": '{"kind": "grid", "choices": {"optimizer.lr": [-1]}}'})
+    response = client.post(
+        "/admin/tracker/study/add/",
+        {"project": "p", "name": "s", "preset": "", "spec": '{"kind": "grid", "choices": {"optimizer.lr": [-1]}}'},
+    )
     assert response.status_code == 200 and "optimizer.lr" in response.content.decode() and not Study.objects.exists()
-    response = client.post("/admin/tracker/study/add/", {"project": "p", "name": "schedules study",
-                                                         "preset": "compare-schedules"})
+    response = client.post(
+        "/admin/tracker/study/add/", {"project": "p", "name": "schedules study", "preset": "compare-schedules"}
+    )
     study = Study.objects.get()
     assert response.status_code == 302 and study.runs.count() == 15 and study.preset == "compare-schedules"
     assert "schedules study" in client.get("/admin/tracker/study/").content.decode()
+
+
+def test_notes_have_one_limit_on_every_path(logged_in, user):
+    """The web page used to cut long notes silently; the API refused them; the form had no limit."""
+    from tracker.core.studies import MAX_NOTES
+
+    study = create_study("p", "n", user=user, preset="random-lr")
+    response = logged_in.post(f"/studies/{study.pk}/notes/", {"notes": "x" * (MAX_NOTES + 1)})
+    assert response.status_code == 400 and f"at most {MAX_NOTES} characters" in response.content.decode()
+    study.refresh_from_db()
+    assert study.notes == ""
+    body = {"project": "p", "preset": "random-lr", "notes": "x" * (MAX_NOTES + 1)}
+    refused = logged_in.post("/api/studies/", json.dumps(body), content_type="application/json")
+    assert refused.status_code == 400 and "notes" in refused.json()["errors"]
+    assert logged_in.post(f"/studies/{study.pk}/notes/", {"notes": "Adam wins."}).status_code == 302
+    study.refresh_from_db()
+    assert study.notes == "Adam wins."

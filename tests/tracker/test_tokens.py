@@ -17,8 +17,12 @@ def token(user):
 
 def test_a_script_creates_a_run_with_a_token_and_no_session_or_csrf(token):
     client = Client(enforce_csrf_checks=True)
-    response = client.post("/api/runs/", data=json.dumps({"project": "p", "config": {"epochs": 1}}),
-                           content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
+    response = client.post(
+        "/api/runs/",
+        data=json.dumps({"project": "p", "config": {"epochs": 1}}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
     assert response.status_code == 201
     run = Run.objects.get()
     assert run.created_by.username == "alice"

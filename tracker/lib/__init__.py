@@ -1,0 +1,1 @@
+"""Pure helpers of the tracker (no Django, no database): the bottom layer."""

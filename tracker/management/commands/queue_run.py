@@ -3,7 +3,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from tracker.runs import create_run
+from tracker.core.runs import create_run
 from trainer.config import ConfigError
 
 
@@ -16,8 +16,11 @@ class Command(BaseCommand):
         parser.add_argument("--name", default="")
         parser.add_argument("--tag", action="append", dest="tags", help="a tag (repeat for several)")
         parser.add_argument("--priority", type=int, default=0, help="-100 to 100; higher runs first (default 0)")
-        parser.add_argument("--check", action="store_true",
-                            help="queue the sanity checks and the gradient check of the config instead of training")
+        parser.add_argument(
+            "--check",
+            action="store_true",
+            help="queue the sanity checks and the gradient check of the config instead of training",
+        )
 
     def handle(self, *args, **options):
         path = Path(options["config"])
@@ -32,8 +35,9 @@ class Command(BaseCommand):
                 raise CommandError(f"{path} is not a valid run config: it must be a JSON object")
             config = {**config, "job": "check"}
         try:
-            run = create_run(options["project"], config, options["name"], tags=options["tags"],
-                             priority=options["priority"])
+            run = create_run(
+                options["project"], config, options["name"], tags=options["tags"], priority=options["priority"]
+            )
         except ConfigError as error:
             lines = "\n".join(f"  {field}: {message}" for field, message in error.errors.items())
             raise CommandError(f"{path} is not a valid run config; nothing was queued:\n{lines}") from None

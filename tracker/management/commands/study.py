@@ -4,8 +4,11 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from tracker.core.studies import create_study
+from tracker.models import Study
 from trainer.config import ConfigError
 from trainer.presets import PRESETS
+from trainer.search import parse_spec_text
 
 
 class Command(BaseCommand):
@@ -24,34 +27,27 @@ class Command(BaseCommand):
         sub.add_parser("list", help="the latest studies")
 
     def handle(self, *args, **options):
-        from tracker.studies import create_preset, create_study
-
         if options["action"] == "list":
-            from tracker.models import Study
-
             for study in Study.objects.order_by("-created_at")[:50]:
                 self.stdout.write(f"#{study.pk} {study.name} ({study.kind}, {study.status}): {study.runs.count()} runs")
             return
         try:
             if options["action"] == "preset":
-                study = create_preset(options["name"], options["project"])
+                study = create_study(options["project"], options["name"], preset=options["name"])
             else:
                 path = Path(options["spec"])
                 try:
                     text = path.read_text()
                 except (FileNotFoundError, IsADirectoryError, UnicodeDecodeError) as error:
                     raise CommandError(f"--spec: cannot read {path}: {error}") from None
-                from django import forms
-
-                from tracker.views.studies import parse_spec_text
-
                 try:
                     spec = parse_spec_text(text)
-                except forms.ValidationError as error:
-                    raise CommandError(f"--spec: {path} is {error.messages[0]}") from None
+                except ConfigError as error:
+                    raise CommandError(f"--spec: {path} {error.errors['spec']}") from None
                 study = create_study(options["project"], options["name"] or path.stem, spec, notes=options["notes"])
         except ConfigError as error:
             lines = "\n".join(f"  {field}: {message}" for field, message in error.errors.items())
             raise CommandError(f"the study is not valid; nothing was created:\n{lines}") from None
-        self.stdout.write(f"created study #{study.pk} {study.name}: {study.runs.count()} runs queued "
-                          f"(/studies/{study.pk}/)")
+        self.stdout.write(
+            f"created study #{study.pk} {study.name}: {study.runs.count()} runs queued (/studies/{study.pk}/)"
+        )

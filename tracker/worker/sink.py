@@ -9,15 +9,13 @@ import time
 import numpy as np
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import F
-from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from tracker.diagnose import diagnose_run
-from tracker.ingest import ChunkWriter, write_histograms, write_images
+from tracker.core.findings import diagnose_run
+from tracker.core.storage import ChunkWriter, store_handoff
+from tracker.core.studies import early_stop_reason, early_stopping_of
 from tracker.models import Run, RunCheckpoint, Worker
-from tracker.studies import early_stop_reason, early_stopping_of
-from tracker.system import SystemSampler
+from tracker.worker.system import SystemSampler
 from trainer.sink import HistogramRecord, ImageRecord, Progress, RunInfo, ScalarBatch
 
 log = logging.getLogger(__name__)
@@ -48,7 +46,11 @@ class DatabaseSink:
     def start(self, info: RunInfo) -> None:
         self._system = SystemSampler(info.device)
         Run.objects.filter(pk=self.run.pk).update(
-            device=info.device, total_steps=info.total_steps, steps_per_epoch=info.steps_per_epoch,
+            device=info.device,
+            total_steps=info.total_steps,
+            steps_per_epoch=info.steps_per_epoch,
+            classes=info.classes,
+            tensors=list(info.parameter_names),
             heartbeat_at=timezone.now(),
         )
 
@@ -105,15 +107,21 @@ class DatabaseSink:
             self._last_flush = time.monotonic()
             if self._outage_since is None:
                 self._outage_since = self._last_flush
-                log.warning("run %s: the database is unreachable (%s); keeping the points and retrying",
-                            self.run.pk, str(error).strip().splitlines()[0] if str(error).strip() else error)
+                log.warning(
+                    "run %s: the database is unreachable (%s); keeping the points and retrying",
+                    self.run.pk,
+                    str(error).strip().splitlines()[0] if str(error).strip() else error,
+                )
             connection.close()  # Django opens a new connection at the next query
             if self._last_flush - self._outage_since > settings.TRAINWATCH_DB_OUTAGE_SECONDS:
                 raise
             return
         if self._outage_since is not None:
-            log.warning("run %s: the database is back after %.0f s; the buffered points are written",
-                        self.run.pk, time.monotonic() - self._outage_since)
+            log.warning(
+                "run %s: the database is back after %.0f s; the buffered points are written",
+                self.run.pk,
+                time.monotonic() - self._outage_since,
+            )
             self._outage_since = None
         self._pending.clear()
         self._pending_histograms.clear()
@@ -123,26 +131,23 @@ class DatabaseSink:
         self._after_flush(batch)
 
     def _write_pending(self) -> ScalarBatch:
-        batch = {key: (np.concatenate(steps), np.concatenate(values))
-                 for key, (steps, values) in self._pending.items() if steps}
-        self.writer.write(batch)
-        write_histograms(self.run.pk, self._pending_histograms)
-        write_images(self.run.pk, self._pending_images)
+        batch = {
+            key: (np.concatenate(steps), np.concatenate(values))
+            for key, (steps, values) in self._pending.items()
+            if steps
+        }
+        progress = {} if self._progress is None else {"epoch": self._progress.epoch, "steps_done": self._progress.step}
+        now = timezone.now()
+        self._stop = store_handoff(
+            self.run.pk, self.writer, batch, self._pending_histograms, self._pending_images, progress, now
+        )
         if self._pending_checkpoint is not None:
             step, epoch, blob = self._pending_checkpoint
-            RunCheckpoint.objects.update_or_create(run_id=self.run.pk, defaults={
-                "step": step, "epoch": epoch, "data": blob, "size": len(blob), "created_at": timezone.now()})
-        updates: dict = {"heartbeat_at": timezone.now()}
-        if self._progress is not None:
-            updates.update(epoch=self._progress.epoch, steps_done=self._progress.step)
-        if "loss" in batch and len(batch["loss"][1]):
-            updates["final_loss"] = float(batch["loss"][1][-1])
-        if "val_acc" in batch and len(batch["val_acc"][1]):
-            # PostgreSQL's GREATEST skips NULL, so the first value simply becomes the best
-            updates["best_val_accuracy"] = Greatest(F("best_val_accuracy"), float(np.nanmax(batch["val_acc"][1])))
-        Run.objects.filter(pk=self.run.pk).update(**updates)
-        Worker.objects.filter(name=self.run.worker).update(seen_at=updates["heartbeat_at"])
-        self._stop = Run.objects.filter(pk=self.run.pk, cancel_requested=True).exists()
+            RunCheckpoint.objects.update_or_create(
+                run_id=self.run.pk,
+                defaults={"step": step, "epoch": epoch, "data": blob, "size": len(blob), "created_at": now},
+            )
+        Worker.objects.filter(name=self.run.worker).update(seen_at=now)
         if self._early_stopping is not None and "val_acc" in batch and not self._stop:
             # judged at epoch ends, against the study's other runs of the same stage
             self._stop_reason = early_stop_reason(self.run, self._early_stopping)

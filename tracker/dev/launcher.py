@@ -1,8 +1,8 @@
 """What `make demo` and `make test` run.
 
-    python -m tracker.launcher demo [--reset] [--port 8000]
-    python -m tracker.launcher test [-- pytest arguments]
-    python -m tracker.launcher run -- COMMAND ...
+    python -m tracker.dev.launcher demo [--reset] [--port 8000]
+    python -m tracker.dev.launcher test [-- pytest arguments]
+    python -m tracker.dev.launcher run -- COMMAND ...
 
 Each starts the embedded PostgreSQL / Redis unless DATABASE_URL / REDIS_URL are
 set, exports both to its children, and on exit stops only the servers it
@@ -17,13 +17,14 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
-from tracker import services
+from tracker.dev import services
 
 ROOT = services.PROJECT_ROOT
 PYTHON = sys.executable
@@ -40,8 +41,6 @@ def _secret_key() -> str:
 
 
 def _with_redis_db(url: str, db: int) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
 
@@ -99,6 +98,22 @@ class Children:
                     proc.wait()
 
 
+def web_server_command(port: int) -> list[str]:
+    """The web server of the demo and of bench/query.py: gunicorn on a loopback port."""
+    return [
+        PYTHON,
+        "-m",
+        "gunicorn",
+        "tracker.wsgi:application",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "2",
+        "--threads",
+        "4",
+    ]
+
+
 def _free_web_port(preferred: int) -> int:
     if services.port_is_free(preferred):
         return preferred
@@ -112,8 +127,6 @@ def demo(args: argparse.Namespace) -> int:
         stopped = services.stop()
         if stopped:
             print(f"stopped {', '.join(stopped)} for the reset", flush=True)
-        import shutil
-
         shutil.rmtree(services.home() / "pgdata", ignore_errors=True)
         shutil.rmtree(services.home() / "redis", ignore_errors=True)
         print("demo data removed (--reset)", flush=True)
@@ -131,18 +144,42 @@ def demo(args: argparse.Namespace) -> int:
         _manage(env, "migrate", "--no-input", "-v", "0")
         _manage(env, "demo_setup", *(["--pathologies"] if args.pathologies else []))
         port = _free_web_port(args.port)
+        # the alerts' run links point at this demo, unless the environment says otherwise
+        env.setdefault("TRAINWATCH_PUBLIC_URL", f"http://localhost:{port}")
         concurrency = str(args.concurrency)
         worker_env = dict(env, TRAINWATCH_WORKER_CONCURRENCY=concurrency)
         queues = "cpu,gpu" if _has_cuda() else "cpu"
         # -B: Celery beat inside the demo's one worker, for the reaper of lost runs
-        children.start("worker", [PYTHON, "-m", "celery", "-A", "tracker", "worker", "-B", "-Q", queues,
-                                  "--concurrency", concurrency, "-n", "demo@%h", "--loglevel", "INFO",
-                                  "--schedule", str(services.home() / "celerybeat-schedule")], worker_env)
-        children.start("web", [PYTHON, "-m", "gunicorn", "tracker.wsgi:application", "--bind", f"127.0.0.1:{port}",
-                               "--workers", "2", "--threads", "4", "--access-logfile", "-"], env)
-        print(f"\n  Trainwatch is running: open http://127.0.0.1:{port}/  (log in as demo / {DEMO_PASSWORD})"
-              f"\n  The optimizer comparison (7 optimizers x 3 seeds): http://127.0.0.1:{port}/studies/"
-              f"\n  Ctrl-C stops the web server, the worker and the embedded servers.\n", flush=True)
+        children.start(
+            "worker",
+            [
+                PYTHON,
+                "-m",
+                "celery",
+                "-A",
+                "tracker",
+                "worker",
+                "-B",
+                "-Q",
+                queues,
+                "--concurrency",
+                concurrency,
+                "-n",
+                "demo@%h",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(services.home() / "celerybeat-schedule"),
+            ],
+            worker_env,
+        )
+        children.start("web", [*web_server_command(port), "--access-logfile", "-"], env)
+        print(
+            f"\n  Trainwatch is running: open http://127.0.0.1:{port}/  (log in as demo / {DEMO_PASSWORD})"
+            f"\n  The optimizer comparison (7 optimizers x 3 seeds): http://127.0.0.1:{port}/studies/"
+            f"\n  Ctrl-C stops the web server, the worker and the embedded servers.\n",
+            flush=True,
+        )
         while not interrupted:
             exited = children.first_exited()
             if exited:
@@ -166,7 +203,8 @@ DEMO_PASSWORD = "trainwatch-demo"
 
 def _has_cuda() -> bool:
     try:
-        import torch
+        # here, not above: torch takes seconds to import, and only the demo asks
+        import torch  # noqa: PLC0415
 
         return bool(torch.cuda.is_available())
     except ImportError:
@@ -188,17 +226,18 @@ def run_command(command: list[str], redis_db: int | None = None) -> int:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tracker.launcher")
+    parser = argparse.ArgumentParser(prog="python -m tracker.dev.launcher")
     sub = parser.add_subparsers(dest="command", required=True)
     demo_parser = sub.add_parser("demo", help="web server + worker + demo study, until Ctrl-C")
     demo_parser.add_argument("--reset", action="store_true", help="delete the embedded database and queue first")
     demo_parser.add_argument("--port", type=int, default=int(os.environ.get("TRAINWATCH_PORT", "8000")))
     demo_parser.add_argument("--concurrency", type=int, default=2, help="runs trained at once by the demo worker")
-    demo_parser.add_argument("--pathologies", action="store_true",
-                             help="also queue one run per pathology the diagnosis knows")
+    demo_parser.add_argument(
+        "--pathologies", action="store_true", help="also queue one run per pathology the diagnosis knows"
+    )
     sub.add_parser("test", help="the whole test suite (arguments after -- go to pytest)")
     sub.add_parser("run", help="any command, with the services started and DATABASE_URL / REDIS_URL set")
-    own, rest = (argv[: argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+    own, rest = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
     args = parser.parse_args(own)
     try:
         if args.command == "demo":

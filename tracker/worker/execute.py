@@ -1,25 +1,26 @@
-"""What a worker does with one run, as a plain function (the Celery task is a
-thin wrapper around it, so this is testable without a broker)."""
+"""What a worker does with one run, as plain functions (the Celery task in
+tracker.worker.tasks is a thin wrapper around them, so they are testable without a broker)."""
 
 from __future__ import annotations
 
 import logging
 import traceback
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from tracker.diagnose import diagnose_run
-from tracker.ingest import compact_series, truncate_run
+from tracker.core.lifecycle import finish_run
+from tracker.core.storage import truncate_run
 from tracker.models import Run, RunCheckpoint
-from tracker.sink import DatabaseSink
-from tracker.studies import on_run_finished
+from tracker.worker.sink import DatabaseSink
 from trainer import checkpoint
-from trainer.checks import run_checks
 from trainer.config import RunConfig
 from trainer.loop import train
+from trainer.payloads import CheckResults
+from trainer.preflight import run_checks
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +34,18 @@ def claim_next(queue: str, worker: str) -> int | None:
     delivered twice (a redelivery after the visibility timeout, a duplicate) never starts a
     run twice: the second finds nothing queued, or the next run, which had a token too."""
     with transaction.atomic():
-        run = (Run.objects.select_for_update(skip_locked=True).filter(status=Run.Status.QUEUED, queue=queue)
-               .order_by("-priority", "created_at", "pk").first())
+        run = (
+            Run.objects.select_for_update(skip_locked=True)
+            .filter(status=Run.Status.QUEUED, queue=queue)
+            .order_by("-priority", "created_at", "pk")
+            .first()
+        )
         if run is None:
             return None
         now = timezone.now()
-        Run.objects.filter(pk=run.pk).update(status=Run.Status.RUNNING, started_at=now, heartbeat_at=now,
-                                             worker=worker, attempts=F("attempts") + 1)
+        Run.objects.filter(pk=run.pk).update(
+            status=Run.Status.RUNNING, started_at=now, heartbeat_at=now, worker=worker, attempts=F("attempts") + 1
+        )
     return run.pk
 
 
@@ -57,7 +63,7 @@ def execute_run(run_id: int) -> str:
     resume = _prepare_resume(run_id)
     run = Run.objects.get(pk=run_id)
     sink = DatabaseSink(run)  # after the truncation: its writer starts from what is left
-    final: dict = {}
+    final: dict[str, Any] = {}
     try:
         config = RunConfig.from_dict(run.config)
         if config.job == "check" or (config.preflight and resume is None):
@@ -68,8 +74,13 @@ def execute_run(run_id: int) -> str:
         if config.job == "train":
             result = train(config, sink, resume=resume, checkpoint_seconds=settings.TRAINWATCH_CHECKPOINT_SECONDS)
             sink.flush()
-            final.update(status=result.status, message=result.message, device=result.device,
-                         steps_done=result.steps, epoch=result.epochs)
+            final.update(
+                status=result.status,
+                message=result.message,
+                device=result.device,
+                steps_done=result.steps,
+                epoch=result.epochs,
+            )
             if result.final_loss is not None:
                 final["final_loss"] = result.final_loss
     except Exception as error:  # the run records any failure; the worker itself carries on
@@ -78,21 +89,9 @@ def execute_run(run_id: int) -> str:
             sink.flush()  # keep what was measured up to the failure
         except Exception:
             log.exception("run %s: could not flush the last points", run_id)
-        final.update(status=Run.Status.FAILED, message=f"{type(error).__name__}: {error}",
-                     error=traceback.format_exc())
-    # compact and diagnose before the final status is written, so that an ended run is
-    # always a diagnosed one
-    try:
-        compact_series(run_id)  # an ended run's series no longer grow: fewer, larger chunks read faster
-        final["findings"], final["health"] = diagnose_run(run_id, final["status"], final["message"], save=False)
-    except Exception:
-        log.exception("run %s: compacting or the final diagnosis failed", run_id)
-    Run.objects.filter(pk=run_id).update(finished_at=timezone.now(), heartbeat_at=timezone.now(), **final)
-    try:
-        on_run_finished(run_id)  # a study moves on when its stage is done
-    except Exception:
-        log.exception("run %s: advancing its study failed", run_id)
-    return final["status"]
+        final.update(status=Run.Status.FAILED, message=f"{type(error).__name__}: {error}", error=traceback.format_exc())
+    finish_run(run_id, **final)
+    return str(final["status"])
 
 
 def _prepare_resume(run_id: int) -> bytes | None:
@@ -112,14 +111,22 @@ def _prepare_resume(run_id: int) -> bytes | None:
         truncate_run(run_id, 0)
         return None
     truncate_run(run_id, saved.step)
-    Run.objects.filter(pk=run_id).update(resumed_from_step=saved.step, steps_done=saved.step, epoch=loop.epoch,
-                                         best_val_accuracy=loop.best_val, final_loss=loop.last_loss)
+    Run.objects.filter(pk=run_id).update(
+        resumed_from_step=saved.step,
+        steps_done=saved.step,
+        epoch=loop.epoch,
+        best_val_accuracy=loop.best_val,
+        final_loss=loop.last_loss,
+    )
     log.info("run %s resumes from its checkpoint at step %s (epoch %s)", run_id, saved.step, loop.epoch)
     return blob
 
 
-def _checks_summary(checks: dict) -> str:
+def _checks_summary(checks: CheckResults) -> str:
     failed = [c["name"] for c in checks["sanity"] if not c["passed"]]
-    failed += [f"gradient check of the {g['part']} ({g['verdict']})" for g in checks["gradient"]
-               if g["verdict"] not in ("good", "ok")]
+    failed += [
+        f"gradient check of the {g['part']} ({g['verdict']})"
+        for g in checks["gradient"]
+        if g["verdict"] not in ("good", "ok")
+    ]
     return "checks passed" if not failed else "checks failed: " + "; ".join(failed)

@@ -1,50 +1,57 @@
-"""Celery tasks: thin wrappers that take ids and call plain functions."""
+"""Celery tasks and worker signals: thin wrappers that take ids and call plain functions."""
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
+from typing import Any
 
-from celery import shared_task
+import torch
+from celery import Task, shared_task
 from celery.signals import worker_process_init, worker_ready, worker_shutting_down
+from django.conf import settings
+from django.utils import timezone
+
+from tracker.core.alerts import deliver_due
+from tracker.core.dispatch import TRAIN_NEXT
+from tracker.core.lifecycle import reap_lost_runs as reap
+from tracker.models import Run, Worker
+from tracker.worker.execute import execute_next
 
 log = logging.getLogger(__name__)
 
 
-@shared_task(bind=True, acks_late=True, name="tracker.train_next")
-def train_next(self, queue: str) -> str:
-    """One token per queued run: train the queue's next run (tracker.runner.claim_next)."""
-    from tracker.runner import execute_next
-
+@shared_task(bind=True, acks_late=True, name=TRAIN_NEXT)
+def train_next(self: Task, queue: str) -> str:
+    """One token per queued run: train the queue's next run (tracker.worker.execute.claim_next)."""
     return execute_next(queue, self.request.hostname or "unknown")
 
 
 @shared_task(name="tracker.reap_lost_runs", ignore_result=True)
-def reap_lost_runs() -> list:
+def reap_lost_runs() -> list[tuple[int, str]]:
     """Periodic (Celery beat): requeue or mark `lost` the runs whose worker went silent."""
-    from django.conf import settings
-
-    from tracker.runs import reap_lost_runs as reap
-
     done = reap(settings.TRAINWATCH_LOST_SECONDS, settings.TRAINWATCH_MAX_ATTEMPTS)
     for run_id, what in done:
         log.warning("run %s: no heartbeat for %s s: %s", run_id, settings.TRAINWATCH_LOST_SECONDS, what)
     return done
 
 
+@shared_task(name="tracker.deliver_alerts", ignore_result=True)
+def deliver_alerts() -> int:
+    """Periodic (Celery beat): alerts whose sending failed (or whose sender died), once due."""
+    return deliver_due()
+
+
 @worker_process_init.connect
 def _share_cpu_cores(**_: object) -> None:
     """Each pool process trains on its share of the cores rather than all of them,
     so that concurrent runs do not thrash each other."""
-    import torch
-
     processes = int(os.environ.get("TRAINWATCH_WORKER_CONCURRENCY", "1"))
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, processes)))
 
 
 def describe_device() -> str:
-    import torch
-
     if torch.cuda.is_available():
         names = []
         for index in range(torch.cuda.device_count()):
@@ -55,28 +62,27 @@ def describe_device() -> str:
 
 
 @worker_ready.connect
-def _record_worker(sender=None, **_: object) -> None:
+def _record_worker(sender: Any = None, **_: object) -> None:
     """What this worker is: the workers view of the job queue shows it."""
-    import socket
-
-    import torch
-    from django.utils import timezone
-
-    from tracker.models import Worker
-
     now = timezone.now()
     queues = sorted(queue.name for queue in sender.task_consumer.queues) if sender is not None else []
-    Worker.objects.update_or_create(name=sender.hostname, defaults={
-        "hostname": socket.gethostname(), "queues": queues, "device": describe_device(),
-        "torch_version": torch.__version__, "started_at": now, "seen_at": now})
+    Worker.objects.update_or_create(
+        name=sender.hostname,
+        defaults={
+            "hostname": socket.gethostname(),
+            "queues": queues,
+            "device": describe_device(),
+            "torch_version": torch.__version__,
+            "started_at": now,
+            "seen_at": now,
+        },
+    )
 
 
 @worker_shutting_down.connect
 def _stop_runs_of_this_worker(sender: str | None = None, **_: object) -> None:
     """On a warm shutdown, ask this worker's runs to stop so that it exits within seconds
     instead of waiting for every run to finish."""
-    from tracker.models import Run
-
     stopped = Run.objects.filter(status=Run.Status.RUNNING, worker=sender).update(cancel_requested=True)
     if stopped:
         log.warning("worker %s shutting down: asked %d running run(s) to stop", sender, stopped)

@@ -4,13 +4,50 @@ mean / spread of a metric over all runs of the group."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 
-from tracker.ingest import read_series
+from tracker.core.storage import read_key_of_runs
 from tracker.lib.downsample import min_max_downsample
 from tracker.models import Run
+
+
+class Points(TypedDict):
+    steps: list[int]
+    values: list[float | None]
+
+
+class ComparedRun(TypedDict):
+    id: int
+    name: str
+    label: str  # what distinguishes it, e.g. "adam lr=0.001"
+    status: str
+    steps_per_epoch: int
+    steps: list[int]
+    values: list[float | None]
+    wall: Points  # seconds of training at epoch ends
+    lr: NotRequired[Points]
+    group: NotRequired[str]
+
+
+class Band(TypedDict):
+    runs: list[int]
+    steps: list[int]
+    mean: list[float | None]
+    std: list[float | None]
+    min: list[float | None]
+    max: list[float | None]
+    count: list[int]
+
+
+class Comparison(TypedDict):
+    metric: str
+    runs: list[ComparedRun]
+    diff: dict[str, list[Any]]
+    groups: NotRequired[dict[str, Band]]
+    keys: NotRequired[list[str]]  # every series key of the runs, added by the API
+
 
 # a group's curves are compared on this many evenly spaced steps
 GROUP_GRID_POINTS = 500
@@ -32,8 +69,7 @@ def config_diff(runs: Iterable[Run]) -> dict[str, list[Any]]:
     """Only the config keys whose values differ between the runs: key -> value per run."""
     flats = [flatten(run.config) for run in runs]
     keys = sorted(set().union(*flats)) if flats else []
-    return {key: [flat.get(key) for flat in flats] for key in keys
-            if len({repr(flat.get(key)) for flat in flats}) > 1}
+    return {key: [flat.get(key) for flat in flats] for key in keys if len({repr(flat.get(key)) for flat in flats}) > 1}
 
 
 def _short(value: Any) -> str:
@@ -43,7 +79,7 @@ def _short(value: Any) -> str:
 def label(run: Run, differing: list[str]) -> str:
     """What distinguishes this run among the compared ones, e.g. 'adam lr=0.001'."""
     flat = flatten(run.config)
-    parts = []
+    parts: list[str] = []
     for key in differing:
         if key == "optimizer.name":
             parts.insert(0, _short(flat.get(key)))
@@ -57,11 +93,12 @@ def group_key(run: Run, keys: list[str]) -> str:
     return ", ".join(f"{key.split('.')[-1]}={_short(flat.get(key))}" for key in keys)
 
 
-def group_bands(series_by_run: dict[int, tuple[np.ndarray, np.ndarray]], groups: dict[str, list[int]]
-                ) -> dict[str, dict[str, list]]:
+def group_bands(
+    series_by_run: dict[int, tuple[np.ndarray, np.ndarray]], groups: dict[str, list[int]]
+) -> dict[str, Band]:
     """Per group: mean, std, min and max over all its runs, on a common step grid
     (each run's curve interpolated; steps outside a run's range are left out for it)."""
-    bands = {}
+    bands: dict[str, Band] = {}
     for name, run_ids in groups.items():
         curves = [series_by_run[i] for i in run_ids if i in series_by_run and len(series_by_run[i][0])]
         if not curves:
@@ -79,40 +116,62 @@ def group_bands(series_by_run: dict[int, tuple[np.ndarray, np.ndarray]], groups:
             lowest, highest = np.nanmin(stacked, axis=0), np.nanmax(stacked, axis=0)
         keep = counts > 0
 
-        def listed(array: np.ndarray) -> list:
+        def listed(array: np.ndarray, keep: np.ndarray = keep) -> list[float | None]:
             return [None if not np.isfinite(v) else float(v) for v in array[keep]]
-        bands[name] = {"runs": run_ids, "steps": grid[keep].tolist(), "mean": listed(mean), "std": listed(std),
-                       "min": listed(lowest), "max": listed(highest), "count": counts[keep].tolist()}
+
+        bands[name] = Band(
+            runs=run_ids,
+            steps=grid[keep].tolist(),
+            mean=listed(mean),
+            std=listed(std),
+            min=listed(lowest),
+            max=listed(highest),
+            count=counts[keep].tolist(),
+        )
     return bands
 
 
-def comparison(runs: list[Run], metric: str, group_by: list[str], with_lr: bool, max_points: int) -> dict[str, Any]:
+def _jsonable(values: np.ndarray) -> list[float | None]:
+    return [None if not np.isfinite(v) else float(v) for v in values]
+
+
+def comparison(runs: list[Run], metric: str, group_by: list[str], with_lr: bool, max_points: int) -> Comparison:
+    """Each run's metric (downsampled), label, wall time at epoch ends and learning rate when
+    asked; the config keys that differ; per group the bands. A query per series read (the
+    metric, wall_time, lr), whatever the number of runs."""
     diff = config_diff(runs)
     # a label names the keys every run has (optimizer-specific settings stay in the diff table)
     shared = [key for key, values in diff.items() if None not in values]
     differing = [key for key in shared if key != "seed"] or shared
-    series_by_run: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    payload_runs = []
+    ids = [run.pk for run in runs]
+    metrics = read_key_of_runs(ids, metric)
+    walls = read_key_of_runs(ids, "wall_time")
+    rates = read_key_of_runs(ids, "lr") if with_lr else {}
+    payload_runs: list[ComparedRun] = []
     for run in runs:
-        steps, values = read_series(run.pk, metric)
-        series_by_run[run.pk] = (steps, values)
-        shown_steps, shown_values = min_max_downsample(steps, values, max_points)
-        entry = {"id": run.pk, "name": run.name, "label": label(run, differing), "status": run.status,
-                 "steps_per_epoch": run.steps_per_epoch, "steps": shown_steps.tolist(),
-                 "values": [None if not np.isfinite(v) else float(v) for v in shown_values]}
-        # per epoch end: the seconds of training so far, for a wall-time x axis
-        wall_steps, walls = read_series(run.pk, "wall_time")
-        entry["wall"] = {"steps": wall_steps.tolist(), "values": walls.tolist()}
+        shown_steps, shown_values = min_max_downsample(*metrics[run.pk], max_points)
+        wall_steps, wall_seconds = walls[run.pk]
+        entry = ComparedRun(
+            id=run.pk,
+            name=run.name,
+            label=label(run, differing),
+            status=run.status,
+            steps_per_epoch=run.steps_per_epoch,
+            steps=shown_steps.tolist(),
+            values=_jsonable(shown_values),
+            # per epoch end: the seconds of training so far, for a wall-time x axis
+            wall=Points(steps=wall_steps.tolist(), values=_jsonable(wall_seconds)),
+        )
         if with_lr:
-            lr_steps, lrs = min_max_downsample(*read_series(run.pk, "lr"), max_points)
-            entry["lr"] = {"steps": lr_steps.tolist(), "values": lrs.tolist()}
+            lr_steps, lrs = min_max_downsample(*rates[run.pk], max_points)
+            entry["lr"] = Points(steps=lr_steps.tolist(), values=_jsonable(lrs))
         if group_by:
             entry["group"] = group_key(run, group_by)
         payload_runs.append(entry)
-    result: dict[str, Any] = {"metric": metric, "runs": payload_runs, "diff": diff}
+    result = Comparison(metric=metric, runs=payload_runs, diff=diff)
     if group_by:
         groups: dict[str, list[int]] = {}
         for run in runs:
             groups.setdefault(group_key(run, group_by), []).append(run.pk)
-        result["groups"] = group_bands(series_by_run, groups)
+        result["groups"] = group_bands(metrics, groups)
     return result

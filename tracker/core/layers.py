@@ -3,32 +3,75 @@ replaces hundreds of lines on deep models."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 
-from tracker.ingest import read_many
-from tracker.models import Run
-from trainer.models import layer_order
+from tracker.core.storage import read_many
+from tracker.models import HistogramDict, Run
+from trainer.tensor_names import layer_order
 
 # quantity -> shown on a log10 scale?
-QUANTITIES = {"update_ratio": True, "grad_norm": True, "weight_norm": True, "dead_fraction": False,
-              "saturated_fraction": False}
+QUANTITIES = {
+    "update_ratio": True,
+    "grad_norm": True,
+    "weight_norm": True,
+    "dead_fraction": False,
+    "saturated_fraction": False,
+}
 
 
-def layer_matrix(run: Run, quantity: str, buckets: int) -> dict[str, Any]:
+class LayerMatrix(TypedDict):
+    quantity: str
+    log10: bool
+    rows: list[str]  # tensors (or layers), input first
+    steps: list[int]  # the middle step of each bucket
+    bucket_steps: float
+    values: list[list[float | None]]  # row x bucket
+
+
+class HistogramMatrix(TypedDict):
+    steps: list[int]
+    edges: list[float]  # the common value grid
+    fractions: list[list[float]]  # step x grid row, each step's column summing to 1
+
+
+def in_model_order(names: list[str], tensors: list[str]) -> list[str]:
+    """Tensors (fc1.weight) or layers (act1, layer1.0.relu) input first: in the order the
+    model registered its parameters when it is known (any model), else by trainer's naming."""
+    if not tensors:
+        return sorted(names, key=layer_order)
+    position = {name: index for index, name in enumerate(tensors)}
+    # a layer without parameters (an activation) sits after the tensors of the module it belongs to
+    prefixes = [(name.rsplit(".", 1)[0] if "." in name else "", index) for index, name in enumerate(tensors)]
+
+    def rank(name: str) -> tuple[float, tuple[int, int, int, str]]:
+        if name in position:
+            return float(position[name]), layer_order(name)
+        parent = name.rsplit(".", 1)[0] if "." in name else ""
+        owned = (
+            [index for prefix, index in prefixes if prefix == parent or prefix.startswith(parent + ".")]
+            if parent
+            else []
+        )
+        return (max(owned) + 0.5 if owned else float(len(tensors))), layer_order(name)
+
+    return sorted(names, key=rank)
+
+
+def layer_matrix(run: Run, quantity: str, buckets: int) -> LayerMatrix:
     """Rows: the tensors (or layers) in model order; columns: equal step buckets;
     cells: the mean of the bucket's values (of log10 values for ratios and norms)."""
     prefix = f"{quantity}/"
     keys = list(run.series.filter(key__startswith=prefix).values_list("key", flat=True))
-    rows = sorted((key[len(prefix):] for key in keys), key=layer_order)
+    rows = in_model_order([key[len(prefix) :] for key in keys], run.tensors)
     data = read_many(run.pk, {prefix + row: None for row in rows})
     last = max((int(steps[-1]) for steps, _ in data.values() if len(steps)), default=0)
     # no more columns than the densest row has points, so that short runs show no empty gaps
     buckets = max(1, min(buckets, max((len(steps) for steps, _ in data.values()), default=1)))
     edges = np.linspace(0, last + 1, buckets + 1)
     log = QUANTITIES[quantity]
-    matrix = []
+    matrix: list[list[float | None]] = []
     for row in rows:
         steps, values = data[prefix + row]
         if log:
@@ -41,20 +84,25 @@ def layer_matrix(run: Run, quantity: str, buckets: int) -> dict[str, Any]:
         with np.errstate(invalid="ignore"):
             means = sums / counts
         matrix.append([None if not np.isfinite(v) else round(float(v), 4) for v in means])
-    return {"quantity": quantity, "log10": log, "rows": rows,
-            "steps": [int(round((a + b) / 2)) for a, b in zip(edges[:-1], edges[1:])],
-            "bucket_steps": float(edges[1] - edges[0]) if buckets else 0.0, "values": matrix}
+    return LayerMatrix(
+        quantity=quantity,
+        log10=log,
+        rows=rows,
+        steps=[int(round((a + b) / 2)) for a, b in zip(edges[:-1], edges[1:])],
+        bucket_steps=float(edges[1] - edges[0]) if buckets else 0.0,
+        values=matrix,
+    )
 
 
 HISTOGRAM_ROWS = 40  # value rows of a histogram-over-time heatmap
 
 
-def histogram_matrix(histograms: list[dict[str, Any]], rows: int = HISTOGRAM_ROWS) -> dict[str, Any]:
+def histogram_matrix(histograms: list[HistogramDict], rows: int = HISTOGRAM_ROWS) -> HistogramMatrix:
     """Histograms of one key at many steps, each with its own range, re-binned on one
     common value grid (counts spread over the grid rows their bins overlap): the cells
     of a step x value heatmap, as fractions of each step's total."""
     if not histograms:
-        return {"steps": [], "edges": [], "fractions": []}
+        return HistogramMatrix(steps=[], edges=[], fractions=[])
     low = min(h["low"] for h in histograms)
     high = max(h["high"] for h in histograms)
     if high <= low:
@@ -75,4 +123,4 @@ def histogram_matrix(histograms: list[dict[str, Any]], rows: int = HISTOGRAM_ROW
             grid += count * overlap / (b - a)
         total = grid.sum()
         columns.append((grid / total if total else grid).round(5).tolist())
-    return {"steps": [h["step"] for h in histograms], "edges": edges.tolist(), "fractions": columns}
+    return HistogramMatrix(steps=[h["step"] for h in histograms], edges=edges.tolist(), fractions=columns)

@@ -10,12 +10,17 @@ Writes are idempotent per (run, key, step):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 from django.db import connection, transaction
+from django.db.models import F
+from django.db.models.functions import Greatest
 from psycopg2.extras import execute_values
 
+from tracker.models import Run
 from trainer.sink import HistogramRecord, ImageRecord, ScalarBatch
 
 STEP_DTYPE = np.dtype("<i8")
@@ -81,8 +86,19 @@ class ChunkWriter:
                 unique = np.concatenate(([True], steps[1:] != steps[:-1]))
                 steps, values = steps[unique], values[unique]
             low, top = _finite_min_max(values)
-            rows.append((key, int(steps[0]), int(steps[-1]), len(steps), steps.tobytes(), values.tobytes(),
-                         low, top, float(values[-1])))
+            rows.append(
+                (
+                    key,
+                    int(steps[0]),
+                    int(steps[-1]),
+                    len(steps),
+                    steps.tobytes(),
+                    values.tobytes(),
+                    low,
+                    top,
+                    float(values[-1]),
+                )
+            )
             written += len(steps)
         if rows:
             sql = _INSERT_CHUNKS.format(run=self.run_id)
@@ -104,27 +120,71 @@ def compact_series(run_id: int) -> int:
     """Merge each series' chunks into as few as possible; returns the rows saved."""
     saved = 0
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT key, count(*) FROM tracker_serieschunk WHERE run_id = %s GROUP BY key"
-                       " HAVING count(*) > 1", [int(run_id)])
+        cursor.execute(
+            "SELECT key, count(*) FROM tracker_serieschunk WHERE run_id = %s GROUP BY key HAVING count(*) > 1",
+            [int(run_id)],
+        )
         for key, rows in cursor.fetchall():
             steps, values = read_series(run_id, key)
-            merged = [(int(run_id), key, int(s[0]), int(s[-1]), len(s), s.tobytes(), v.tobytes())
-                      for s, v in ((steps[i:i + COMPACT_POINTS], values[i:i + COMPACT_POINTS])
-                                   for i in range(0, len(steps), COMPACT_POINTS))]
+            merged = [
+                (int(run_id), key, int(s[0]), int(s[-1]), len(s), s.tobytes(), v.tobytes())
+                for s, v in (
+                    (steps[i : i + COMPACT_POINTS], values[i : i + COMPACT_POINTS])
+                    for i in range(0, len(steps), COMPACT_POINTS)
+                )
+            ]
             if len(merged) >= rows:
                 continue
             cursor.execute("DELETE FROM tracker_serieschunk WHERE run_id = %s AND key = %s", [int(run_id), key])
-            execute_values(cursor.cursor, "INSERT INTO tracker_serieschunk (run_id, key, first_step, last_step, count,"
-                           " steps, values) VALUES %s", merged)
+            execute_values(
+                cursor.cursor,
+                "INSERT INTO tracker_serieschunk (run_id, key, first_step, last_step, count, steps, values) VALUES %s",
+                merged,
+            )
             saved += rows - len(merged)
     return saved
 
 
+def store_handoff(
+    run_id: int,
+    writer: ChunkWriter,
+    batch: ScalarBatch,
+    histograms: Iterable[HistogramRecord],
+    images: Iterable[ImageRecord],
+    progress: Mapping[str, int | None],
+    heartbeat: dt.datetime,
+) -> bool:
+    """One hand-off of a run's measurements, from a worker's sink or a client's payload, and the
+    run's summary row with it (progress, heartbeat, final loss, best validation accuracy), in the
+    caller's transaction. Returns whether a cancel has been asked for."""
+    writer.write(batch)
+    write_histograms(run_id, histograms)
+    write_images(run_id, images)
+    updates: dict[str, Any] = {"heartbeat_at": heartbeat}
+    updates.update({field: value for field, value in progress.items() if value is not None})
+    if "loss" in batch and len(batch["loss"][1]):
+        updates["final_loss"] = float(batch["loss"][1][-1])
+    if "val_acc" in batch and len(batch["val_acc"][1]):
+        # PostgreSQL's GREATEST skips NULL, so the first value simply becomes the best
+        updates["best_val_accuracy"] = Greatest(F("best_val_accuracy"), float(np.nanmax(batch["val_acc"][1])))
+    Run.objects.filter(pk=run_id).update(**updates)
+    return Run.objects.filter(pk=run_id, cancel_requested=True).exists()
+
+
 def write_histograms(run_id: int, records: Iterable[HistogramRecord]) -> None:
     rows = [
-        (int(run_id), r.key, int(r.step), float(r.low), float(r.high),
-         np.asarray(r.counts, dtype=STEP_DTYPE).tobytes(), float(r.mean), float(r.std),
-         float(r.zero_fraction), float(r.saturated_fraction))
+        (
+            int(run_id),
+            r.key,
+            int(r.step),
+            float(r.low),
+            float(r.high),
+            np.asarray(r.counts, dtype=STEP_DTYPE).tobytes(),
+            float(r.mean),
+            float(r.std),
+            float(r.zero_fraction),
+            float(r.saturated_fraction),
+        )
         for r in records
     ]
     if not rows:
@@ -144,8 +204,9 @@ def write_images(run_id: int, records: Iterable[ImageRecord]) -> None:
     for record in records:
         pixels = np.ascontiguousarray(record.pixels, dtype=np.uint8)
         channels = 1 if pixels.ndim == 2 else pixels.shape[2]
-        rows.append((int(run_id), record.key, int(record.step), pixels.shape[0], pixels.shape[1], channels,
-                     pixels.tobytes()))
+        rows.append(
+            (int(run_id), record.key, int(record.step), pixels.shape[0], pixels.shape[1], channels, pixels.tobytes())
+        )
     if not rows:
         return
     with connection.cursor() as cursor:
@@ -157,67 +218,67 @@ def write_images(run_id: int, records: Iterable[ImageRecord]) -> None:
         )
 
 
-def read_many(run_id: int, after: dict[str, int | None], until_step: int | None = None
-              ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+Points = tuple[np.ndarray, np.ndarray]
+
+
+def _empty() -> Points:
+    return np.empty(0, STEP_DTYPE), np.empty(0, VALUE_DTYPE)
+
+
+def _joined(parts: list[tuple[bytes, bytes]], after: int | None, until: int | None) -> Points:
+    """One series from its chunks (in step order), keeping after < step <= until."""
+    if not parts:
+        return _empty()
+    steps = np.concatenate([np.frombuffer(s, dtype=STEP_DTYPE) for s, _ in parts])
+    values = np.concatenate([np.frombuffer(v, dtype=VALUE_DTYPE) for _, v in parts])
+    if after is None and until is None:
+        return steps, values
+    keep = np.ones(len(steps), dtype=bool)
+    if after is not None:
+        keep &= steps > after
+    if until is not None:
+        keep &= steps <= until
+    return steps[keep], values[keep]
+
+
+def read_many(run_id: int, after: dict[str, int | None], until_step: int | None = None) -> dict[str, Points]:
     """Several series of one run in one query: key -> points with after[key] < step <= until_step."""
     if not after:
         return {}
-    sql = ("SELECT key, steps, values FROM tracker_serieschunk WHERE run_id = %s AND key = ANY(%s)"
-           " AND last_step > %s")
+    sql = "SELECT key, steps, values FROM tracker_serieschunk WHERE run_id = %s AND key = ANY(%s) AND last_step > %s"
     floor = min((step for step in after.values() if step is not None), default=None)
-    params: list = [int(run_id), list(after), -1 if floor is None or None in after.values() else int(floor)]
+    params: list[Any] = [int(run_id), list(after), -1 if floor is None or None in after.values() else int(floor)]
     if until_step is not None:
         sql += " AND first_step <= %s"
         params.append(int(until_step))
     sql += " ORDER BY key, first_step"
-    chunks: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {key: ([], []) for key in after}
+    chunks: dict[str, list[tuple[bytes, bytes]]] = {key: [] for key in after}
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         for key, steps, values in cursor.fetchall():
-            chunks[key][0].append(np.frombuffer(steps, dtype=STEP_DTYPE))
-            chunks[key][1].append(np.frombuffer(values, dtype=VALUE_DTYPE))
-    result = {}
-    for key, (step_parts, value_parts) in chunks.items():
-        if not step_parts:
-            result[key] = (np.empty(0, STEP_DTYPE), np.empty(0, VALUE_DTYPE))
-            continue
-        steps, values = np.concatenate(step_parts), np.concatenate(value_parts)
-        keep = np.ones(len(steps), dtype=bool)
-        if after[key] is not None:
-            keep &= steps > after[key]
-        if until_step is not None:
-            keep &= steps <= until_step
-        result[key] = (steps[keep], values[keep])
-    return result
+            chunks[key].append((steps, values))
+    return {key: _joined(parts, after[key], until_step) for key, parts in chunks.items()}
 
 
-def read_series(run_id: int, key: str, after_step: int | None = None,
-                until_step: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def read_series(run_id: int, key: str, after_step: int | None = None, until_step: int | None = None) -> Points:
     """All points of one series with after_step < step <= until_step, in step order."""
-    sql = "SELECT steps, values FROM tracker_serieschunk WHERE run_id = %s AND key = %s"
-    params: list = [int(run_id), key]
-    if after_step is not None:
-        sql += " AND last_step > %s"
-        params.append(int(after_step))
-    if until_step is not None:
-        sql += " AND first_step <= %s"
-        params.append(int(until_step))
-    sql += " ORDER BY first_step"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        chunks = cursor.fetchall()
+    return read_many(run_id, {key: after_step}, until_step)[key]
+
+
+def read_key_of_runs(run_ids: list[int], key: str) -> dict[int, Points]:
+    """One series of many runs in one query (a comparison, the dashboard's sparklines)."""
+    chunks: dict[int, list[tuple[bytes, bytes]]] = {int(run_id): [] for run_id in run_ids}
     if not chunks:
-        return np.empty(0, STEP_DTYPE), np.empty(0, VALUE_DTYPE)
-    steps = np.concatenate([np.frombuffer(s, dtype=STEP_DTYPE) for s, _ in chunks])
-    values = np.concatenate([np.frombuffer(v, dtype=VALUE_DTYPE) for _, v in chunks])
-    if after_step is not None or until_step is not None:
-        keep = np.ones(len(steps), dtype=bool)
-        if after_step is not None:
-            keep &= steps > after_step
-        if until_step is not None:
-            keep &= steps <= until_step
-        steps, values = steps[keep], values[keep]
-    return steps, values
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT run_id, steps, values FROM tracker_serieschunk WHERE run_id = ANY(%s) AND key = %s"
+            " ORDER BY run_id, first_step",
+            [list(chunks), key],
+        )
+        for run_id, steps, values in cursor.fetchall():
+            chunks[run_id].append((steps, values))
+    return {run_id: _joined(parts, None, None) for run_id, parts in chunks.items()}
 
 
 def truncate_run(run_id: int, from_step: int) -> None:
@@ -226,18 +287,23 @@ def truncate_run(run_id: int, from_step: int) -> None:
     Series summaries of the keys it touches are recomputed from what is left."""
     run_id, from_step = int(run_id), int(from_step)
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT DISTINCT key FROM tracker_serieschunk WHERE run_id = %s AND last_step >= %s",
-                       [run_id, from_step])
+        cursor.execute(
+            "SELECT DISTINCT key FROM tracker_serieschunk WHERE run_id = %s AND last_step >= %s", [run_id, from_step]
+        )
         touched = [key for (key,) in cursor.fetchall()]
-        cursor.execute("SELECT id, steps, values FROM tracker_serieschunk WHERE run_id = %s AND first_step < %s"
-                       " AND last_step >= %s", [run_id, from_step, from_step])
+        cursor.execute(
+            "SELECT id, steps, values FROM tracker_serieschunk WHERE run_id = %s AND first_step < %s"
+            " AND last_step >= %s",
+            [run_id, from_step, from_step],
+        )
         for chunk_id, steps, values in cursor.fetchall():
             steps = np.frombuffer(steps, dtype=STEP_DTYPE)
             values = np.frombuffer(values, dtype=VALUE_DTYPE)
             keep = steps < from_step
-            cursor.execute("UPDATE tracker_serieschunk SET steps = %s, values = %s, count = %s, last_step = %s"
-                           " WHERE id = %s", [steps[keep].tobytes(), values[keep].tobytes(), int(keep.sum()),
-                                              int(steps[keep][-1]), chunk_id])
+            cursor.execute(
+                "UPDATE tracker_serieschunk SET steps = %s, values = %s, count = %s, last_step = %s WHERE id = %s",
+                [steps[keep].tobytes(), values[keep].tobytes(), int(keep.sum()), int(steps[keep][-1]), chunk_id],
+            )
         cursor.execute("DELETE FROM tracker_serieschunk WHERE run_id = %s AND first_step >= %s", [run_id, from_step])
         for key in touched:
             steps, values = read_series(run_id, key)
@@ -245,8 +311,10 @@ def truncate_run(run_id: int, from_step: int) -> None:
                 cursor.execute("DELETE FROM tracker_series WHERE run_id = %s AND key = %s", [run_id, key])
                 continue
             low, top = _finite_min_max(values)
-            cursor.execute("UPDATE tracker_series SET count = %s, last_step = %s, last_value = %s, min_value = %s,"
-                           " max_value = %s WHERE run_id = %s AND key = %s",
-                           [len(steps), int(steps[-1]), float(values[-1]), low, top, run_id, key])
+            cursor.execute(
+                "UPDATE tracker_series SET count = %s, last_step = %s, last_value = %s, min_value = %s,"
+                " max_value = %s WHERE run_id = %s AND key = %s",
+                [len(steps), int(steps[-1]), float(values[-1]), low, top, run_id, key],
+            )
         cursor.execute("DELETE FROM tracker_histogram WHERE run_id = %s AND step >= %s", [run_id, from_step])
         cursor.execute("DELETE FROM tracker_runimage WHERE run_id = %s AND step >= %s", [run_id, from_step])

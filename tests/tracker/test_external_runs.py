@@ -1,0 +1,186 @@
+"""The endpoints of the trainwatch client: start a run, send payloads in order, finish it."""
+
+import datetime as dt
+import json
+import math
+
+import numpy as np
+import pytest
+from django.utils import timezone
+
+from tracker.core.lifecycle import reap_lost_runs, request_cancel
+from tracker.core.storage import read_series
+from tracker.models import ApiToken, Histogram, Project, Run
+from trainer.sink import HistogramRecord
+from trainer.wire import Payload, encode
+
+pytestmark = pytest.mark.django_db
+
+
+def start(client, token, **fields):
+    body = {"project": "mine", "client_id": "c" * 32, "config": {"lr": 0.1}, "source": {"host": "gpu-1"}, **fields}
+    return client.post(
+        "/api/runs/start/", json.dumps(body), content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
+    )
+
+
+def send(client, token, run_id, payload):
+    return client.post(
+        f"/api/runs/{run_id}/ingest/",
+        encode(payload),
+        content_type="application/octet-stream",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+
+
+@pytest.fixture
+def token(user):
+    return ApiToken.issue(user, "script")[1]
+
+
+@pytest.fixture
+def run_id(client, token):
+    response = start(client, token)
+    assert response.status_code == 201, response.content
+    return response.json()["run"]["id"]
+
+
+def steps(first, count):
+    return np.arange(first, first + count, dtype=np.int64)
+
+
+def test_a_client_starts_an_external_run_and_a_retried_start_finds_it_again(client, token, user):
+    first = start(client, token)
+    assert first.status_code == 201
+    body = first.json()
+    assert body["run"]["kind"] == "external" and body["run"]["status"] == "running"
+    assert body["run"]["source"] == {"host": "gpu-1"} and body["ingest"]["next_seq"] == 0
+    again = start(client, token)
+    assert again.status_code == 200 and again.json()["run"]["id"] == body["run"]["id"]
+    run = Run.objects.get()
+    assert run.project.members.filter(pk=user.pk).exists() and run.config == {"lr": 0.1}
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("client_id", "short"), ("config", [1]), ("source", {"hostname": "x"}), ("tags", "one"), ("project", "")],
+)
+def test_a_bad_start_names_the_field_and_creates_nothing(client, token, field, value):
+    response = start(client, token, **{field: value})
+    assert response.status_code == 400
+    assert any(key.startswith(field) for key in response.json()["errors"]), response.json()
+    assert Run.objects.count() == 0
+
+
+def test_payloads_are_stored_once_in_order(client, token, run_id):
+    first = Payload(
+        0,
+        {"loss": (steps(0, 50), np.linspace(2.3, 1.0, 50))},
+        progress={"step": 50, "epoch": 0, "total_steps": 500, "steps_per_epoch": 50},
+    )
+    assert send(client, token, run_id, first).json() == {"seq": 0, "stop": False, "status": "running"}
+    assert send(client, token, run_id, first).status_code == 200  # a retry: answered again, stored once
+    gap = send(client, token, run_id, Payload(2, {"loss": (steps(100, 10), np.ones(10))}))
+    assert gap.status_code == 409 and gap.json()["expected"] == 1
+    assert send(client, token, run_id, Payload(1, {"loss": (steps(50, 50), np.ones(50))})).status_code == 200
+    loss_steps, _ = read_series(run_id, "loss")
+    np.testing.assert_array_equal(loss_steps, np.arange(100))
+    run = Run.objects.get(pk=run_id)
+    assert (run.steps_done, run.total_steps, run.steps_per_epoch, run.ingest_seq) == (50, 500, 50, 1)
+
+
+def test_nan_and_inf_are_stored_and_served_as_in_worker_runs(client, token, run_id, user):
+    values = np.array([2.3, float("nan"), float("inf"), 1.0])
+    assert send(client, token, run_id, Payload(0, {"loss": (steps(0, 4), values)})).status_code == 200
+    stored = read_series(run_id, "loss")[1]
+    assert math.isnan(stored[1]) and math.isinf(stored[2])
+    client.force_login(user)
+    served = client.get(f"/api/runs/{run_id}/series/?series=loss").json()["series"]["loss"]["values"]
+    assert served == [2.3, None, None, 1.0]
+
+
+def test_the_last_payload_finishes_the_run_with_its_diagnosis(client, token, run_id):
+    ratios = np.full(40, 5e-2)
+    payload = Payload(
+        0,
+        {"loss": (steps(0, 400), np.linspace(2.3, 2.2, 400)), "update_ratio/fc1.weight": (steps(0, 40) * 10, ratios)},
+        histograms=[HistogramRecord("weight/fc1.weight", 0, -1.0, 1.0, np.ones(30, np.int64), 0, 0.5)],
+        describe={"tensors": ["fc1.weight", "fc1.bias"], "context": {"optimizer": "adam", "lr": 0.3}},
+        finish={"status": "succeeded", "message": "done", "error": ""},
+    )
+    assert send(client, token, run_id, payload).json()["status"] == "succeeded"
+    run = Run.objects.get(pk=run_id)
+    assert run.status == "succeeded" and run.finished_at is not None
+    assert run.tensors == ["fc1.weight", "fc1.bias"] and run.context == {"optimizer": "adam", "lr": 0.3}
+    assert "lr_too_high" in [f["rule"] for f in run.findings] and run.health == "warning"
+    assert Histogram.objects.filter(run=run).count() == 1
+    assert run.optimizer_name == "adam" and run.learning_rate == 0.3
+    ended = send(client, token, run_id, Payload(1, {"loss": (steps(400, 1), np.ones(1))}))
+    assert ended.status_code == 409 and "has ended" in ended.json()["errors"]["run"]
+
+
+def test_a_failed_script_leaves_its_traceback(client, token, run_id):
+    finish = {"status": "failed", "message": "RuntimeError: CUDA out of memory", "error": "Traceback ...\nRuntimeError"}
+    send(client, token, run_id, Payload(0, finish=finish))
+    run = Run.objects.get(pk=run_id)
+    assert run.status == "failed" and run.error.startswith("Traceback") and "out of memory" in run.message
+
+
+def test_a_cancel_reaches_the_client_in_the_answer_to_its_next_payload(client, token, run_id):
+    assert request_cancel(Run.objects.get(pk=run_id))
+    assert send(client, token, run_id, Payload(0, {"loss": (steps(0, 5), np.ones(5))})).json()["stop"] is True
+    send(client, token, run_id, Payload(1, finish={"status": "succeeded", "message": "", "error": ""}))
+    assert Run.objects.get(pk=run_id).status == "cancelled"  # it stopped because it was asked to
+
+
+def test_a_malformed_payload_is_a_400_naming_what_is_wrong(client, token, run_id):
+    data = bytearray(encode(Payload(0, {"loss": (steps(0, 10), np.ones(10))})))
+    for body, needle in ((b"{}", "TWB1"), (bytes(data[:-8]), "loss"), (b"TWB1\xff\xff\xff\x00{", "header")):
+        response = client.post(
+            f"/api/runs/{run_id}/ingest/",
+            body,
+            content_type="application/octet-stream",
+            HTTP_AUTHORIZATION=f"Bearer {token}",
+        )
+        assert response.status_code == 400 and needle in response.json()["errors"]["payload"], response.json()
+    bad_key = send(client, token, run_id, Payload(0, {"no spaces please": (steps(0, 1), np.ones(1))}))
+    assert bad_key.status_code == 400 and "no spaces please" in bad_key.json()["errors"]["payload"]
+    assert Run.objects.get(pk=run_id).ingest_seq == -1
+
+
+def test_an_oversized_payload_is_a_413_naming_the_limit(client, token, run_id, settings):
+    settings.TRAINWATCH_INGEST_MAX_BYTES = 1000
+    response = send(client, token, run_id, Payload(0, {"loss": (steps(0, 1000), np.ones(1000))}))
+    assert response.status_code == 413 and "at most 1,000" in response.json()["errors"]["body"]
+
+
+def test_a_wrong_or_revoked_token_is_a_401_and_another_projects_run_a_404(client, token, run_id, django_user_model):
+    assert send(client, "tw_wrong", run_id, Payload(0)).status_code == 401
+    ApiToken.objects.all().delete()
+    response = send(client, token, run_id, Payload(0))
+    assert response.status_code == 401 and "not valid" in response.json()["errors"]["auth"]
+    bob = django_user_model.objects.create_user("bob")
+    bobs = ApiToken.issue(bob, "bob's")[1]
+    assert send(client, bobs, run_id, Payload(0)).status_code == 404
+
+
+def test_an_external_run_silent_too_long_is_lost_not_requeued(client, token, run_id):
+    Run.objects.filter(pk=run_id).update(heartbeat_at=timezone.now() - dt.timedelta(minutes=5))
+    assert reap_lost_runs(60, 3) == [(run_id, "lost")]
+    run = Run.objects.get(pk=run_id)
+    assert run.status == "lost" and "the client on gpu-1 went silent" in run.message
+
+
+def test_a_job_run_takes_no_payload(client, token, user):
+    job = Run.objects.create(project=Project.objects.create(name="jobs"), config={}, status="running")
+    job.project.members.add(user)
+    response = send(client, token, job.pk, Payload(0))
+    assert response.status_code == 400 and "trained by a worker" in response.json()["errors"]["run"]
+
+
+def test_the_job_queue_does_not_retry_an_external_run(client, token, run_id, staff):
+    send(client, token, run_id, Payload(0, finish={"status": "failed", "message": "boom", "error": "Traceback"}))
+    client.force_login(staff)
+    response = client.post("/admin/tracker/run/", {"action": "retry", "_selected_action": [run_id]}, follow=True)
+    assert Run.objects.get(pk=run_id).status == "failed"
+    assert "their scripts train them, not the workers" in response.content.decode()

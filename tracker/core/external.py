@@ -1,0 +1,223 @@
+"""Runs trained by a team's own scripts, sent by the trainwatch client: created on the first
+call, then fed with payloads (trainer.wire) in order, through the same storage path as the
+worker's sink, and finished by their last payload, by the reaper when they fall silent, or
+by a cancel that the client sees in the answer to its next payload."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from typing import TYPE_CHECKING, Any, TypedDict
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from tracker.core.access import visible_runs
+from tracker.core.findings import diagnose_run
+from tracker.core.lifecycle import finish_run
+from tracker.core.runs import acting_user, check_name, check_project, check_tags, project_for
+from tracker.core.storage import ChunkWriter, store_handoff
+from tracker.models import Run
+from trainer.config import ConfigError
+from trainer.wire import Payload
+
+if TYPE_CHECKING:
+    from tracker.core.runs import AnyUser
+
+MAX_CONFIG_BYTES = 256 * 1024
+CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+# what a client may say about where it runs, each at most this long
+SOURCE_FIELDS = {
+    "host": str,
+    "python": str,
+    "torch": str,
+    "git_commit": str,
+    "git_branch": str,
+    "git_dirty": bool,
+    "script": str,
+    "pid": int,
+    "cuda": str,
+}
+MAX_SOURCE_TEXT = 500
+# a client's clock may run this much ahead of the server's
+CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
+class SeqError(Exception):
+    """A payload out of order: the client sends again from `expected`."""
+
+    def __init__(self, expected: int):
+        super().__init__(f"payload {expected} is expected next")
+        self.expected = expected
+
+
+class RunEnded(Exception):
+    """The run has ended: no payload is taken any more."""
+
+
+class IngestAnswer(TypedDict):
+    seq: int  # the last payload stored
+    stop: bool  # a cancel was asked for: the script's run.should_stop becomes true
+    status: str
+
+
+def _check_source(source: Any, errors: dict[str, str]) -> dict[str, Any]:
+    if source is None:
+        return {}
+    if not isinstance(source, dict):
+        errors["source"] = "must be an object: host, python, torch, git_commit, ..."
+        return {}
+    clean = {}
+    for name, value in source.items():
+        kind = SOURCE_FIELDS.get(name)
+        if kind is None:
+            errors[f"source.{name}"] = f"unknown; allowed: {', '.join(SOURCE_FIELDS)}"
+        elif value is not None and (
+            not isinstance(value, kind) or (isinstance(value, str) and len(value) > MAX_SOURCE_TEXT)
+        ):
+            errors[f"source.{name}"] = f"must be {kind.__name__}" + (
+                f" of at most {MAX_SOURCE_TEXT} characters" if kind is str else ""
+            )
+        else:
+            clean[name] = value
+    return clean
+
+
+def _check_config(config: Any, errors: dict[str, str]) -> dict[str, Any]:
+    """Whatever the script logs as its config, as long as it is a JSON object of modest size."""
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        errors["config"] = "must be a JSON object (the script's hyperparameters)"
+        return {}
+    if len(json.dumps(config)) > MAX_CONFIG_BYTES:
+        errors["config"] = f"must be at most {MAX_CONFIG_BYTES} bytes as JSON"
+        return {}
+    return config
+
+
+def _check_started_at(value: Any, errors: dict[str, str]) -> dt.datetime:
+    """When the script started, by its clock (an offline run is uploaded later); now when not given."""
+    now = timezone.now()
+    if value is None:
+        return now
+    started = parse_datetime(value) if isinstance(value, str) else None
+    if started is None or started.tzinfo is None or started > now + CLOCK_SKEW:
+        errors["started_at"] = f"must be an ISO 8601 time with its time zone, not in the future; got {value!r}"
+        return now
+    return started
+
+
+def start_external_run(
+    project_name: Any,
+    name: Any,
+    config: Any,
+    tags: Any,
+    source: Any,
+    client_id: Any,
+    user: AnyUser | None,
+    started_at: Any = None,
+) -> tuple[Run, bool]:
+    """The run a client asked for: (run, created). A creation retried with the same client_id
+    (its answer lost on the way) finds the run it made; raises ConfigError naming each bad field."""
+    errors: dict[str, str] = {}
+    if not isinstance(client_id, str) or not CLIENT_ID.match(client_id):
+        errors["client_id"] = "must be 8 to 64 letters, digits, _ or - (the client makes one per run)"
+    project = check_project(project_name, user, errors)
+    clean_name = check_name(name, "name", errors)
+    clean_tags = check_tags(tags, errors)
+    clean_config = _check_config(config, errors)
+    clean_source = _check_source(source, errors)
+    started = _check_started_at(started_at, errors)
+    if errors:
+        raise ConfigError(errors)
+    existing = Run.objects.filter(client_id=client_id).first()
+    if existing is not None:
+        if user is None or not visible_runs(user).filter(pk=existing.pk).exists():
+            raise ConfigError({"client_id": "is taken by another run"})
+        return existing, False
+    now = timezone.now()
+    default_name = f"{clean_source.get('script') or 'script'} on {clean_source.get('host') or 'a client'}"
+    try:
+        with transaction.atomic():
+            run = Run.objects.create(
+                project=project_for(project, user),
+                name=clean_name or default_name[:200],
+                tags=clean_tags,
+                config=clean_config,
+                kind=Run.Kind.EXTERNAL,
+                status=Run.Status.RUNNING,
+                queue="",
+                source=clean_source,
+                client_id=client_id,
+                created_by=acting_user(user),
+                started_at=started,
+                heartbeat_at=now,
+                attempts=1,
+            )
+    except IntegrityError:  # the same creation, arriving twice at once
+        return Run.objects.get(client_id=client_id), False
+    return run, True
+
+
+def ingest(run: Run, payload: Payload) -> IngestAnswer:
+    """Store one payload of the run's client: in order (payload n after n - 1; one already
+    stored is answered again, never stored twice), in one transaction."""
+    with transaction.atomic():
+        locked = Run.objects.select_for_update().get(pk=run.pk)
+        if locked.is_finished:
+            raise RunEnded(f"the run has ended ({locked.status}); no more payloads are taken")
+        if payload.seq <= locked.ingest_seq:
+            return IngestAnswer(seq=locked.ingest_seq, stop=locked.cancel_requested, status=locked.status)
+        if payload.seq != locked.ingest_seq + 1:
+            raise SeqError(locked.ingest_seq + 1)
+        progress = payload.progress or {}
+        stop = store_handoff(
+            run.pk,
+            ChunkWriter(run.pk),
+            payload.scalars,
+            payload.histograms,
+            payload.images,
+            {
+                "steps_done": progress.get("step"),
+                "epoch": progress.get("epoch"),
+                "total_steps": progress.get("total_steps"),
+                "steps_per_epoch": progress.get("steps_per_epoch"),
+            },
+            timezone.now(),
+        )
+        updates: dict[str, Any] = {"ingest_seq": payload.seq}
+        if payload.describe is not None:
+            updates.update(
+                tensors=payload.describe["tensors"], context={**locked.context, **payload.describe["context"]}
+            )
+            if payload.describe["device"]:
+                updates["device"] = payload.describe["device"]
+        if payload.checks is not None:
+            updates["checks"] = payload.checks
+        Run.objects.filter(pk=run.pk).update(**updates)
+    if payload.finish is not None:
+        status = Run.Status.CANCELLED if stop and payload.finish["status"] == "succeeded" else payload.finish["status"]
+        fields: dict[str, Any] = {"error": payload.finish["error"]}
+        if payload.finish["seconds"] is not None and locked.started_at is not None:
+            # the script's own clock: an offline run uploaded days later still lasted what it lasted
+            fields["finished_at"] = locked.started_at + dt.timedelta(seconds=payload.finish["seconds"])
+        finish_run(run.pk, status, payload.finish["message"], **fields)
+        return IngestAnswer(seq=payload.seq, stop=stop, status=status)
+    _diagnose_when_due(run.pk)
+    return IngestAnswer(seq=payload.seq, stop=stop, status=Run.Status.RUNNING)
+
+
+def _diagnose_when_due(run_id: int) -> None:
+    """Every TRAINWATCH_DIAGNOSE_SECONDS, like a worker's run: the first payload that finds it
+    due claims it (one update), so that concurrent requests never diagnose twice."""
+    now = timezone.now()
+    due = now - dt.timedelta(seconds=settings.TRAINWATCH_DIAGNOSE_SECONDS)
+    claimed = Run.objects.filter(pk=run_id).filter(diagnosed_at__isnull=True).update(
+        diagnosed_at=now
+    ) or Run.objects.filter(pk=run_id, diagnosed_at__lt=due).update(diagnosed_at=now)
+    if claimed:
+        diagnose_run(run_id)

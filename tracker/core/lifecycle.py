@@ -1,0 +1,111 @@
+"""Every way a run ends, in one place: its worker finishes it (succeeded, failed, diverged,
+cancelled, stopped early), a queued run is cancelled, or the reaper finds it lost. Each ends
+the same way: series compacted, diagnosis final, status written, and the run's study moved on
+(its stage may be done)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from tracker.core import studies
+from tracker.core.alerts import alert_on_end, alert_on_findings
+from tracker.core.findings import diagnose_run
+from tracker.core.runs import requeue
+from tracker.core.storage import compact_series
+from tracker.models import Run, RunCheckpoint
+
+log = logging.getLogger(__name__)
+
+
+def finish_run(run_id: int, status: str, message: str, **fields: Any) -> None:
+    """Write a run's end: compacted and diagnosed before the status is written, so that an
+    ended run is always a diagnosed one; then its alerts go out and its study moves on."""
+    final: dict[str, Any] = {"status": status, "message": message, **fields}
+    events: list[dict[str, Any]] = []
+    try:
+        compact_series(run_id)  # an ended run's series no longer grow: fewer, larger chunks read faster
+        diagnosis = diagnose_run(run_id, status, message, save=False)
+        final.update(diagnosis.fields)
+        events = diagnosis.events
+    except Exception:
+        log.exception("run %s: compacting or the final diagnosis failed", run_id)
+    now = timezone.now()
+    Run.objects.filter(pk=run_id).update(**{"finished_at": now, "heartbeat_at": now, **final})
+    try:
+        alert_on_findings(run_id, events)
+        alert_on_end(run_id, status, message)
+    except Exception:
+        log.exception("run %s: raising its alerts failed", run_id)
+    _advance_study(run_id)
+
+
+def _advance_study(run_id: int) -> None:
+    try:
+        studies.advance(run_id)
+    except Exception:
+        log.exception("run %s: advancing its study failed", run_id)
+
+
+def request_cancel(run: Run) -> bool:
+    """A queued run never starts; a running one stops at its next flush (about 1 s) and its
+    worker finishes it `cancelled`."""
+    if Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
+        status=Run.Status.CANCELLED,
+        cancel_requested=True,
+        finished_at=timezone.now(),
+        message="cancelled before it started",
+    ):
+        _advance_study(run.pk)  # it may have been the last of its study's stage
+        return True
+    return bool(Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(cancel_requested=True))
+
+
+def reap_lost_runs(max_silence: float, max_attempts: int) -> list[tuple[int, str]]:
+    """Running runs whose worker has been silent for max_silence seconds: requeued while
+    they have attempts left, `lost` after that. Returns (run id, what was done)."""
+    cutoff = timezone.now() - dt.timedelta(seconds=max_silence)
+    done = []
+    for run_id in Run.objects.filter(status=Run.Status.RUNNING, heartbeat_at__lt=cutoff).values_list("pk", flat=True):
+        with transaction.atomic():
+            # skip_locked: another reaper (or the run's own worker) holds it
+            locked = (
+                Run.objects.select_for_update(skip_locked=True)
+                .filter(pk=run_id, status=Run.Status.RUNNING, heartbeat_at__lt=cutoff)
+                .first()
+            )
+            if locked is None or locked.heartbeat_at is None:
+                continue
+            silent = (timezone.now() - locked.heartbeat_at).total_seconds()
+            who = (
+                f"the client on {locked.source.get('host') or '?'}"
+                if locked.is_external
+                else f"worker {locked.worker or '?'}"
+            )
+            what = f"{who} went silent {silent:.0f} s ago at step {locked.steps_done}"
+            # an external run has no job to queue again: its script was killed, or lost its network for good
+            if not locked.is_external and locked.attempts < max_attempts:
+                saved = RunCheckpoint.objects.filter(run=locked).values_list("step", flat=True).first()
+                how = f"resumes from the checkpoint at step {saved}" if saved is not None else "restarts from scratch"
+                requeue(
+                    locked,
+                    f"lost: {what}; requeued, {how} (attempt {locked.attempts + 1} of {max_attempts})",
+                    resume=saved is not None,
+                )
+                done.append((run_id, "requeued"))
+                continue
+            # claimed as lost here, under the lock, so that no second reaper finishes it too
+            locked.status = Run.Status.LOST
+            locked.save(update_fields=["status"])
+        ending = (
+            "its script must be started again"
+            if locked.is_external
+            else f"no attempts left ({locked.attempts} of {max_attempts})"
+        )
+        finish_run(run_id, Run.Status.LOST, f"lost: {what}; {ending}")
+        done.append((run_id, "lost"))
+    return done

@@ -1,0 +1,254 @@
+"""Creating and requeueing runs: the one path every entry point uses (JSON API, CLI, admin,
+studies, demo), so validation and dispatch happen in one place. How a run ends is
+tracker.core.lifecycle's."""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser, User
+from django.db import transaction
+from django.db.models import F, Window
+from django.db.models.functions import RowNumber
+from django.utils import timezone
+
+from tracker.core.access import may_use_project
+from tracker.core.dispatch import send_train_token
+from tracker.models import PRIORITY_MAX, PRIORITY_MIN, Project, Run, RunCheckpoint
+from trainer.config import ConfigError, RunConfig
+
+if TYPE_CHECKING:
+    from tracker.models import Study
+
+# whoever asks: a logged-in user, the anonymous one, or None for the CLI (an operator on the server)
+AnyUser = User | AnonymousUser
+
+MAX_NAME_LENGTH = 200
+MAX_PROJECT_NAME_LENGTH = 100
+MAX_TAGS = 10
+TAG_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
+# PostgreSQL text cannot hold NUL, and the other control characters have no place in a name
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def queue_for(config: RunConfig) -> str:
+    """`cuda` runs wait for a GPU worker; `auto` and `cpu` runs go to the cpu queue,
+    which GPU workers also consume (an `auto` run then trains on their GPU)."""
+    return "gpu" if config.device == "cuda" else "cpu"
+
+
+def acting_user(user: AnyUser | None) -> User | None:
+    """The user to record as creator: None for the CLI (an operator on the server) and anonymous."""
+    return user if isinstance(user, User) and user.is_authenticated else None
+
+
+def check_name(
+    value: Any, field: str, errors: dict[str, str], required: bool = False, max_length: int = MAX_NAME_LENGTH
+) -> str:
+    """Printable text of at most max_length characters (and not blank when required)."""
+    if value is None and not required:
+        return ""
+    if (
+        not isinstance(value, str)
+        or len(value) > max_length
+        or CONTROL_CHARACTERS.search(value)
+        or (required and not value.strip())
+    ):
+        errors[field] = (
+            f"must be text of {'1' if required else '0'} to {max_length} printable characters, got {value!r}"
+        )
+        return ""
+    return value.strip()
+
+
+def check_tags(tags: Any, errors: dict[str, str]) -> list[str]:
+    if tags is None:
+        return []
+    if (
+        not isinstance(tags, list)
+        or len(tags) > MAX_TAGS
+        or any(not isinstance(tag, str) or not TAG_PATTERN.match(tag) for tag in tags)
+    ):
+        errors["tags"] = f"must be a list of at most {MAX_TAGS} tags of 1 to 40 letters, digits, _ . or -; got {tags!r}"
+        return []
+    return list(dict.fromkeys(tags))
+
+
+def check_priority(priority: Any, errors: dict[str, str]) -> int:
+    if priority is None:
+        return 0
+    if isinstance(priority, bool) or not isinstance(priority, int) or not PRIORITY_MIN <= priority <= PRIORITY_MAX:
+        errors["priority"] = (
+            f"must be a whole number from {PRIORITY_MIN} to {PRIORITY_MAX} (higher runs first); got {priority!r}"
+        )
+        return 0
+    return priority
+
+
+def check_project(project_name: Any, user: AnyUser | None, errors: dict[str, str]) -> str:
+    """A printable name; an existing project only for its members (or staff). Returns it stripped."""
+    name = check_name(project_name, "project", errors, required=True, max_length=MAX_PROJECT_NAME_LENGTH)
+    if "project" in errors:
+        return ""
+    acting = acting_user(user)
+    if acting is not None:
+        existing = Project.objects.filter(name=name).first()
+        if existing is not None and not may_use_project(acting, existing):
+            errors["project"] = (
+                f"you are not a member of project {existing.name!r}; a staff user adds members in the admin"
+            )
+    return name
+
+
+def project_for(project_name: str, user: AnyUser | None) -> Project:
+    """The project of that name (check_project first); a new one belongs to whoever created it."""
+    project, created = Project.objects.get_or_create(name=project_name)
+    acting = acting_user(user)
+    if created and acting is not None:
+        project.members.add(acting)
+    return project
+
+
+def check_data_path(config: RunConfig, user: AnyUser | None, errors: dict[str, str]) -> None:
+    """A data set read from a path must lie inside one of TRAINWATCH_DATA_DIRS: a worker must
+    not read (or even say whether there is) any file of its host that a member names. Staff,
+    who run the workers, and the CLI, run by an operator on the server, may read any path."""
+    acting = acting_user(user)
+    if not config.data.path or acting is None or acting.is_staff:
+        return
+    roots = [os.path.realpath(root) for root in settings.TRAINWATCH_DATA_DIRS]
+    # realpath: neither `..` nor a symbolic link leads out of a root
+    path = os.path.realpath(os.path.expanduser(config.data.path))
+    if not any(os.path.commonpath([root, path]) == root for root in roots):
+        allowed = ", ".join(roots) if roots else "none is configured"
+        errors["config.data.path"] = (
+            f"must be inside one of the data directories (TRAINWATCH_DATA_DIRS: {allowed}); got {config.data.path!r}"
+        )
+
+
+def create_run(
+    project_name: Any,
+    config: Any,
+    name: Any = "",
+    user: AnyUser | None = None,
+    tags: Any = None,
+    priority: Any = None,
+    study: Study | None = None,
+    stage: int = 0,
+    study_values: dict[str, Any] | None = None,
+) -> Run:
+    """Validate everything, then create and queue the run; raises ConfigError naming each bad field."""
+    errors: dict[str, str] = {}
+    project = check_project(project_name, user, errors)
+    clean_name = check_name(name, "name", errors)
+    clean_tags = check_tags(tags, errors)
+    clean_priority = check_priority(priority, errors)
+    try:
+        resolved = RunConfig.from_dict(config)
+    except ConfigError as error:
+        errors.update(
+            {f"config.{field}" if field != "config" else field: message for field, message in error.errors.items()}
+        )
+    else:
+        check_data_path(resolved, user, errors)
+    if errors:
+        raise ConfigError(errors)
+    with transaction.atomic():
+        run = Run.objects.create(
+            project=project_for(project, user),
+            name=clean_name or resolved.summary(),
+            tags=clean_tags,
+            priority=clean_priority,
+            study=study,
+            stage=stage,
+            study_values=study_values or {},
+            config=resolved.to_dict(),
+            queue=queue_for(resolved),
+            created_by=acting_user(user),
+            celery_task_id=str(uuid.uuid4()),
+        )
+        send_train_token(run.queue, run.celery_task_id)
+    return run
+
+
+def set_priority(run: Run, priority: Any) -> bool:
+    """Change a queued run's priority (raises ConfigError for a bad value); False once the run
+    has left the queue. Takes effect at once: workers pick the order when they claim a run."""
+    errors: dict[str, str] = {}
+    clean = check_priority(priority, errors)
+    if errors:
+        raise ConfigError(errors)
+    return bool(Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(priority=clean))
+
+
+def queue_positions(queue: str | None = None) -> dict[int, int]:
+    """run id -> 1-based position in its queue's order (highest priority, then oldest), for
+    every queued run (of one queue, if given): the order tracker.worker.execute.claim_next takes them in."""
+    queued = Run.objects.filter(status=Run.Status.QUEUED)
+    if queue is not None:
+        queued = queued.filter(queue=queue)
+    ranked = queued.annotate(
+        position=Window(
+            RowNumber(),
+            partition_by=[F("queue")],
+            order_by=[F("priority").desc(), F("created_at").asc(), F("pk").asc()],
+        )
+    )
+    return dict(ranked.values_list("pk", "position"))
+
+
+RESET_FIELDS = {
+    "status": Run.Status.QUEUED,
+    "cancel_requested": False,
+    "started_at": None,
+    "finished_at": None,
+    "heartbeat_at": None,
+    "worker": "",
+    "device": "",
+    "epoch": 0,
+    "steps_done": 0,
+    "best_val_accuracy": None,
+    "final_loss": None,
+    "error": "",
+    "checks": None,
+    "findings": [],
+    "health": "",
+}
+
+
+def requeue(locked: Run, message: str, resume: bool) -> None:
+    """Queue a run again (the caller holds its row lock). To resume, its checkpoint and
+    measurements stay (the worker drops those after the checkpoint's step); from scratch,
+    they are cleared, so that two attempts never mix."""
+    if not resume:
+        RunCheckpoint.objects.filter(run=locked).delete()
+        locked.chunks.all().delete()
+        locked.series.all().delete()
+        locked.histograms.all().delete()
+        locked.images.all().delete()
+    fields: dict[str, Any] = {**RESET_FIELDS, "message": message, "celery_task_id": str(uuid.uuid4())}
+    if resume:
+        del fields["checks"]  # the preflight checks are not run again on a resume
+    for field, value in fields.items():
+        setattr(locked, field, value)
+    locked.save()
+    send_train_token(locked.queue, locked.celery_task_id)
+
+
+def retry(run: Run) -> bool:
+    """Start an ended run again from scratch. An external run is not a job: only its script can
+    train it again."""
+    if run.status not in Run.FINISHED or run.is_external:
+        return False
+    with transaction.atomic():
+        locked = Run.objects.select_for_update().get(pk=run.pk)
+        if locked.status not in Run.FINISHED:
+            return False
+        locked.attempts = 0
+        locked.created_at = timezone.now()
+        requeue(locked, "", resume=False)
+    return True
