@@ -35,7 +35,8 @@ RECENT = 0.25  # the recent window: the last quarter of a series (at least 5 poi
 CONVERGED_LOSS_FRACTION = 0.3  # a loss below this fraction of its first value has made real progress
 OVERFIT_GAP = 0.10  # train - validation accuracy
 VAL_LOSS_RISE = 1.05  # ... or the validation loss 5 % above its minimum ...
-MEMORISED = 0.99  # ... or the training set learnt by heart
+MEMORISED = 0.99  # ... or the training set learnt by heart, with validation stalled ...
+MEMORISED_GAP = 0.20  # ... or this far behind however it still creeps up
 UNDERFIT_ACCURACY = 0.80  # both accuracies below this ...
 UNDERFIT_GAP = 0.05  # ... and this close together
 MIN_EPOCHS_FOR_ACCURACY_RULES = 5
@@ -373,7 +374,8 @@ def _accuracies(
 def overfitting(series: Series, ctx: Context) -> Finding | None:
     """A large train-validation gap with a validation set that stopped gaining from training:
     its loss rising from its minimum, or no new best accuracy while the training set is learnt
-    by heart. A gap alone is not enough: early on the model fits the training data first."""
+    by heart; or the training set learnt by heart with validation accuracy 0.2 behind. A gap
+    alone is not enough: early on the model fits the training data first."""
     accuracies = _accuracies(series)
     if accuracies is None:
         return None
@@ -395,8 +397,13 @@ def overfitting(series: Series, ctx: Context) -> Finding | None:
     stalled = len(val) > 3 and float(np.max(val[-3:])) <= float(np.max(val[:-3]))
     if len(val_loss) > 3:
         stalled = stalled and float(np.min(val_loss[-3:])) >= float(np.min(val_loss[:-3]))
-    if not evidence and float(np.median(_recent(train))) >= MEMORISED and stalled:
+    memorised = float(np.median(_recent(train))) >= MEMORISED
+    if not evidence and memorised and stalled:
         evidence = "; the training set is learnt by heart and validation accuracy has not improved for 3 epochs"
+    elif not evidence and memorised and late >= MEMORISED_GAP:
+        evidence = (
+            f"; the training set is learnt by heart while validation accuracy lags {MEMORISED_GAP:g} or more behind"
+        )
     if late < OVERFIT_GAP or not evidence:
         return None
     return Finding(

@@ -68,6 +68,17 @@ def test_overfitting_needs_a_large_gap_and_a_validation_set_that_stopped_gaining
     assert d.overfitting(close, ctx()) is None
 
 
+def test_a_training_set_learnt_by_heart_far_ahead_of_validation_is_overfitting_even_while_it_creeps_up():
+    far_behind = {"train_acc": series([1.0] * 20), "val_acc": series(np.linspace(0.6, 0.75, 20))}
+    assert (
+        "learnt by heart while validation accuracy lags 0.2 or more behind" in d.overfitting(far_behind, ctx()).evidence
+    )
+    near = {"train_acc": series([1.0] * 20), "val_acc": series(np.linspace(0.7, 0.85, 20))}
+    assert d.overfitting(near, ctx()) is None  # 0.16 behind and still gaining: not yet
+    learning = {"train_acc": series(np.linspace(0.5, 0.98, 20)), "val_acc": series(np.linspace(0.3, 0.7, 20))}
+    assert d.overfitting(learning, ctx()) is None  # not learnt by heart
+
+
 def test_initial_loss_far_from_ln_c():
     assert d.initial_loss_off({"loss": series([2.4, 2.0])}, ctx()) is None
     assert d.initial_loss_off({"loss": series([40.0, 2.0])}, ctx()).numbers["expected"] == np.log(10)
