@@ -1,4 +1,5 @@
-"""Cost of the default instrumentation on the digits MLP, as a ratio of step times.
+"""Cost of the default instrumentation, as a ratio of step times: on the digits MLP, or on a
+CNN on CIFAR-size synthetic images (channels 64, 128, 256, batch 256: enough to keep a GPU busy).
 
 In one process, alternately: a plain training loop (same model, data, optimizer,
 schedule and batch order; the validation pass every epoch, nothing else) and
@@ -9,8 +10,13 @@ epoch, hand-offs to a sink), and the same without the dense start. Step time = t
 step to the end of the last epoch / the steps, so set-up (loading the data,
 building the model) is left out of both.
 
-    python bench/overhead.py [--device cpu|cuda] [--epochs 30] [--repeats 5]
+On CUDA it also counts the host synchronisations of one instrumented run (PyTorch's sync
+debug mode), by phase: per step (expected 0), per hand-off and per epoch end.
+
+    python bench/overhead.py [--device cpu|cuda] [--model mlp|cnn] [--precision fp32|amp|bf16|fp16]
+                             [--epochs 30] [--repeats 5]
 Ends with one line: overhead_ratio=<R> steady_overhead_ratio=<R without the dense start>
+(and, on CUDA, step_syncs_per_step=<S> handoff_syncs=<H> handoffs=<N>)
 """
 
 from __future__ import annotations
@@ -19,8 +25,11 @@ import argparse
 import math
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -28,7 +37,7 @@ import torch
 
 from trainer.config import RunConfig
 from trainer.data import load_dataset
-from trainer.loop import evaluate, resolve_device, train
+from trainer.loop import evaluate, mixed_precision, resolve_device, train
 from trainer.models import build_loss, build_model
 from trainer.optim import build_optimizer
 from trainer.schedules import Schedule
@@ -45,16 +54,19 @@ def plain_step_seconds(config: RunConfig) -> float:
     n = len(data.y_train)
     steps_per_epoch = math.ceil(n / config.batch_size)
     schedule = Schedule(config.schedule, optimizer, steps_per_epoch, config.epochs)
+    autocast, scaler, _ = mixed_precision(config, device)
     generator = torch.Generator(device=device).manual_seed(config.seed)
     started = time.perf_counter()
     for _ in range(config.epochs):
         order = torch.randperm(n, device=device, generator=generator)
         for start in range(0, n, config.batch_size):
             index = order[start : start + config.batch_size]
-            loss = loss_fn(model(data.x_train[index]), data.y_train[index])
+            with autocast:
+                loss = loss_fn(model(data.x_train[index]).float(), data.y_train[index])
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             schedule.after_iteration()
         _, val_loss = evaluate(model, loss_fn, data.x_val, data.y_val)
         schedule.after_epoch(val_loss.item())
@@ -62,7 +74,7 @@ def plain_step_seconds(config: RunConfig) -> float:
 
 
 class TimingSink(MemorySink):
-    """Keeps what a sink keeps, and when training started and last reported progress."""
+    """Keeps what a sink keeps (the hand-offs counted), and when training started and last reported progress."""
 
     def start(self, info) -> None:
         super().start(info)
@@ -80,35 +92,89 @@ def instrumented_step_seconds(config: RunConfig) -> float:
     return (sink.last - sink.started) / sink.info.total_steps
 
 
+def synthetic_images(folder: Path, n: int = 50_000, seed: int = 0) -> Path:
+    """A CIFAR-size set (CIFAR-10's 50,000 training images of 3 x 32 x 32, 10 classes) as an
+    .npz: each class a fixed random pattern, each example its pattern plus noise, so that a CNN
+    learns it in a few epochs."""
+    rng = np.random.default_rng(seed)
+    patterns = rng.standard_normal(size=(10, 3, 32, 32), dtype=np.float32)
+    labels = rng.integers(0, 10, n)
+    images = rng.standard_normal(size=(n, 3, 32, 32), dtype=np.float32)
+    images += patterns[labels] * 0.2
+    path = folder / "cifar_size.npz"
+    np.savez(path, X=images, y=labels)
+    return path
+
+
+def bench_config(model: str, device: str, precision: str, epochs: int, folder: Path) -> RunConfig:
+    if model == "mlp":
+        raw = {"model": {"hidden": [64]}, "batch_size": 64}
+    else:
+        raw = {
+            "data": {"name": "npz", "path": str(synthetic_images(folder))},
+            "model": {"kind": "cnn", "channels": [64, 128, 256]},
+            "batch_size": 256,
+        }
+    return RunConfig.from_dict({**raw, "epochs": epochs, "device": device, "precision": precision})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--model", default="mlp", choices=["mlp", "cnn"])
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "amp", "bf16", "fp16"])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    config = RunConfig.from_dict(
-        {"epochs": args.epochs, "device": args.device, "model": {"hidden": [64]}, "batch_size": 64}
-    )
+    with tempfile.TemporaryDirectory() as folder:
+        config = bench_config(args.model, args.device, args.precision, args.epochs, Path(folder))
+        compare(config, args)
+
+
+def compare(config: RunConfig, args: argparse.Namespace) -> None:
     steady = RunConfig.from_dict(
         {**config.to_dict(), "instrument": {**config.to_dict()["instrument"], "dense_steps": 0}}
     )
-    plain_step_seconds(config)  # warm-up: imports, allocator, data set cache
+    plain_step_seconds(config)  # warm-up: imports, allocator, data set cache, cuDNN's choice of kernels
     plain, instrumented, undense = [], [], []
     for _ in range(args.repeats):
         plain.append(plain_step_seconds(config))
         instrumented.append(instrumented_step_seconds(config))
         undense.append(instrumented_step_seconds(steady))
     p, i, u = statistics.median(plain), statistics.median(instrumented), statistics.median(undense)
+    described = (
+        "digits MLP (64 hidden, batch 64)"
+        if args.model == "mlp"
+        else "CNN (channels 64, 128, 256; 50,000 synthetic 3x32x32 images, batch 256)"
+    )
+    where = torch.cuda.get_device_name() if args.device == "cuda" else f"{torch.get_num_threads()} threads"
     print(
-        f"digits MLP (64 hidden, batch 64) on {args.device}, {args.epochs} epochs x {args.repeats} repeats, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+        f"{described} on {args.device} ({where}), {args.precision}, {args.epochs} epochs x {args.repeats} repeats, "
+        f"torch {torch.__version__}"
     )
     print(f"plain loop:            median {p * 1e3:.4f} ms/step  (runs: {', '.join(f'{x * 1e3:.4f}' for x in plain)})")
     print(
         f"default instrumentation: median {i * 1e3:.4f} ms/step  (runs: {', '.join(f'{x * 1e3:.4f}' for x in instrumented)})"
     )
     print(f"without the dense start: median {u * 1e3:.4f} ms/step")
-    print(f"overhead_ratio={i / p:.3f} steady_overhead_ratio={u / p:.3f}")
+    figures = f"overhead_ratio={i / p:.3f} steady_overhead_ratio={u / p:.3f}"
+    if args.device == "cuda":
+        from trainer.syncs import count_host_syncs
+
+        sink = TimingSink()
+        result, syncs = count_host_syncs(lambda: train(config, sink))
+        assert result.status == "succeeded", result.message
+        steps = result.steps
+        print(
+            f"host synchronisations of one instrumented run ({steps} steps, {sink.handoffs} hand-offs, {config.epochs} epochs):"
+        )
+        for line, n in syncs.lines.most_common():
+            print(f"  {n:6d}  {line}")
+        figures += (
+            f" step_syncs_per_step={syncs.phases['step'] / steps:.3f} handoff_syncs={syncs.phases['hand-off']}"
+            f" handoffs={sink.handoffs} epoch_end_syncs={syncs.phases['epoch end']}"
+        )
+    print(figures)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ def save(
     schedule_state: dict[str, Any],
     epoch_generator_state: torch.Tensor,
     loop: LoopState,
+    scaler_state: dict[str, Any] | None = None,
 ) -> bytes:
     state = {
         "format": FORMAT,
@@ -49,6 +50,7 @@ def save(
         "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "epoch_generator": epoch_generator_state.clone(),
         "loop": vars(loop).copy(),
+        "scaler": scaler_state or {},  # float16's loss scale, so that a resumed run does not search it again
     }
     buffer = io.BytesIO()
     torch.save(state, buffer)

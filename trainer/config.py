@@ -26,7 +26,9 @@ MAX_STEPS = 10**9
 
 DEVICES = ("auto", "cpu", "cuda")
 LOSSES = ("cross_entropy", "svm")
-PRECISIONS = ("fp32", "amp")
+# amp: mixed precision in bfloat16 where the GPU has it, else float16 with a gradient scaler;
+# bf16 / fp16 ask for one of the two
+PRECISIONS = ("fp32", "amp", "bf16", "fp16")
 ACTIVATIONS = ("relu", "leaky_relu", "prelu", "rrelu", "elu", "tanh", "sigmoid", "maxout")
 INITS = (
     "default",
@@ -276,8 +278,8 @@ class RunConfig:
             errors["model.kind"] = (
                 f"a cnn needs image data ({', '.join(IMAGE_DATASETS)}); data.name is {config.data.name!r}"
             )
-        if config.precision == "amp" and config.device == "cpu":
-            errors["precision"] = "amp (mixed precision) is for CUDA; use fp32 with device 'cpu'"
+        if config.precision != "fp32" and config.device == "cpu":
+            errors["precision"] = f"{config.precision} (mixed precision) is for CUDA; use fp32 with device 'cpu'"
         if errors:
             raise ConfigError(errors)
         return config

@@ -7,6 +7,7 @@ single synchronisation however many series and histograms are pending.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -180,6 +181,16 @@ class ParameterProbe:
         return torch.cat([ratios, grad_norms, weight_norms])
 
 
+@functools.lru_cache(maxsize=32)
+def _sizes_on(numels: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """The tensors' sizes on their device, copied once per set of shapes: a plain host-to-device
+    copy waits for the GPU, so on CUDA it goes from pinned memory, asynchronously."""
+    sizes = torch.tensor(numels)
+    if device.type == "cuda":
+        return sizes.pin_memory().to(device, non_blocking=True)
+    return sizes.to(device)
+
+
 def batched_histograms(
     tensors: list[torch.Tensor], bins: int, saturation: list[str | None]
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -193,21 +204,24 @@ def batched_histograms(
     flat = [t.detach().reshape(-1).float() for t in tensors]
     n = len(flat)
     device = flat[0].device
-    sizes = torch.tensor([f.numel() for f in flat], device=device)
-    values = torch.cat(flat)
-    segment = torch.repeat_interleave(torch.arange(n, device=device), sizes)
-    lows = torch.stack([f.min() for f in flat])
-    highs = torch.stack([f.max() for f in flat])
-    span = (highs - lows).clamp_min(1e-12)
-    index = ((values - lows[segment]) / span[segment] * bins).long().clamp_(0, bins - 1)
-    counts = torch.bincount(index + segment * bins, minlength=n * bins).view(n, bins)
-
-    def segment_mean(x: torch.Tensor) -> torch.Tensor:
-        return torch.zeros(n, device=device, dtype=x.dtype).index_add_(0, segment, x) / sizes
-
-    means = segment_mean(values)
-    stds = (segment_mean(values * values) - means * means).clamp_min(0).sqrt()
-    zeros = segment_mean((values == 0).float())
+    numels = tuple(f.numel() for f in flat)
+    # per-tensor reductions, not scatters into n slots: on a GPU millions of atomic adds into a
+    # few addresses (a conv layer's activations) take tens of milliseconds
+    extremes = torch.stack([torch.stack(torch.aminmax(f)) for f in flat])
+    lows, highs = extremes[:, 0], extremes[:, 1]
+    moments = torch.stack([torch.stack(torch.std_mean(f, correction=0)) for f in flat])
+    stds, means = moments[:, 0], moments[:, 1]
+    zeros = torch.stack([(f == 0).sum() for f in flat]).float() / _sizes_on(numels, device)
+    spans = (highs - lows).clamp_min(1e-12)
+    # each tensor's (tensor, bin) index, tensor by tensor: one gather-free pass over its values
+    # (a segment id per value, from repeat_interleave, costs more on a GPU than all the rest)
+    index = torch.cat(
+        [((f - lows[i]) / spans[i] * bins).floor_().clamp_(0, bins - 1).add_(i * bins) for i, f in enumerate(flat)]
+    )
+    # one histogram of the (tensor, bin) index: histc with its range given neither synchronises
+    # (bincount reads the largest index back) nor scatters into global memory; centred on the
+    # integers, so that float rounding cannot move an index to its neighbour
+    counts = torch.histc(index, bins=n * bins, min=-0.5, max=n * bins - 0.5).long().view(n, bins)
     saturated = torch.zeros(n, device=device)
     for i, kind in enumerate(saturation):
         if kind == "tanh":

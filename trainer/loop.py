@@ -71,12 +71,25 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-def autocast_for(config: RunConfig, device: torch.device) -> contextlib.AbstractContextManager:
-    """Mixed precision on CUDA when asked for: bfloat16 where the GPU has it (no loss scaling needed)."""
-    if config.precision != "amp" or device.type != "cuda":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast(device_type="cuda", dtype=dtype)
+def mixed_precision(
+    config: RunConfig, device: torch.device
+) -> tuple[contextlib.AbstractContextManager, torch.amp.GradScaler, str]:
+    """The forward pass's autocast, the gradient scaler (enabled for float16 only: bfloat16 has
+    float32's range, so its gradients need no scaling) and words for the run's message."""
+    off = torch.amp.GradScaler("cuda", enabled=False)
+    if config.precision == "fp32" or device.type != "cuda":
+        return contextlib.nullcontext(), off, "float32"
+    has_bf16 = torch.cuda.is_bf16_supported()
+    if config.precision == "bf16" and not has_bf16:
+        raise RuntimeError(
+            f"precision: bf16 needs a GPU with bfloat16 (compute capability 8.0 or newer); "
+            f"{torch.cuda.get_device_name(device)} has none: use amp or fp16"
+        )
+    dtype = torch.bfloat16 if config.precision == "bf16" or (config.precision == "amp" and has_bf16) else torch.float16
+    autocast = torch.autocast(device_type="cuda", dtype=dtype)
+    if dtype == torch.bfloat16:
+        return autocast, off, "bfloat16 mixed precision"
+    return autocast, torch.amp.GradScaler("cuda"), "float16 mixed precision with a gradient scaler"
 
 
 @torch.no_grad()
@@ -144,7 +157,7 @@ def train(
     parameters = ParameterProbe(named)
     histograms = HistogramProbe(model, named, instrument.histogram_bins)
     recorder = DeviceRecorder()
-    autocast = autocast_for(config, device)
+    autocast, scaler, precision_words = mixed_precision(config, device)
     # coupled L2 (the notes' lambda/2 * ||w||^2) is part of the objective: log it beside the data loss
     l2 = (
         config.optimizer.weight_decay
@@ -173,6 +186,8 @@ def train(
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         schedule.load_state_dict(saved["schedule"])
+        if saved.get("scaler"):
+            scaler.load_state_dict(saved["scaler"])
         checkpoint.restore_rng(saved)
         generator.set_state(saved["epoch_generator"])
         loop_state: checkpoint.LoopState = saved["loop"]
@@ -192,7 +207,11 @@ def train(
             step, epoch, batch, elapsed(), first_loss, last_loss, best_val, train_acc, val_acc, last_image_step
         )
         sink.checkpoint(
-            step, epoch, checkpoint.save(model, optimizer, schedule.state_dict(), epoch_generator_state, loop_now)
+            step,
+            epoch,
+            checkpoint.save(
+                model, optimizer, schedule.state_dict(), epoch_generator_state, loop_now, scaler.state_dict()
+            ),
         )
         last_checkpoint = time.monotonic()
 
@@ -251,7 +270,9 @@ def train(
             with autocast:
                 loss = loss_fn(model(x).float(), y)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
+            if scaler.is_enabled() and (measure_histograms or measure_parameters):
+                scaler.unscale_(optimizer)  # the histograms and norms see the true gradients
             if measure_histograms:
                 histograms.collect(recorder, step)
 
@@ -266,7 +287,8 @@ def train(
             if measure_parameters:
                 parameters.before_step()
             lr = schedule.lr  # the rate this step uses
-            optimizer.step()
+            scaler.step(optimizer)  # float16: skipped when a gradient is inf/NaN (the update ratio reads 0)
+            scaler.update()
             if measure_parameters:
                 recorder.add_vector(parameters.keys, step, parameters.after_step())
             recorder.add_host("lr", step, lr)
@@ -331,4 +353,6 @@ def train(
     ended = handoff(config.epochs)
     if ended is not None:
         return ended
-    return finish("succeeded", f"trained {config.epochs} epochs ({step} steps) on {device}", config.epochs)
+    return finish(
+        "succeeded", f"trained {config.epochs} epochs ({step} steps) on {device} in {precision_words}", config.epochs
+    )

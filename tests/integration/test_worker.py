@@ -1,7 +1,10 @@
 """End to end: the real broker, a real `celery worker` process, the real database."""
 
+import json
+
 import numpy as np
 import pytest
+import torch
 from django.db import transaction
 
 from tests.conftest import wait_until
@@ -13,6 +16,9 @@ from tracker.models import Run, Series, SeriesChunk
 from trainer.config import InstrumentConfig
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+# `device: auto`, the default, trains on the worker's GPU where it has one
+AUTO_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def finished(run_id: int) -> Run | None:
@@ -27,7 +33,7 @@ def test_a_queued_run_is_trained_by_a_worker_and_its_series_are_stored_and_serve
     run = wait_until(lambda: finished(run.pk), 90, "the run to finish")
 
     assert run.status == "succeeded", run.error
-    assert run.worker == celery_worker_process and run.device == "cpu"
+    assert run.worker == celery_worker_process and run.device == AUTO_DEVICE
     assert run.steps_per_epoch == 45 and run.steps_done == 45 and run.epoch == 1
     assert 0.5 < run.best_val_accuracy <= 1.0 and run.final_loss is not None
 
@@ -172,7 +178,30 @@ def test_the_worker_samples_cpu_and_memory_of_a_training_run(celery_worker_proce
     _, memory = read_series(run.pk, "system/memory_mb")
     assert len(steps) >= 1 and np.all(np.diff(steps) > 0)  # about every 5 s, at the step it was taken
     assert (cpu >= 0).all() and (memory > 50).all()  # a process with torch loaded: well over 50 MB
-    assert not Series.objects.filter(run=run, key="system/gpu_percent").exists()  # no GPU here
+    # GPU utilisation and memory (NVML) where the run trained on a GPU, none otherwise
+    assert Series.objects.filter(run=run, key="system/gpu_percent").exists() == torch.cuda.is_available()
+
+
+@needs_cuda
+def test_a_cuda_run_queued_through_the_api_is_trained_by_a_gpu_worker_with_gpu_metrics(
+    celery_worker_process, logged_in, user
+):
+    config = {"epochs": 300, "batch_size": 16, "device": "cuda", "precision": "amp"}  # ~15 s on a GPU
+    response = logged_in.post(
+        "/api/runs/", data=json.dumps({"project": "gpu", "config": config}), content_type="application/json"
+    )
+    assert response.status_code == 201, response.content
+    run = Run.objects.get(pk=response.json()["run"]["id"])
+    assert run.queue == "gpu"
+    run = wait_until(lambda: finished(run.pk), 240, "the run to finish")
+    assert run.status == "succeeded", run.error
+    assert run.device.startswith("cuda") and run.best_val_accuracy > 0.9
+    assert "mixed precision" in run.message
+    steps, utilisation = read_series(run.pk, "system/gpu_percent")
+    _, memory = read_series(run.pk, "system/gpu_memory_mb")
+    assert len(steps) >= 1 and ((utilisation >= 0) & (utilisation <= 100)).all() and (memory > 100).all()
+    body = logged_in.get(f"/api/runs/{run.pk}/series/?series=system/gpu_percent,system/gpu_memory_mb").json()
+    assert len(body["series"]["system/gpu_memory_mb"]["values"]) == len(steps)
 
 
 def test_a_worker_describes_itself_and_the_job_queue_lists_it(django_db_setup, client, staff):
@@ -193,7 +222,11 @@ def test_a_worker_describes_itself_and_the_job_queue_lists_it(django_db_setup, c
             Run.objects.filter(pk=run.pk).update(queue=queue)
         wait_until(lambda: Run.objects.filter(pk=run.pk, status="running", steps_done__gt=0).exists(), 60, "the run")
         worker = wait_until(lambda: Worker.objects.filter(name=name).first(), 30, "the worker row")
-        assert worker.queues == [queue] and worker.device.startswith("CPU (")
+        assert worker.queues == [queue]
+        if torch.cuda.is_available():  # the GPU's name and memory, e.g. "NVIDIA H100 80GB HBM3 (79 GiB)"
+            assert worker.device.startswith(torch.cuda.get_device_name(0)) and "GiB)" in worker.device
+        else:
+            assert worker.device.startswith("CPU (")
         client.force_login(staff)
         html = client.get("/admin/tracker/worker/").content.decode()
         assert name in html and "icon-yes" in html  # answering the ping

@@ -131,3 +131,14 @@ def test_a_default_differs_between_choices_only_through_its_table():
     assert RunConfig.from_dict({"model": {"kind": "cnn"}}).model.hidden == (128,)  # MODEL_DEFAULTS
     assert RunConfig.from_dict({"optimizer": {"name": "adam"}}).optimizer.lr == 0.001  # OPTIMIZER_DEFAULTS
     assert RunConfig.from_dict({}).optimizer.lr == 0.1
+
+
+@pytest.mark.parametrize("precision", ["amp", "bf16", "fp16"])
+def test_mixed_precision_is_for_cuda_and_says_so_on_a_cpu_run(precision):
+    errors = errors_of({"device": "cpu", "precision": precision})
+    assert errors == {"precision": f"{precision} (mixed precision) is for CUDA; use fp32 with device 'cpu'"}
+    assert RunConfig.from_dict({"device": "auto", "precision": precision}).precision == precision
+
+
+def test_an_unknown_precision_names_the_choices():
+    assert "fp32" in errors_of({"precision": "fp8"})["precision"]
