@@ -1,15 +1,18 @@
-"""Chart queries on a long run: a 1,000,000-point loss series and 60 other series.
+"""Chart queries on long runs: loss series of 1, 3 and 10 million points (the first with 60
+other series of 10,000 points), and a comparison of 50 runs of a million points each.
 
-Stores the run through the worker's write path (DatabaseSink), then times, on the
-server (Django's request handling, in process, median of 20):
+Stores each run through the worker's write path (DatabaseSink, 2,000 steps a flush), then
+the end-of-run compaction, then times on the server (Django's request handling, in process,
+median of REPEATS):
 - the downsampled full-range request of the loss (max_points=1000),
 - a zoomed request (a 10,000-step window at full resolution, up to 1000 points),
-and the time until the run page's charts are drawn in headless Chromium (from
-navigation start to the loss chart holding data, median of 5 loads), against a
-gunicorn server started here.
+- `/api/compare/` of the 50 runs' loss,
+and the time until the run page's charts are drawn in headless Chromium (from navigation
+start to the loss chart holding data, median of 5 loads), against a gunicorn server.
 
-    make bench-query   # or: python -m tracker.dev.launcher run -- python bench/query.py
-Ends with one line: query_full_ms=<A> query_zoom_ms=<B> page_draw_ms=<C>
+    python -m tracker.dev.launcher run -- python bench/query.py
+Ends with one line: query_full_ms_10m=<A> query_zoom_ms_10m=<B> compare50_ms=<C> page_draw_ms=<D>
+(and query_full_ms / query_zoom_ms of the 1M run)
 """
 
 from __future__ import annotations
@@ -39,34 +42,35 @@ from tracker.dev.launcher import web_server_command  # noqa: E402
 from tracker.models import Project, Run  # noqa: E402
 from tracker.worker.sink import DatabaseSink  # noqa: E402
 
-LOSS_POINTS = 1_000_000
+SIZES = (1_000_000, 3_000_000, 10_000_000)
+COMPARED_RUNS = 50
 OTHER_SERIES = 60
 OTHER_POINTS = 10_000
 STEPS_PER_FLUSH = 2_000  # about what a fast worker flushes per second
-REPEATS = 20
+REPEATS = 7
 USER, PASSWORD = "bench-query", "bench-query-password"
 
 
-def build_run(user) -> Run:
+def build_run(user, points: int, others: int, name: str = "bench/query", quiet: bool = False) -> Run:
     project, _ = Project.objects.get_or_create(name="bench")
     project.members.add(user)  # the bench user reads the run as a member would
     run = Run.objects.create(
         project=project,
-        name="bench/query",
-        config={"epochs": 1000},
+        name=name,
+        config={"epochs": 1000, "optimizer": {"name": "sgd", "lr": 0.1}},
         status="succeeded",
-        steps_per_epoch=1000,
-        total_steps=LOSS_POINTS,
+        steps_per_epoch=points // 1000,
+        total_steps=points,
     )
     sink = DatabaseSink(run, flush_seconds=0.0)
-    rng = np.random.default_rng(0)
-    loss = 2.3 * np.exp(-np.arange(LOSS_POINTS) / 2e5) + 0.05 * rng.standard_normal(LOSS_POINTS)
-    every = LOSS_POINTS // OTHER_POINTS
-    for start in range(0, LOSS_POINTS, STEPS_PER_FLUSH):
+    rng = np.random.default_rng(run.pk)
+    loss = 2.3 * np.exp(-np.arange(points) / (points / 5)) + 0.05 * rng.standard_normal(points)
+    every = max(1, points // OTHER_POINTS)
+    for start in range(0, points, STEPS_PER_FLUSH):
         steps = np.arange(start, start + STEPS_PER_FLUSH, dtype=np.int64)
         batch = {"loss": (steps, loss[start : start + STEPS_PER_FLUSH])}
         sparse = steps[steps % every == 0]
-        for index in range(OTHER_SERIES):
+        for index in range(others):
             batch[f"update_ratio/layer{index:02d}.weight"] = (
                 sparse,
                 1e-3 * (1 + 0.1 * rng.standard_normal(len(sparse))),
@@ -75,8 +79,26 @@ def build_run(user) -> Run:
     before = run.chunks.count()
     t0 = time.perf_counter()
     saved = compact_series(run.pk)  # what the worker does when a run ends
-    print(f"compacted {before:,} chunks into {before - saved:,} in {time.perf_counter() - t0:.2f} s")
+    if not quiet:
+        print(f"compacted {before:,} chunks into {before - saved:,} in {time.perf_counter() - t0:.2f} s")
     return run
+
+
+def storage_bytes(run_ids: list[int]) -> tuple[int, int]:
+    """Bytes of the points and of the summaries of these runs' chunks."""
+    from django.db import connection
+
+    from tracker.core.storage import GROUP_COLUMNS
+
+    summaries = " + ".join(f"coalesce(sum(octet_length({column})), 0)" for column in GROUP_COLUMNS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT sum(octet_length(steps) + octet_length(values)), {summaries} FROM tracker_serieschunk"
+            " WHERE run_id = ANY(%s)",
+            [run_ids],
+        )
+        raw, groups = cursor.fetchone()
+    return int(raw), int(groups)
 
 
 def median_ms(client: Client, url: str) -> float:
@@ -154,28 +176,54 @@ def main() -> None:
     user, _ = users.objects.get_or_create(username=USER)
     user.set_password(PASSWORD)
     user.save()
-    t0 = time.perf_counter()
-    run = build_run(user)
-    print(
-        f"stored {LOSS_POINTS:,} loss points and {OTHER_SERIES} series of {OTHER_POINTS:,} in {time.perf_counter() - t0:.1f} s"
-    )
-    try:
-        client = Client(HTTP_HOST="127.0.0.1")  # an allowed host, as a browser would send
-        client.force_login(user)
-        base = f"/api/runs/{run.pk}/series/?max_points=1000&series="
-        full = median_ms(client, base + "loss")
-        zoom = median_ms(client, base + "loss&from=400000&until=410000")
-        every = median_ms(
-            client, base + ",".join(["loss"] + [f"update_ratio/layer{i:02d}.weight" for i in range(OTHER_SERIES)])
+    client = Client(HTTP_HOST="127.0.0.1")  # an allowed host, as a browser would send
+    client.force_login(user)
+    rows, figures = [], {}
+    for points in SIZES:
+        t0 = time.perf_counter()
+        others = OTHER_SERIES if points == SIZES[0] else 0
+        run = build_run(user, points, others)
+        print(
+            f"stored {points:,} loss points and {others} series of {OTHER_POINTS:,} in {time.perf_counter() - t0:.1f} s"
         )
-        print(f"full-range loss, downsampled to 1000: median {full:.1f} ms over {REPEATS}")
-        print(f"zoomed loss (10,000 steps):          median {zoom:.1f} ms over {REPEATS}")
-        print(f"all 61 series in one request:        median {every:.1f} ms over {REPEATS}")
-        draw = page_draw_ms(run)
-        print(f"run page, navigation to charts drawn: median {draw:.0f} ms over 5 loads (headless Chromium)")
-        print(f"query_full_ms={full:.1f} query_zoom_ms={zoom:.1f} page_draw_ms={draw:.0f}")
-    finally:
+        base = f"/api/runs/{run.pk}/series/?max_points=1000&series="
+        middle = points // 2
+        full = median_ms(client, base + "loss")
+        zoom = median_ms(client, base + f"loss&from={middle}&until={middle + 10_000}")
+        raw, groups = storage_bytes([run.pk])
+        rows.append((points, full, zoom, groups / raw))
+        figures[points] = (full, zoom)
+        if points == SIZES[0]:
+            every = median_ms(
+                client, base + ",".join(["loss"] + [f"update_ratio/layer{i:02d}.weight" for i in range(OTHER_SERIES)])
+            )
+            print(f"all 61 series of the 1M run in one request: median {every:.1f} ms over {REPEATS}")
+            draw = page_draw_ms(run)
+            print(f"run page, navigation to charts drawn: median {draw:.0f} ms over 5 loads (headless Chromium)")
         run.delete()
+
+    t0 = time.perf_counter()
+    compared = [build_run(user, SIZES[0], 0, f"bench/compare {i}", quiet=True) for i in range(COMPARED_RUNS)]
+    print(f"stored and compacted {COMPARED_RUNS} runs of {SIZES[0]:,} loss points in {time.perf_counter() - t0:.1f} s")
+    try:
+        ids = ",".join(str(run.pk) for run in compared)
+        compare = median_ms(client, f"/api/compare/?runs={ids}&metric=loss&max_points=1000")
+    finally:
+        for run in compared:
+            run.delete()
+
+    print(f"\nserver time, median of {REPEATS} (max_points=1000)")
+    print("| loss points | full range | zoom to 10,000 steps | summaries / points stored |")
+    print("| --- | --- | --- | --- |")
+    for points, full, zoom, share in rows:
+        print(f"| {points:,} | {full:.1f} ms | {zoom:.1f} ms | {share * 100:.1f} % |")
+    print(f"/api/compare/ of {COMPARED_RUNS} runs of {SIZES[0]:,} points: {compare:.1f} ms")
+    full_1m, zoom_1m = figures[SIZES[0]]
+    full_10m, zoom_10m = figures[SIZES[-1]]
+    print(
+        f"query_full_ms_10m={full_10m:.1f} query_zoom_ms_10m={zoom_10m:.1f} compare50_ms={compare:.1f} "
+        f"page_draw_ms={draw:.0f} query_full_ms={full_1m:.1f} query_zoom_ms={zoom_1m:.1f}"
+    )
 
 
 if __name__ == "__main__":

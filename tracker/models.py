@@ -357,6 +357,11 @@ class SeriesChunk(models.Model):
     count = models.IntegerField()
     steps = models.BinaryField()
     values = models.BinaryField()
+    # tracker.lib.summaries: the points grouped by 128, 2048 and 32768 (null where the chunk has
+    # fewer); a chart of a long series reads these instead of the points
+    groups_128 = models.BinaryField(null=True)
+    groups_2048 = models.BinaryField(null=True)
+    groups_32768 = models.BinaryField(null=True)
 
     class Meta:
         constraints = [

@@ -8,8 +8,7 @@ from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 
-from tracker.core.storage import read_key_of_runs
-from tracker.lib.downsample import min_max_downsample
+from tracker.core.storage import read_key_of_runs, read_key_of_runs_downsampled
 from tracker.models import Run
 
 
@@ -144,12 +143,12 @@ def comparison(runs: list[Run], metric: str, group_by: list[str], with_lr: bool,
     shared = [key for key, values in diff.items() if None not in values]
     differing = [key for key in shared if key != "seed"] or shared
     ids = [run.pk for run in runs]
-    metrics = read_key_of_runs(ids, metric)
+    metrics = read_key_of_runs_downsampled(ids, metric, max_points)
     walls = read_key_of_runs(ids, "wall_time")
-    rates = read_key_of_runs(ids, "lr") if with_lr else {}
+    rates = read_key_of_runs_downsampled(ids, "lr", max_points) if with_lr else {}
     payload_runs: list[ComparedRun] = []
     for run in runs:
-        shown_steps, shown_values = min_max_downsample(*metrics[run.pk], max_points)
+        shown_steps, shown_values = metrics[run.pk]
         wall_steps, wall_seconds = walls[run.pk]
         entry = ComparedRun(
             id=run.pk,
@@ -163,7 +162,7 @@ def comparison(runs: list[Run], metric: str, group_by: list[str], with_lr: bool,
             wall=Points(steps=wall_steps.tolist(), values=_jsonable(wall_seconds)),
         )
         if with_lr:
-            lr_steps, lrs = min_max_downsample(*rates[run.pk], max_points)
+            lr_steps, lrs = rates[run.pk]
             entry["lr"] = Points(steps=lr_steps.tolist(), values=_jsonable(lrs))
         if group_by:
             entry["group"] = group_key(run, group_by)

@@ -13,8 +13,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from tracker.celery import app
-from tracker.core.storage import read_key_of_runs
-from tracker.lib.downsample import min_max_downsample
+from tracker.core.storage import read_key_of_runs_downsampled
 from tracker.models import DashboardVisit, Run, RunDict
 
 if TYPE_CHECKING:
@@ -76,10 +75,10 @@ class WorkerEntry(TypedDict):
 
 def running(visible: QuerySet[Run], limit: int = 20) -> list[RunningCard]:
     runs = list(visible.filter(status=Run.Status.RUNNING).select_related("project").order_by("started_at")[:limit])
-    losses = read_key_of_runs([run.pk for run in runs], "loss")
+    losses = read_key_of_runs_downsampled([run.pk for run in runs], "loss", SPARKLINE_POINTS)
     cards = []
     for run in runs:
-        steps, values = min_max_downsample(*losses[run.pk], SPARKLINE_POINTS)
+        steps, values = losses[run.pk]
         sparkline = Sparkline(steps=steps.tolist(), values=[v if math.isfinite(v) else None for v in values.tolist()])
         cards.append(
             RunningCard(**run.to_dict(), project=run.project.name, eta_seconds=eta_seconds(run), loss=sparkline)

@@ -17,8 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from tracker.core.alerts import alert_on_findings
-from tracker.core.storage import read_many
-from tracker.lib.downsample import min_max_downsample
+from tracker.core.storage import read_downsampled
 from tracker.models import Run
 from trainer.config import RunConfig
 from trainer.diagnosis import SEVERITY_ORDER, Context, check_findings, diagnose, histogram_series
@@ -159,10 +158,8 @@ def diagnose_run(run_id: int, status: str | None = None, message: str | None = N
     keys = [
         key for key in run.series.values_list("key", flat=True) if key in SERIES_READ or key.startswith(PREFIXES_READ)
     ]
-    series = {
-        key: min_max_downsample(steps, values, DIAGNOSIS_POINTS)
-        for key, (steps, values) in read_many(run.pk, dict.fromkeys(keys)).items()
-    }
+    # every key in one pass: the summaries of a long series, not its points
+    series = read_downsampled(run.pk, dict.fromkeys(keys), None, DIAGNOSIS_POINTS)
     summaries = run.histograms.filter(key__regex=r"^(activation|weight)/").values_list("key", "step", "std")
     series.update(histogram_series(list(summaries)))
     status, message = status or run.status, run.message if message is None else message

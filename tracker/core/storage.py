@@ -20,22 +20,35 @@ from django.db.models import F
 from django.db.models.functions import Greatest
 from psycopg2.extras import execute_values
 
+from tracker.lib.downsample import min_max_downsample
+from tracker.lib.summaries import (
+    LEVELS,
+    choose_level,
+    downsample_groups,
+    point_groups,
+    point_range,
+    summaries_of,
+    unpack,
+)
 from tracker.models import Run
 from trainer.sink import HistogramRecord, ImageRecord, ScalarBatch
 
 STEP_DTYPE = np.dtype("<i8")
 VALUE_DTYPE = np.dtype("<f8")
 
-_INSERT_CHUNKS = """
-WITH data (key, first_step, last_step, count, steps, vals, min_v, max_v, last_v) AS (VALUES %s),
+GROUP_COLUMNS = tuple(f"groups_{size}" for size in LEVELS)
+_GROUPS = ", ".join(GROUP_COLUMNS)
+
+_INSERT_CHUNKS = f"""
+WITH data (key, first_step, last_step, count, steps, vals, min_v, max_v, last_v, {_GROUPS}) AS (VALUES %s),
 inserted AS (
-    INSERT INTO tracker_serieschunk (run_id, key, first_step, last_step, count, steps, values)
-    SELECT {run}, key, first_step, last_step, count, steps, vals FROM data
+    INSERT INTO tracker_serieschunk (run_id, key, first_step, last_step, count, steps, values, {_GROUPS})
+    SELECT {{run}}, key, first_step, last_step, count, steps, vals, {_GROUPS} FROM data
     ON CONFLICT (run_id, key, first_step) DO NOTHING
     RETURNING key
 )
 INSERT INTO tracker_series AS s (run_id, key, count, last_step, last_value, min_value, max_value)
-SELECT {run}, d.key, d.count, d.last_step, d.last_v, d.min_v, d.max_v FROM data d JOIN inserted USING (key)
+SELECT {{run}}, d.key, d.count, d.last_step, d.last_v, d.min_v, d.max_v FROM data d JOIN inserted USING (key)
 ON CONFLICT (run_id, key) DO UPDATE SET
     count = s.count + EXCLUDED.count,
     last_step = GREATEST(s.last_step, EXCLUDED.last_step),
@@ -43,7 +56,11 @@ ON CONFLICT (run_id, key) DO UPDATE SET
     min_value = LEAST(s.min_value, EXCLUDED.min_value),
     max_value = GREATEST(s.max_value, EXCLUDED.max_value)
 """
-_ROW_TEMPLATE = "(%s, %s::bigint, %s::bigint, %s::int, %s::bytea, %s::bytea, %s::float8, %s::float8, %s::float8)"
+_ROW_TEMPLATE = (
+    "(%s, %s::bigint, %s::bigint, %s::int, %s::bytea, %s::bytea, %s::float8, %s::float8, %s::float8"
+    + ", %s::bytea" * len(LEVELS)
+    + ")"
+)
 
 
 def _finite_min_max(values: np.ndarray) -> tuple[float | None, float | None]:
@@ -67,7 +84,8 @@ class ChunkWriter:
 
     def write(self, batch: ScalarBatch) -> int:
         """Store one flush (one chunk per key); returns the number of new points."""
-        rows = []
+        rows: list[tuple[Any, ...]] = []
+        marks: dict[str, int] = {}
         written = 0
         for key, (steps, values) in batch.items():
             steps = np.asarray(steps, dtype=STEP_DTYPE)
@@ -97,12 +115,13 @@ class ChunkWriter:
                     low,
                     top,
                     float(values[-1]),
+                    *summaries_of(steps, values),
                 )
             )
+            marks[key] = int(steps[-1])
             written += len(steps)
         if rows:
             sql = _INSERT_CHUNKS.format(run=self.run_id)
-            marks = {row[0]: row[2] for row in rows}
             with transaction.atomic(), connection.cursor() as cursor:
                 execute_values(cursor.cursor, sql, rows, template=_ROW_TEMPLATE, page_size=len(rows))
                 # only once committed: a rolled-back or lost write must be sent again, not skipped
@@ -112,8 +131,9 @@ class ChunkWriter:
 
 # Chunks are written per flush, so a sparse series (say one point every 20 steps) gets
 # a few dozen points per row and reading it costs a row per few points. When a run
-# ends its chunks are merged into chunks of up to this many points.
-COMPACT_POINTS = 50_000
+# ends its chunks are merged into chunks of up to this many points (a whole number of the
+# coarsest summary groups).
+COMPACT_POINTS = 2 * LEVELS[-1]
 
 
 def compact_series(run_id: int) -> int:
@@ -127,7 +147,7 @@ def compact_series(run_id: int) -> int:
         for key, rows in cursor.fetchall():
             steps, values = read_series(run_id, key)
             merged = [
-                (int(run_id), key, int(s[0]), int(s[-1]), len(s), s.tobytes(), v.tobytes())
+                (int(run_id), key, int(s[0]), int(s[-1]), len(s), s.tobytes(), v.tobytes(), *summaries_of(s, v))
                 for s, v in (
                     (steps[i : i + COMPACT_POINTS], values[i : i + COMPACT_POINTS])
                     for i in range(0, len(steps), COMPACT_POINTS)
@@ -138,7 +158,8 @@ def compact_series(run_id: int) -> int:
             cursor.execute("DELETE FROM tracker_serieschunk WHERE run_id = %s AND key = %s", [int(run_id), key])
             execute_values(
                 cursor.cursor,
-                "INSERT INTO tracker_serieschunk (run_id, key, first_step, last_step, count, steps, values) VALUES %s",
+                f"INSERT INTO tracker_serieschunk (run_id, key, first_step, last_step, count, steps, values, {_GROUPS})"
+                " VALUES %s",
                 merged,
             )
             saved += rows - len(merged)
@@ -231,6 +252,10 @@ def _joined(parts: list[tuple[bytes, bytes]], after: int | None, until: int | No
         return _empty()
     steps = np.concatenate([np.frombuffer(s, dtype=STEP_DTYPE) for s, _ in parts])
     values = np.concatenate([np.frombuffer(v, dtype=VALUE_DTYPE) for _, v in parts])
+    return _within(steps, values, after, until)
+
+
+def _within(steps: np.ndarray, values: np.ndarray, after: int | None, until: int | None) -> Points:
     if after is None and until is None:
         return steps, values
     keep = np.ones(len(steps), dtype=bool)
@@ -281,6 +306,135 @@ def read_key_of_runs(run_ids: list[int], key: str) -> dict[int, Points]:
     return {run_id: _joined(parts, None, None) for run_id, parts in chunks.items()}
 
 
+def read_downsampled(
+    run_id: int, after: dict[str, int | None], until_step: int | None, max_points: int
+) -> dict[str, Points]:
+    """As read_many followed by min_max_downsample, for a chart: at most ~max_points points per
+    key, every spike and NaN kept. A long range is read from the chunks' summaries (a few
+    hundred kilobytes for a 10-million-point series), never from every point."""
+    found = _downsampled([(int(run_id), key, step) for key, step in after.items()], until_step, max_points)
+    return {key: found[(int(run_id), key)] for key in after}
+
+
+def read_key_of_runs_downsampled(run_ids: list[int], key: str, max_points: int) -> dict[int, Points]:
+    """One series of many runs, each downsampled as by read_downsampled; a fixed number of
+    queries whatever the number of runs."""
+    found = _downsampled([(int(run_id), key, None) for run_id in run_ids], None, max_points)
+    return {int(run_id): found[(int(run_id), key)] for run_id in run_ids}
+
+
+def _downsampled(
+    targets: list[tuple[int, str, int | None]], until: int | None, max_points: int
+) -> dict[tuple[int, str], Points]:
+    """(run, key) -> its points with after < step <= until, downsampled. At most five queries:
+    the chunks' extents, then the summaries of each level used and the points of the rest."""
+    if not targets:
+        return {}
+    after = {(run_id, key): step for run_id, key, step in targets}
+    floor = None if None in after.values() else min(step for step in after.values() if step is not None)
+    sql = (
+        "SELECT run_id, key, id, first_step, last_step, count FROM tracker_serieschunk"
+        " WHERE run_id = ANY(%s) AND key = ANY(%s) AND last_step > %s"
+    )
+    params: list[Any] = [
+        sorted({t[0] for t in targets}),
+        sorted({t[1] for t in targets}),
+        -1 if floor is None else floor,
+    ]
+    if until is not None:
+        sql += " AND first_step <= %s"
+        params.append(int(until))
+    sql += " ORDER BY run_id, key, first_step"
+    extents: dict[tuple[int, str], list[tuple[int, int, int, int]]] = {target: [] for target in after}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for run_id, key, chunk_id, first, last, count in cursor.fetchall():
+            start = after.get((run_id, key), -2)
+            if start != -2 and (start is None or last > start):
+                extents[(run_id, key)].append((chunk_id, first, last, count))
+
+    # per chunk: the coarsest summary level it has, up to the one the target's range needs;
+    # its points where the range cuts it, where it has none, or where the range is short
+    by_level: dict[int, list[int]] = {size: [] for size in LEVELS}
+    raw: list[int] = []
+    edges: list[tuple[int, int | None, int | None]] = []  # chunks the range cuts: a slice of their points
+    levels: dict[tuple[int, str], int | None] = {}
+    for target, chunks in extents.items():
+        start = after[target]
+        level = choose_level(sum(count for *_, count in chunks), max_points)
+        levels[target] = level
+        for chunk_id, first, last, count in chunks:
+            inside = (start is None or first > start) and (until is None or last <= until)
+            size = max((size for size in LEVELS if size <= (level or 0) and count >= size), default=None)
+            if inside and size is not None:
+                by_level[size].append(chunk_id)
+            elif not inside and count >= LEVELS[0]:
+                edges.append((chunk_id, start, until))
+            else:
+                raw.append(chunk_id)
+    blocks: dict[int, np.ndarray] = {}
+    with connection.cursor() as cursor:
+        for size, ids in by_level.items():
+            if ids:
+                cursor.execute(f"SELECT id, groups_{size} FROM tracker_serieschunk WHERE id = ANY(%s)", [ids])
+                for chunk_id, blob in cursor.fetchall():
+                    if blob is None:  # not summarised (cannot happen after migration 0016): read its points
+                        raw.append(chunk_id)
+                    else:
+                        blocks[chunk_id] = unpack(blob)
+        points: dict[int, Points] = {}
+        if edges:
+            # a zoomed range inside a chunk of 65,536 points reads its 10,000, not the whole chunk:
+            # the finest groups say where they lie, substring reads only those bytes (EXTERNAL storage)
+            cursor.execute(
+                f"SELECT id, groups_{LEVELS[0]} FROM tracker_serieschunk WHERE id = ANY(%s)", [[e[0] for e in edges]]
+            )
+            finest = {chunk_id: unpack(blob) for chunk_id, blob in cursor.fetchall() if blob is not None}
+            slices = []
+            for chunk_id, start, stop in edges:
+                if chunk_id not in finest:
+                    raw.append(chunk_id)
+                    continue
+                first, count = point_range(finest[chunk_id], start, stop)
+                slices.append((chunk_id, 8 * first + 1, 8 * count))
+            if slices:
+                sliced = execute_values(
+                    cursor.cursor,
+                    "SELECT c.id, substring(c.steps FROM s.start FOR s.length), substring(c.values FROM s.start FOR"
+                    " s.length) FROM tracker_serieschunk c JOIN (VALUES %s) AS s (id, start, length) ON c.id = s.id",
+                    slices,
+                    template="(%s::bigint, %s::int, %s::int)",
+                    fetch=True,
+                )
+                for chunk_id, steps, values in sliced:
+                    points[chunk_id] = (
+                        np.frombuffer(steps, dtype=STEP_DTYPE),
+                        np.frombuffer(values, dtype=VALUE_DTYPE),
+                    )
+        if raw:
+            cursor.execute("SELECT id, steps, values FROM tracker_serieschunk WHERE id = ANY(%s)", [raw])
+            for chunk_id, steps, values in cursor.fetchall():
+                points[chunk_id] = (np.frombuffer(steps, dtype=STEP_DTYPE), np.frombuffer(values, dtype=VALUE_DTYPE))
+
+    result: dict[tuple[int, str], Points] = {}
+    for target, chunks in extents.items():
+        start = after[target]
+        if levels[target] is None:
+            if not chunks:
+                result[target] = _empty()
+                continue
+            steps = np.concatenate([points[chunk_id][0] for chunk_id, *_ in chunks])
+            values = np.concatenate([points[chunk_id][1] for chunk_id, *_ in chunks])
+            result[target] = min_max_downsample(*_within(steps, values, start, until), max_points)
+            continue
+        groups = [
+            blocks[chunk_id] if chunk_id in blocks else point_groups(*_within(*points[chunk_id], start, until))
+            for chunk_id, *_ in chunks
+        ]
+        result[target] = downsample_groups(np.concatenate(groups), max_points)
+    return result
+
+
 def truncate_run(run_id: int, from_step: int) -> None:
     """Forget every measurement at or after `from_step`: a run resumed from a checkpoint at
     that step measures those steps again, and must not find the lost attempt's points there.
@@ -300,9 +454,12 @@ def truncate_run(run_id: int, from_step: int) -> None:
             steps = np.frombuffer(steps, dtype=STEP_DTYPE)
             values = np.frombuffer(values, dtype=VALUE_DTYPE)
             keep = steps < from_step
+            steps, values = steps[keep], values[keep]
             cursor.execute(
-                "UPDATE tracker_serieschunk SET steps = %s, values = %s, count = %s, last_step = %s WHERE id = %s",
-                [steps[keep].tobytes(), values[keep].tobytes(), int(keep.sum()), int(steps[keep][-1]), chunk_id],
+                "UPDATE tracker_serieschunk SET steps = %s, values = %s, count = %s, last_step = %s, "
+                + ", ".join(f"{column} = %s" for column in GROUP_COLUMNS)
+                + " WHERE id = %s",
+                [steps.tobytes(), values.tobytes(), len(steps), int(steps[-1]), *summaries_of(steps, values), chunk_id],
             )
         cursor.execute("DELETE FROM tracker_serieschunk WHERE run_id = %s AND first_step >= %s", [run_id, from_step])
         for key in touched:

@@ -14,9 +14,8 @@ from tracker.core.access import visible_runs
 from tracker.core.compare import comparison, flatten
 from tracker.core.layers import histogram_matrix, layer_matrix
 from tracker.core.runs import create_run
-from tracker.core.storage import read_many, read_series
+from tracker.core.storage import read_downsampled, read_series
 from tracker.forms import AtStepQuery, CompareQuery, LayersQuery, SeriesQuery, first_errors
-from tracker.lib.downsample import min_max_downsample
 from tracker.models import Histogram, RunImage, Series
 from tracker.views.decorators import api_login_required, bad_request, read_json_object
 from trainer.config import ConfigError
@@ -56,8 +55,7 @@ def run_series(request: HttpRequest, run_id: int) -> JsonResponse:
         bounds = [bound for bound in (after, None if start is None else start - 1) if bound is not None]
         lower_bounds[key] = max(bounds) if bounds else None
     series = {}
-    for key, (steps, values) in read_many(run.pk, lower_bounds, until_step=until).items():
-        steps, values = min_max_downsample(steps, values, query.cleaned_data["max_points"])
+    for key, (steps, values) in read_downsampled(run.pk, lower_bounds, until, query.cleaned_data["max_points"]).items():
         series[key] = {"steps": steps.tolist(), "values": _jsonable(values)}
     keys = list(run.series.order_by("key").values_list("key", flat=True))
     response = JsonResponse({"run": run.to_dict(), "keys": keys, "series": series})
