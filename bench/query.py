@@ -11,8 +11,10 @@ and the time until the run page's charts are drawn in headless Chromium (from na
 start to the loss chart holding data, median of 5 loads), against a gunicorn server.
 
     python -m tracker.dev.launcher run -- python bench/query.py
+Also the layers heatmap (`/api/runs/<id>/layers/`) and the diagnosis of a 5M-step run with
+62 series (25M points).
 Ends with one line: query_full_ms_10m=<A> query_zoom_ms_10m=<B> compare50_ms=<C> page_draw_ms=<D>
-(and query_full_ms / query_zoom_ms of the 1M run)
+(and query_full_ms / query_zoom_ms of the 1M run, layers_ms_5m / diagnose_ms_5m)
 """
 
 from __future__ import annotations
@@ -37,12 +39,14 @@ import numpy as np  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.test import Client  # noqa: E402
 
+from tracker.core.findings import diagnose_run  # noqa: E402
 from tracker.core.storage import compact_series  # noqa: E402
 from tracker.dev.launcher import web_server_command  # noqa: E402
 from tracker.models import Project, Run  # noqa: E402
 from tracker.worker.sink import DatabaseSink  # noqa: E402
 
 SIZES = (1_000_000, 3_000_000, 10_000_000)
+LONG_STEPS = 5_000_000  # the layers heatmap and the diagnosis: loss and lr every step, 60 ratios every 20
 COMPARED_RUNS = 50
 OTHER_SERIES = 60
 OTHER_POINTS = 10_000
@@ -81,6 +85,37 @@ def build_run(user, points: int, others: int, name: str = "bench/query", quiet: 
     saved = compact_series(run.pk)  # what the worker does when a run ends
     if not quiet:
         print(f"compacted {before:,} chunks into {before - saved:,} in {time.perf_counter() - t0:.2f} s")
+    return run
+
+
+def build_long_run(user) -> Run:
+    """A 5M-step run with 62 series (25M points): loss and lr at every step, 60 update ratios
+    every 20 steps, through the worker's write path, then compacted."""
+    project, _ = Project.objects.get_or_create(name="bench")
+    run = Run.objects.create(
+        project=project,
+        name="bench/long",
+        config={"epochs": 1000, "optimizer": {"name": "sgd", "lr": 0.1}},
+        status="succeeded",
+        steps_per_epoch=LONG_STEPS // 1000,
+        total_steps=LONG_STEPS,
+        tensors=[f"layer{index:02d}.weight" for index in range(OTHER_SERIES)],
+    )
+    sink = DatabaseSink(run, flush_seconds=0.0)
+    rng = np.random.default_rng(1)
+    flush = 20_000
+    for start in range(0, LONG_STEPS, flush):
+        steps = np.arange(start, start + flush, dtype=np.int64)
+        loss = 2.3 * np.exp(-steps / 1e6) + 0.05 * rng.standard_normal(flush)
+        batch = {"loss": (steps, loss), "lr": (steps, np.full(flush, 0.1))}
+        sparse = steps[::20]
+        for index in range(OTHER_SERIES):
+            batch[f"update_ratio/layer{index:02d}.weight"] = (
+                sparse,
+                1e-3 * np.exp(0.1 * rng.standard_normal(len(sparse))),
+            )
+        sink.scalars(batch)
+    compact_series(run.pk)
     return run
 
 
@@ -203,6 +238,21 @@ def main() -> None:
         run.delete()
 
     t0 = time.perf_counter()
+    long_run = build_long_run(user)
+    print(f"stored and compacted a {LONG_STEPS:,}-step run with 62 series in {time.perf_counter() - t0:.1f} s")
+    try:
+        layers = median_ms(client, f"/api/runs/{long_run.pk}/layers/?quantity=update_ratio")
+        diagnosis_times = []
+        for _ in range(REPEATS):
+            t1 = time.perf_counter()
+            diagnose_run(long_run.pk, save=False)
+            diagnosis_times.append(time.perf_counter() - t1)
+        diagnose = statistics.median(diagnosis_times) * 1000
+        print(f"layers heatmap of the 5M-step run: {layers:.1f} ms; its diagnosis: {diagnose:.1f} ms")
+    finally:
+        long_run.delete()
+
+    t0 = time.perf_counter()
     compared = [build_run(user, SIZES[0], 0, f"bench/compare {i}", quiet=True) for i in range(COMPARED_RUNS)]
     print(f"stored and compacted {COMPARED_RUNS} runs of {SIZES[0]:,} loss points in {time.perf_counter() - t0:.1f} s")
     try:
@@ -222,7 +272,8 @@ def main() -> None:
     full_10m, zoom_10m = figures[SIZES[-1]]
     print(
         f"query_full_ms_10m={full_10m:.1f} query_zoom_ms_10m={zoom_10m:.1f} compare50_ms={compare:.1f} "
-        f"page_draw_ms={draw:.0f} query_full_ms={full_1m:.1f} query_zoom_ms={zoom_1m:.1f}"
+        f"page_draw_ms={draw:.0f} query_full_ms={full_1m:.1f} query_zoom_ms={zoom_1m:.1f} "
+        f"layers_ms_5m={layers:.1f} diagnose_ms_5m={diagnose:.1f}"
     )
 
 

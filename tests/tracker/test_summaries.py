@@ -28,8 +28,9 @@ def planted(n: int = N, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     steps = np.arange(n, dtype=np.int64)
     values = 2.3 * np.exp(-steps / 2e5) + rng.normal(0, 0.05, n)
-    if n > NAN:
+    if n > SPIKE:
         values[SPIKE] = 50.0  # one step
+    if n > NAN:
         values[NAN] = np.nan
     return steps, values
 
@@ -43,8 +44,9 @@ def assert_chart_answer(answer, steps, values, max_points):
     np.testing.assert_array_equal(steps[index], shown_steps)
     np.testing.assert_array_equal(values[index], shown_values)  # NaN == NaN here
     assert shown_steps[0] == steps[0] and shown_steps[-1] == steps[-1]
-    if steps[0] <= SPIKE <= steps[-1]:
-        assert SPIKE in shown_steps and NAN in shown_steps
+    for planted_step in (SPIKE, NAN):
+        if steps[0] <= planted_step <= steps[-1]:
+            assert planted_step in shown_steps
 
 
 # --- pure logic -------------------------------------------------------------------------------
@@ -178,3 +180,40 @@ def test_a_comparison_and_sparklines_cost_the_same_queries_for_3_runs_as_for_12(
     assert counts[0] == counts[1]
     lines = read_key_of_runs_downsampled([r.pk for r in runs], "loss", 120)
     assert all(len(lines[r.pk][0]) <= 124 and lines[r.pk][1][0] == i for i, r in enumerate(runs))
+
+
+@pytest.mark.django_db
+def test_the_layers_heatmap_of_a_long_run_reads_summaries_and_matches_the_points(run):
+    from tracker.core.layers import layer_matrix
+
+    steps = np.arange(0, 5_000_000, 20, dtype=np.int64)  # a ratio every 20 steps of a 5M-step run
+    ratios = 1e-3 * (1 + steps / 1e6)
+    write_in_flushes(run.pk, steps, ratios, flush=65536, key="update_ratio/fc1.weight")
+    run.tensors = ["fc1.weight"]
+    with CaptureQueriesContext(connection) as queries:
+        matrix = layer_matrix(run, "update_ratio", 100)
+    assert levels_read(queries.captured_queries) == {2048}
+    edges = np.linspace(0, steps[-1] + 1, 101)
+    column = np.searchsorted(edges, steps, side="right") - 1
+    expected = np.log10(np.bincount(column, weights=ratios) / np.bincount(column))
+    np.testing.assert_allclose(matrix["values"][0], expected, atol=2e-3)  # every cell, none empty
+
+
+@pytest.mark.django_db
+def test_a_live_run_s_flush_chunks_are_rolled_up_into_summarised_ones_except_the_newest(run):
+    from tracker.core.storage import roll_up_series
+    from tracker.models import Series
+
+    steps, values = planted(200_000)
+    write_in_flushes(run.pk, steps, values, flush=1000)
+    assert roll_up_series(run.pk) == 200 - 13  # 65 + 65 + 60 of the 190 older chunks merged
+    counts = list(SeriesChunk.objects.filter(run=run).order_by("first_step").values_list("count", flat=True))
+    assert counts == [65_000, 65_000, 60_000] + [1000] * 10
+    assert roll_up_series(run.pk) == 0  # nothing more until more chunks come
+    assert_summaries_exact(run.pk)
+    np.testing.assert_array_equal(read_series(run.pk, "loss")[1], values)
+    assert Series.objects.get(run=run, key="loss").count == 200_000
+    with CaptureQueriesContext(connection) as queries:
+        answer = read_downsampled(run.pk, {"loss": None}, None, 20)["loss"]
+    assert levels_read(queries.captured_queries) == {32768, 128}  # the newest chunks have the finest only
+    assert_chart_answer(answer, steps, values, 20)

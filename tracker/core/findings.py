@@ -25,8 +25,12 @@ from trainer.payloads import FindingDict
 from trainer.tensor_names import ROUGHNESS_KEY
 
 # per series: the rules look at first values, recent windows and extremes, which
-# min/max downsampling keeps
-DIAGNOSIS_POINTS = 5000
+# min/max downsampling keeps; a long run's series come from its summaries (tracker.lib.summaries):
+# the run-level series (loss, accuracies) at about this many points ...
+DIAGNOSIS_POINTS = 2000
+# ... and each per-tensor series (ratios, norms, dead and saturated fractions: dozens of them)
+# at about this many, which on a run of millions of steps reads 2,048-point groups
+LAYER_DIAGNOSIS_POINTS = 400
 SERIES_READ = ("loss", "train_acc", "val_acc", "val_loss", ROUGHNESS_KEY)
 PREFIXES_READ = ("update_ratio/", "grad_norm/", "weight_norm/", "dead_fraction/", "saturated_fraction/")
 # On a running run: a warning shows once found by this many diagnoses in a row (an error at once) ...
@@ -158,8 +162,10 @@ def diagnose_run(run_id: int, status: str | None = None, message: str | None = N
     keys = [
         key for key in run.series.values_list("key", flat=True) if key in SERIES_READ or key.startswith(PREFIXES_READ)
     ]
-    # every key in one pass: the summaries of a long series, not its points
-    series = read_downsampled(run.pk, dict.fromkeys(keys), None, DIAGNOSIS_POINTS)
+    # the summaries of a long series, not its points: two reads whatever the number of keys
+    layer_keys = [key for key in keys if key.startswith(PREFIXES_READ)]
+    series = read_downsampled(run.pk, dict.fromkeys(k for k in keys if k not in layer_keys), None, DIAGNOSIS_POINTS)
+    series.update(read_downsampled(run.pk, dict.fromkeys(layer_keys), None, LAYER_DIAGNOSIS_POINTS))
     summaries = run.histograms.filter(key__regex=r"^(activation|weight)/").values_list("key", "step", "std")
     series.update(histogram_series(list(summaries)))
     status, message = status or run.status, run.message if message is None else message

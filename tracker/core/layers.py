@@ -7,7 +7,7 @@ from typing import TypedDict
 
 import numpy as np
 
-from tracker.core.storage import read_many
+from tracker.core.storage import read_groups
 from tracker.models import HistogramDict, Run
 from trainer.tensor_names import layer_order
 
@@ -60,29 +60,40 @@ def in_model_order(names: list[str], tensors: list[str]) -> list[str]:
 
 
 def layer_matrix(run: Run, quantity: str, buckets: int) -> LayerMatrix:
-    """Rows: the tensors (or layers) in model order; columns: equal step buckets;
-    cells: the mean of the bucket's values (of log10 values for ratios and norms)."""
+    """Rows: the tensors (or layers) in model order; columns: equal step buckets; cells: the
+    mean of the bucket's finite values (its log10 for ratios and norms). Read from the series'
+    summaries (sums and counts of a few groups a bucket), so a long run costs what a short one does."""
     prefix = f"{quantity}/"
     keys = list(run.series.filter(key__startswith=prefix).values_list("key", flat=True))
     rows = in_model_order([key[len(prefix) :] for key in keys], run.tensors)
-    data = read_many(run.pk, {prefix + row: None for row in rows})
-    last = max((int(steps[-1]) for steps, _ in data.values() if len(steps)), default=0)
+    data = read_groups(run.pk, [prefix + row for row in rows], buckets)
+    last = max((int(groups["last_step"][-1]) for groups in data.values() if len(groups)), default=0)
     # no more columns than the densest row has points, so that short runs show no empty gaps
-    buckets = max(1, min(buckets, max((len(steps) for steps, _ in data.values()), default=1)))
+    buckets = max(1, min(buckets, max((int(groups["count"].sum()) for groups in data.values()), default=1)))
     edges = np.linspace(0, last + 1, buckets + 1)
     log = QUANTITIES[quantity]
     matrix: list[list[float | None]] = []
     for row in rows:
-        steps, values = data[prefix + row]
-        if log:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                values = np.where(values > 0, np.log10(values), np.nan)
-        keep = np.isfinite(values)
-        column = np.clip(np.searchsorted(edges, steps[keep], side="right") - 1, 0, buckets - 1)
-        sums = np.bincount(column, weights=values[keep], minlength=buckets)
-        counts = np.bincount(column, minlength=buckets)
-        with np.errstate(invalid="ignore"):
+        groups = data[prefix + row]
+        # a group (no wider than a bucket) that straddles a bucket edge is shared between the two
+        # buckets in proportion to its steps on each side
+        first = np.clip(np.searchsorted(edges, groups["first_step"], side="right") - 1, 0, buckets - 1)
+        second = np.clip(np.searchsorted(edges, groups["last_step"], side="right") - 1, 0, buckets - 1)
+        span = (groups["last_step"] - groups["first_step"] + 1).astype(float)
+        share = np.where(second > first, np.clip((edges[first + 1] - groups["first_step"]) / span, 0, 1), 1.0)
+        column = np.concatenate([first, second])
+        sums = np.bincount(
+            column, weights=np.concatenate([groups["sum"] * share, groups["sum"] * (1 - share)]), minlength=buckets
+        )
+        counts = np.bincount(
+            column,
+            weights=np.concatenate([groups["finite"] * share, groups["finite"] * (1 - share)]),
+            minlength=buckets,
+        )
+        with np.errstate(divide="ignore", invalid="ignore"):
             means = sums / counts
+            if log:
+                means = np.where(means > 0, np.log10(means), np.nan)
         matrix.append([None if not np.isfinite(v) else round(float(v), 4) for v in means])
     return LayerMatrix(
         quantity=quantity,

@@ -166,6 +166,63 @@ def compact_series(run_id: int) -> int:
     return saved
 
 
+def roll_up_series(run_id: int, keep_recent: int = 10) -> int:
+    """While a run trains: merge runs of consecutive small chunks (one per flush) into chunks of
+    32,768 to 65,536 points, which carry every summary level, so that a chart of a long live run
+    reads a few hundred groups, not a row per flush. The newest `keep_recent` chunks of each key
+    are left alone: a flush retried after an unseen commit can only concern those. Returns the
+    rows saved."""
+    low, high = COMPACT_POINTS // 2, COMPACT_POINTS
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT key, id, count FROM tracker_serieschunk WHERE run_id = %s ORDER BY key, first_step", [int(run_id)]
+        )
+        by_key: dict[str, list[tuple[int, int]]] = {}
+        for key, chunk_id, count in cursor.fetchall():
+            by_key.setdefault(key, []).append((chunk_id, count))
+    merges: list[tuple[str, list[int]]] = []
+    for key, chunks in by_key.items():
+        group: list[int] = []
+        total = 0
+        for chunk_id, count in chunks[: max(0, len(chunks) - keep_recent)]:
+            if count >= low or total + count > high:  # a chunk already large, or the group is full
+                if total >= low and len(group) > 1:
+                    merges.append((key, group))
+                group, total = ([], 0) if count >= low else ([chunk_id], count)
+                continue
+            group.append(chunk_id)
+            total += count
+        if total >= low and len(group) > 1:
+            merges.append((key, group))
+    if not merges:
+        return 0
+    saved = 0
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, steps, values FROM tracker_serieschunk WHERE id = ANY(%s) ORDER BY first_step",
+            [[chunk_id for _, group in merges for chunk_id in group]],
+        )
+        points = {chunk_id: (steps, values) for chunk_id, steps, values in cursor.fetchall()}
+        rows = []
+        for key, group in merges:
+            if not all(chunk_id in points for chunk_id in group):
+                continue  # changed under us (the run ended and was compacted): nothing to do
+            steps = np.concatenate([np.frombuffer(points[c][0], dtype=STEP_DTYPE) for c in group])
+            values = np.concatenate([np.frombuffer(points[c][1], dtype=VALUE_DTYPE) for c in group])
+            head = (int(run_id), key, int(steps[0]), int(steps[-1]), len(steps), steps.tobytes(), values.tobytes())
+            rows.append((*head, *summaries_of(steps, values)))
+            cursor.execute("DELETE FROM tracker_serieschunk WHERE id = ANY(%s)", [group])
+            saved += len(group) - 1
+        if rows:
+            execute_values(
+                cursor.cursor,
+                f"INSERT INTO tracker_serieschunk (run_id, key, first_step, last_step, count, steps, values, {_GROUPS})"
+                " VALUES %s",
+                rows,
+            )
+    return saved
+
+
 def store_handoff(
     run_id: int,
     writer: ChunkWriter,
@@ -326,8 +383,21 @@ def read_key_of_runs_downsampled(run_ids: list[int], key: str, max_points: int) 
 def _downsampled(
     targets: list[tuple[int, str, int | None]], until: int | None, max_points: int
 ) -> dict[tuple[int, str], Points]:
-    """(run, key) -> its points with after < step <= until, downsampled. At most five queries:
-    the chunks' extents, then the summaries of each level used and the points of the rest."""
+    """(run, key) -> its points with after < step <= until, downsampled."""
+    return {
+        target: downsample_groups(found, max_points)
+        if isinstance(found, np.ndarray)
+        else min_max_downsample(*found, max_points)
+        for target, found in _read(targets, until, max_points).items()
+    }
+
+
+def _read(
+    targets: list[tuple[int, str, int | None]], until: int | None, max_points: int
+) -> dict[tuple[int, str], Points | np.ndarray]:
+    """(run, key) -> its points with after < step <= until (a short range), or its summary groups
+    (a long one, at the level that max_points needs). At most seven queries: the chunks'
+    extents, the summaries of each level used, the slices of cut chunks and the points of the rest."""
     if not targets:
         return {}
     after = {(run_id, key): step for run_id, key, step in targets}
@@ -416,7 +486,7 @@ def _downsampled(
             for chunk_id, steps, values in cursor.fetchall():
                 points[chunk_id] = (np.frombuffer(steps, dtype=STEP_DTYPE), np.frombuffer(values, dtype=VALUE_DTYPE))
 
-    result: dict[tuple[int, str], Points] = {}
+    result: dict[tuple[int, str], Points | np.ndarray] = {}
     for target, chunks in extents.items():
         start = after[target]
         if levels[target] is None:
@@ -425,14 +495,25 @@ def _downsampled(
                 continue
             steps = np.concatenate([points[chunk_id][0] for chunk_id, *_ in chunks])
             values = np.concatenate([points[chunk_id][1] for chunk_id, *_ in chunks])
-            result[target] = min_max_downsample(*_within(steps, values, start, until), max_points)
+            result[target] = _within(steps, values, start, until)
             continue
         groups = [
             blocks[chunk_id] if chunk_id in blocks else point_groups(*_within(*points[chunk_id], start, until))
             for chunk_id, *_ in chunks
         ]
-        result[target] = downsample_groups(np.concatenate(groups), max_points)
+        result[target] = np.concatenate(groups)
     return result
+
+
+def read_groups(run_id: int, keys: list[str], groups: int) -> dict[str, np.ndarray]:
+    """Whole series as at least ~`groups` summary groups each (tracker.lib.summaries), or as
+    one group per point where a series is short: for per-bucket means (the layers heatmap)."""
+    found = _read([(int(run_id), key, None) for key in keys], None, 4 * groups)
+    return {key: _as_groups(found[(int(run_id), key)]) for key in keys}
+
+
+def _as_groups(found: Points | np.ndarray) -> np.ndarray:
+    return found if isinstance(found, np.ndarray) else point_groups(*found)
 
 
 def truncate_run(run_id: int, from_step: int) -> None:
