@@ -90,6 +90,8 @@ def execute_run(run_id: int) -> str:
         except Exception:
             log.exception("run %s: could not flush the last points", run_id)
         final.update(status=Run.Status.FAILED, message=f"{type(error).__name__}: {error}", error=traceback.format_exc())
+    finally:
+        sink.close()
     finish_run(run_id, **final)
     return str(final["status"])
 

@@ -4,6 +4,7 @@ PostgreSQL in bulk about once a second (TRAINWATCH_FLUSH_SECONDS)."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import numpy as np
@@ -12,7 +13,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from tracker.core.findings import diagnose_run
-from tracker.core.storage import ChunkWriter, store_handoff
+from tracker.core.storage import ChunkWriter, roll_up_series, store_handoff
 from tracker.core.studies import early_stop_reason, early_stopping_of
 from tracker.models import Run, RunCheckpoint, Worker
 from tracker.worker.system import SystemSampler
@@ -20,6 +21,43 @@ from trainer.sink import HistogramRecord, ImageRecord, Progress, RunInfo, Scalar
 
 log = logging.getLogger(__name__)
 SYSTEM_SECONDS = 5.0
+
+
+class LiveUpkeep:
+    """What a running run needs besides its points, in a thread of its own, so that training
+    never waits for it: its small chunks rolled up into summarised ones, then its diagnosis
+    (which reads those summaries). A flush only asks for it."""
+
+    def __init__(self, run_id: int):
+        self.run_id = run_id
+        self._due = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._loop, name=f"upkeep of run {run_id}", daemon=True)
+        self._thread.start()
+
+    def request(self) -> None:
+        self._due.set()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Waits for an upkeep under way, so that the run's final diagnosis and compaction never race it."""
+        self._stopping = True
+        self._due.set()
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        try:
+            while True:
+                self._due.wait()
+                if self._stopping:
+                    return
+                self._due.clear()
+                try:
+                    roll_up_series(self.run_id)
+                    diagnose_run(self.run_id)
+                except Exception:
+                    log.exception("run %s: the live diagnosis failed; training goes on", self.run_id)
+        finally:
+            connection.close()  # this thread's own connection
 
 
 class DatabaseSink:
@@ -40,11 +78,13 @@ class DatabaseSink:
         self._stop = False
         self._stop_reason: str | None = None
         self._early_stopping = early_stopping_of(run)
+        self._diagnosis: LiveUpkeep | None = None
 
     # --- trainer.sink.Sink --------------------------------------------------
 
     def start(self, info: RunInfo) -> None:
         self._system = SystemSampler(info.device)
+        self._diagnosis = LiveUpkeep(self.run.pk)
         Run.objects.filter(pk=self.run.pk).update(
             device=info.device,
             total_steps=info.total_steps,
@@ -168,10 +208,16 @@ class DatabaseSink:
             pending[1].append(np.array([value]))
 
     def _after_flush(self, batch: ScalarBatch) -> None:
-        if self._last_flush - self._last_diagnosis >= settings.TRAINWATCH_DIAGNOSE_SECONDS:
+        if (
+            self._diagnosis is not None
+            and self._last_flush - self._last_diagnosis >= settings.TRAINWATCH_DIAGNOSE_SECONDS
+        ):
             # while the run runs, so that a problem shows before the run ends
-            try:
-                diagnose_run(self.run.pk)
-            except Exception:
-                log.exception("run %s: the diagnosis failed; training goes on", self.run.pk)
+            self._diagnosis.request()
             self._last_diagnosis = time.monotonic()
+
+    def close(self) -> None:
+        """The run's training is over: the live diagnosis stops (the final one is the caller's)."""
+        if self._diagnosis is not None:
+            self._diagnosis.stop()
+            self._diagnosis = None
