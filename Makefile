@@ -48,6 +48,7 @@ bench: $(STAMP) chromium
 	$(PY) bench/diagnosis.py
 	TRAINWATCH_CHROMIUM=$$(test -x $(CHROMIUM) && echo $(CHROMIUM) || command -v chromium) \
 	  $(PY) -m tracker.dev.launcher run -- $(PY) bench/query.py
+	$(PY) -m tracker.dev.launcher run -- $(PY) bench/lists.py
 
 services-stop: $(STAMP)
 	$(PY) -m tracker.dev.services stop

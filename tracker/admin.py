@@ -37,6 +37,20 @@ class ProjectAdmin(admin.ModelAdmin):
         return project.members.count()
 
 
+class QueueFilter(admin.SimpleListFilter):
+    """The queues the workers consume and the two every run is sent to: not a DISTINCT over every run."""
+
+    title = "queue"
+    parameter_name = "queue"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        names = {"cpu", "gpu"} | {name for queues in Worker.objects.values_list("queues", flat=True) for name in queues}
+        return [(name, name) for name in sorted(names)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Run]) -> QuerySet[Run]:
+        return queryset.filter(queue=self.value()) if self.value() else queryset
+
+
 @admin.register(Run)
 class RunAdmin(admin.ModelAdmin):
     list_display = (
@@ -58,9 +72,10 @@ class RunAdmin(admin.ModelAdmin):
     )
     list_display_links = ("id", "name")
     list_editable = ("priority",)
-    list_filter = ("status", "queue", "project")
+    list_filter = ("status", QueueFilter, "project")
     search_fields = ("name", "worker", "tags")
-    ordering = ("-created_at",)
+    ordering = ("-created_at", "-id")  # run_sort_created_desc
+    list_per_page = 50  # each row is a form (the priority)
     actions = ("cancel", "retry", "clone")
     readonly_fields = (
         "status",

@@ -46,7 +46,7 @@ def test_the_runs_list_shows_status_optimizer_lr_and_best_accuracy(logged_in, pr
     make_run(project, "succeeded", best_val_accuracy=0.9731)
     make_run(project, "queued")
     response = logged_in.get("/runs/")
-    assert [run.name for run in response.context["page"]] == ["queued run", "succeeded run"]
+    assert [run.name for run in response.context["rows"]] == ["queued run", "succeeded run"]
     queued, succeeded = rows(response)
     assert (succeeded["name"], succeeded["status"], succeeded["optimizer"], succeeded["lr"]) == (
         "succeeded run",
@@ -62,7 +62,7 @@ def test_the_runs_list_filters_by_status(logged_in, project):
     make_run(project, "succeeded")
     make_run(project, "failed")
     response = logged_in.get("/runs/?status=failed")
-    assert [run.name for run in response.context["page"]] == ["failed run"]
+    assert [run.name for run in response.context["rows"]] == ["failed run"]
     assert [row["name"] for row in rows(response)] == ["failed run"]
 
 
@@ -136,6 +136,7 @@ def test_the_runs_list_filters_by_optimizer_schedule_project_and_text(logged_in,
         ("schedule=fixed", "sgd run"),
         ("project=other", "sgd run"),
         ("q=ADAM", "adam run"),
+        ("q=OTHER", "sgd run"),  # the project's name
     ):
         assert [row["name"] for row in rows(logged_in.get(f"/runs/?{query}"))] == [shown], query
 
@@ -150,7 +151,10 @@ def test_the_runs_list_sorts_by_a_column_with_empty_values_last(logged_in, proje
 
 
 def test_paging_keeps_the_filters_and_the_sort(logged_in, project):
-    for _ in range(55):
-        make_run(project, "failed")
+    made = [make_run(project, "failed").pk for _ in range(55)]
     html = logged_in.get("/runs/?status=failed&sort=-created").content.decode()
     assert "?status=failed&amp;sort=-created&page=2" in html
+    # the second page: the five oldest, newest first, whole rows
+    second = logged_in.get("/runs/?status=failed&sort=-created&page=2")
+    assert [run.pk for run in second.context["rows"]] == made[:5][::-1]
+    assert [row["status"] for row in rows(second)] == ["failed"] * 5

@@ -9,12 +9,12 @@ import math
 from typing import TYPE_CHECKING, TypedDict
 
 from django.core.cache import cache
-from django.db.models import F, Q, QuerySet
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from tracker.celery import app
 from tracker.core.storage import read_key_of_runs_downsampled
-from tracker.models import DashboardVisit, Run, RunDict
+from tracker.models import DashboardVisit, Project, Run, RunDict
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -91,25 +91,31 @@ def queued(visible: QuerySet[Run], limit: int = 20) -> list[Run]:
 
 
 def needs_attention(visible: QuerySet[Run], since: dt.datetime, limit: int = 30) -> list[Run]:
-    """Runs that ended badly (failed, diverged, lost, or with a warning or error of the
-    diagnosis) since `since`, and running runs with a warning or error now."""
-    ended_badly = (Q(status__in=BAD_STATUSES) | Q(health__in=BAD_HEALTH)) & Q(finished_at__gte=since)
-    warned_running = Q(status=Run.Status.RUNNING, health__in=BAD_HEALTH)
-    return list(
-        visible.filter(ended_badly | warned_running)
+    """Running runs with a warning or error now, then the runs that ended badly (failed,
+    diverged, lost, or with a warning or error of the diagnosis) since `since`, newest first."""
+    # two index reads (run_status_created_idx, run_finished_idx) rather than one OR that reads the table
+    warned = list(
+        visible.filter(status=Run.Status.RUNNING, health__in=BAD_HEALTH)
         .select_related("project")
-        .order_by(F("finished_at").desc(nulls_first=True), "-pk")[:limit]
+        .order_by("-pk")[:limit]
     )
+    ended_badly = (
+        visible.filter(finished_at__gte=since)
+        .filter(Q(status__in=BAD_STATUSES) | Q(health__in=BAD_HEALTH))
+        .select_related("project")
+        .order_by("-finished_at", "-pk")
+    )
+    return warned + list(ended_badly[: limit - len(warned)])
 
 
-def best_per_project(visible: QuerySet[Run]) -> list[Run]:
-    # one query: PostgreSQL's DISTINCT ON keeps each project's first row in this order
-    return list(
-        visible.filter(best_val_accuracy__isnull=False)
-        .select_related("project")
-        .order_by("project_id", "-best_val_accuracy")
-        .distinct("project_id")
+def best_per_project(projects: QuerySet[Project]) -> list[Run]:
+    """The run of best validation accuracy of each project: one index lookup per project
+    (run_project_best_idx), in one query, rather than a sort of every run."""
+    best = Run.objects.filter(project=OuterRef("pk"), best_val_accuracy__isnull=False).order_by(
+        "-best_val_accuracy", "pk"
     )
+    bests = projects.annotate(best=Subquery(best.values("pk")[:1])).filter(best__isnull=False).values("best")
+    return list(Run.objects.filter(pk__in=bests).select_related("project").order_by("project_id"))
 
 
 def live_worker_names() -> list[str]:

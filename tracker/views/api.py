@@ -16,7 +16,7 @@ from tracker.core.layers import histogram_matrix, layer_matrix
 from tracker.core.runs import create_run
 from tracker.core.storage import read_downsampled, read_series
 from tracker.forms import AtStepQuery, CompareQuery, LayersQuery, SeriesQuery, first_errors
-from tracker.models import Histogram, RunImage, Series
+from tracker.models import Histogram, RunImage, Series, run_ordering
 from tracker.views.decorators import api_login_required, bad_request, read_json_object
 from trainer.config import ConfigError
 from trainer.tensor_names import ROUGHNESS_KEY
@@ -76,7 +76,7 @@ def run_detail(request: HttpRequest, run_id: int) -> JsonResponse:
 def runs(request: HttpRequest) -> JsonResponse:
     """GET: the latest runs. POST {"project", "name", "config", "tags", "priority"}: validate and queue a run."""
     if request.method == "GET":
-        latest = visible_runs(request.user).order_by("-created_at")[:100]
+        latest = visible_runs(request.user).order_by(*run_ordering("created", descending=True))[:100]
         return JsonResponse({"runs": [run.to_dict() for run in latest]})
     body, refused = read_json_object(request, RUN_FIELDS)
     if refused is not None:

@@ -12,7 +12,7 @@ from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET
 
 from tracker.core import dashboard as team
-from tracker.core.access import visible_runs
+from tracker.core.access import visible_projects, visible_runs
 from tracker.models import Run
 from tracker.views.decorators import api_login_required, current_user
 
@@ -28,7 +28,7 @@ def _context(request: HttpRequest) -> dict[str, Any]:
         "queued": team.queued(visible),
         "queue_count": visible.filter(status=Run.Status.QUEUED).count(),
         "attention": team.needs_attention(visible, since),
-        "best": team.best_per_project(visible),
+        "best": team.best_per_project(visible_projects(request.user)),
         "workers": team.workers(visible),
     }
 
