@@ -89,6 +89,22 @@ def test_payloads_are_stored_once_in_order(client, token, run_id):
     assert (run.steps_done, run.total_steps, run.steps_per_epoch, run.ingest_seq) == (50, 500, 50, 1)
 
 
+def test_a_long_external_runs_small_chunks_are_rolled_up_when_it_is_diagnosed(client, token, run_id, settings):
+    settings.TRAINWATCH_DIAGNOSE_SECONDS = 3600  # diagnosed at its first payload, then not before the last
+    for seq in range(50):  # 50 payloads of 1,000 steps: a chunk each
+        progress = {"step": (seq + 1) * 1000, "epoch": 0, "total_steps": 100_000, "steps_per_epoch": 1000}
+        payload = Payload(seq, {"loss": (steps(seq * 1000, 1000), np.linspace(2.3, 1.0, 1000))}, progress=progress)
+        assert send(client, token, run_id, payload).status_code == 200
+    assert Run.objects.get(pk=run_id).chunks.count() == 50
+    Run.objects.filter(pk=run_id).update(diagnosed_at=timezone.now() - dt.timedelta(hours=2))
+    last = Payload(50, {"loss": (steps(50_000, 1000), np.ones(1000))}, progress={"step": 51_000})
+    assert send(client, token, run_id, last).status_code == 200
+    # the oldest 41 became one chunk of 41,000 points; the newest 10 stay as they came
+    assert sorted(Run.objects.get(pk=run_id).chunks.values_list("count", flat=True)) == [1000] * 10 + [41_000]
+    loss_steps, _ = read_series(run_id, "loss")
+    np.testing.assert_array_equal(loss_steps, np.arange(51_000))
+
+
 def test_nan_and_inf_are_stored_and_served_as_in_worker_runs(client, token, run_id, user):
     values = np.array([2.3, float("nan"), float("inf"), 1.0])
     assert send(client, token, run_id, Payload(0, {"loss": (steps(0, 4), values)})).status_code == 200

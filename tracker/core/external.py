@@ -19,7 +19,7 @@ from tracker.core.access import visible_runs
 from tracker.core.findings import diagnose_run
 from tracker.core.lifecycle import finish_run
 from tracker.core.runs import acting_user, check_name, check_project, check_tags, project_for
-from tracker.core.storage import ChunkWriter, store_handoff
+from tracker.core.storage import ChunkWriter, roll_up_series, store_handoff
 from tracker.models import Run
 from trainer.config import ConfigError
 from trainer.wire import Payload
@@ -213,11 +213,13 @@ def ingest(run: Run, payload: Payload) -> IngestAnswer:
 
 def _diagnose_when_due(run_id: int) -> None:
     """Every TRAINWATCH_DIAGNOSE_SECONDS, like a worker's run: the first payload that finds it
-    due claims it (one update), so that concurrent requests never diagnose twice."""
+    due claims it (one update), so that concurrent requests never diagnose twice. Its small
+    chunks are rolled up first, so that a long external run's charts read summaries too."""
     now = timezone.now()
     due = now - dt.timedelta(seconds=settings.TRAINWATCH_DIAGNOSE_SECONDS)
     claimed = Run.objects.filter(pk=run_id).filter(diagnosed_at__isnull=True).update(
         diagnosed_at=now
     ) or Run.objects.filter(pk=run_id, diagnosed_at__lt=due).update(diagnosed_at=now)
     if claimed:
+        roll_up_series(run_id)  # its payloads' small chunks, as a worker's live upkeep does
         diagnose_run(run_id)
