@@ -45,6 +45,25 @@ def test_an_outage_longer_than_allowed_fails_the_run(monkeypatch, settings):
         sink.flush()
 
 
+def test_the_last_flush_of_a_run_that_ends_during_an_outage_waits_for_the_database(monkeypatch):
+    run = Run.objects.create(project=Project.objects.create(name="o"), config={}, status="running")
+    sink = DatabaseSink(run, flush_seconds=3600)
+    sink.scalars({"loss": (np.arange(50), np.ones(50))})
+    original = sink_module.Run.objects.filter
+    attempts = []
+
+    def down_for_three_flushes(*args, **kwargs):
+        attempts.append(1)
+        if len(attempts) <= 3:
+            raise OperationalError("the database system is shutting down")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(sink_module.Run.objects, "filter", down_for_three_flushes)
+    sink.drain(retry_seconds=0.01)  # returns once written, not at the first failure as a flush does
+    assert len(attempts) > 3 and sink._outage_since is None
+    np.testing.assert_array_equal(read_series(run.pk, "loss")[0], np.arange(50))
+
+
 def test_a_flush_never_waits_for_the_live_diagnosis_which_runs_in_a_thread_of_its_own(settings, monkeypatch):
     import threading
 

@@ -73,7 +73,7 @@ def execute_run(run_id: int) -> str:
                 final.update(status=Run.Status.SUCCEEDED, message=_checks_summary(checks))
         if config.job == "train":
             result = train(config, sink, resume=resume, checkpoint_seconds=settings.TRAINWATCH_CHECKPOINT_SECONDS)
-            sink.flush()
+            sink.drain()
             final.update(
                 status=result.status,
                 message=result.message,
@@ -86,7 +86,7 @@ def execute_run(run_id: int) -> str:
     except Exception as error:  # the run records any failure; the worker itself carries on
         log.exception("run %s failed", run_id)
         try:
-            sink.flush()  # keep what was measured up to the failure
+            sink.drain()  # keep what was measured up to the failure
         except Exception:
             log.exception("run %s: could not flush the last points", run_id)
         final.update(status=Run.Status.FAILED, message=f"{type(error).__name__}: {error}", error=traceback.format_exc())

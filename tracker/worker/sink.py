@@ -56,6 +56,7 @@ class LiveUpkeep:
                     diagnose_run(self.run_id)
                 except Exception:
                     log.exception("run %s: the live diagnosis failed; training goes on", self.run_id)
+                    connection.close()  # after a database restart: a new connection next time
         finally:
             connection.close()  # this thread's own connection
 
@@ -169,6 +170,15 @@ class DatabaseSink:
         self._pending_checkpoint = None
         self._last_flush = time.monotonic()
         self._after_flush(batch)
+
+    def drain(self, retry_seconds: float = 1.0) -> None:
+        """The last flush of a run: retried while the database is unreachable, so that a run
+        that ends during a restart still stores every point and then its end. Raises once the
+        outage outlasts TRAINWATCH_DB_OUTAGE_SECONDS, as a flush does."""
+        self.flush()
+        while self._outage_since is not None:
+            time.sleep(retry_seconds)
+            self.flush()
 
     def _write_pending(self) -> ScalarBatch:
         batch = {
