@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -40,6 +39,7 @@ from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from bench.query import OTHER_SERIES, long_run_batches, median_ms  # noqa: E402
 from tracker.core.storage import roll_up_series  # noqa: E402
 from tracker.models import Alert, Project, Run, Study  # noqa: E402
 from tracker.worker.sink import DatabaseSink  # noqa: E402
@@ -52,8 +52,6 @@ RUNNING = 20
 QUEUED = 40
 FLUSH_REWRITES = 5  # each run row rewritten this many times, as its flushes did
 LONG_STEPS = 5_000_000
-LONG_SERIES = 60  # update ratios, besides loss and lr
-FLUSH_STEPS = 20_000
 ROLL_UP_EVERY = 10  # flushes between two roll-ups (the live upkeep runs every 10 s)
 REPEATS = 7
 PREFIX = "bench-lists"
@@ -202,35 +200,15 @@ def build_training_run(staff) -> Run:
         device="cuda",
         steps_per_epoch=LONG_STEPS // 1000,
         total_steps=2 * LONG_STEPS,  # half done
-        tensors=[f"layer{index:02d}.weight" for index in range(LONG_SERIES)],
+        tensors=[f"layer{index:02d}.weight" for index in range(OTHER_SERIES)],
     )
     sink = DatabaseSink(run, flush_seconds=0.0)
-    rng = np.random.default_rng(1)
-    for flush, start in enumerate(range(0, LONG_STEPS, FLUSH_STEPS)):
-        steps = np.arange(start, start + FLUSH_STEPS, dtype=np.int64)
-        loss = 2.3 * np.exp(-steps / 1e6) + 0.05 * rng.standard_normal(FLUSH_STEPS)
-        batch = {"loss": (steps, loss), "lr": (steps, np.full(FLUSH_STEPS, 0.1))}
-        sparse = steps[::20]
-        for index in range(LONG_SERIES):
-            batch[f"update_ratio/layer{index:02d}.weight"] = (
-                sparse,
-                1e-3 * np.exp(0.1 * rng.standard_normal(len(sparse))),
-            )
+    for flush, batch in enumerate(long_run_batches(LONG_STEPS)):
         sink.scalars(batch)
         if flush % ROLL_UP_EVERY == ROLL_UP_EVERY - 1:
             roll_up_series(run.pk)  # what the live upkeep does while the run trains
     Run.objects.filter(pk=run.pk).update(steps_done=LONG_STEPS, epoch=1000)
     return run
-
-
-def median_ms(client: Client, url: str) -> float:
-    timings = []
-    for _ in range(REPEATS):
-        t0 = time.perf_counter()
-        response = client.get(url)
-        timings.append(time.perf_counter() - t0)
-        assert response.status_code == 200, (url, response.status_code, response.content[:300])
-    return statistics.median(timings) * 1000
 
 
 def clean_up() -> None:
@@ -304,7 +282,7 @@ def main() -> None:
             for name, url in PAGES:
                 if url.startswith("/admin/") and not user.is_staff:
                     continue
-                rows.append((name, who, url, median_ms(client, url)))
+                rows.append((name, who, url, median_ms(client, url, REPEATS)))
         print(f"\nserver time, median of {REPEATS}, {RUNS:,} runs (+ one of {LONG_STEPS:,} steps training)")
         print("| page | as | URL | ms |")
         print("| --- | --- | --- | --- |")

@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +45,7 @@ from tracker.core.storage import compact_series  # noqa: E402
 from tracker.dev.launcher import web_server_command  # noqa: E402
 from tracker.models import Project, Run  # noqa: E402
 from tracker.worker.sink import DatabaseSink  # noqa: E402
+from trainer.sink import ScalarBatch  # noqa: E402
 
 SIZES = (1_000_000, 3_000_000, 10_000_000)
 LONG_STEPS = 5_000_000  # the layers heatmap and the diagnosis: loss and lr every step, 60 ratios every 20
@@ -102,21 +104,26 @@ def build_long_run(user) -> Run:
         tensors=[f"layer{index:02d}.weight" for index in range(OTHER_SERIES)],
     )
     sink = DatabaseSink(run, flush_seconds=0.0)
+    for batch in long_run_batches():
+        sink.scalars(batch)
+    compact_series(run.pk)
+    return run
+
+
+def long_run_batches(steps: int = LONG_STEPS, flush: int = 20_000) -> Iterator[ScalarBatch]:
+    """The flushes of a long run: loss and lr at every step, 60 update ratios every 20 steps."""
     rng = np.random.default_rng(1)
-    flush = 20_000
-    for start in range(0, LONG_STEPS, flush):
-        steps = np.arange(start, start + flush, dtype=np.int64)
-        loss = 2.3 * np.exp(-steps / 1e6) + 0.05 * rng.standard_normal(flush)
-        batch = {"loss": (steps, loss), "lr": (steps, np.full(flush, 0.1))}
-        sparse = steps[::20]
+    for start in range(0, steps, flush):
+        at = np.arange(start, start + flush, dtype=np.int64)
+        loss = 2.3 * np.exp(-at / 1e6) + 0.05 * rng.standard_normal(flush)
+        batch = {"loss": (at, loss), "lr": (at, np.full(flush, 0.1))}
+        sparse = at[::20]
         for index in range(OTHER_SERIES):
             batch[f"update_ratio/layer{index:02d}.weight"] = (
                 sparse,
                 1e-3 * np.exp(0.1 * rng.standard_normal(len(sparse))),
             )
-        sink.scalars(batch)
-    compact_series(run.pk)
-    return run
+        yield batch
 
 
 def storage_bytes(run_ids: list[int]) -> tuple[int, int]:
@@ -136,13 +143,13 @@ def storage_bytes(run_ids: list[int]) -> tuple[int, int]:
     return int(raw), int(groups)
 
 
-def median_ms(client: Client, url: str) -> float:
+def median_ms(client: Client, url: str, repeats: int = REPEATS) -> float:
     timings = []
-    for _ in range(REPEATS):
+    for _ in range(repeats):
         t0 = time.perf_counter()
         response = client.get(url)
         timings.append(time.perf_counter() - t0)
-        assert response.status_code == 200, response.content[:300]
+        assert response.status_code == 200, (url, response.status_code, response.content[:300])
     return statistics.median(timings) * 1000
 
 
