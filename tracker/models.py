@@ -151,11 +151,11 @@ RUN_SORTS: dict[str, RunSort] = {
 
 def run_ordering(name: str, descending: bool) -> list[OrderBy]:
     sort = RUN_SORTS[name]
-    if not sort.nullable:
-        return [sort.expression.desc(), F("id").desc()] if descending else [sort.expression.asc(), F("id").asc()]
+    # NULLS LAST only where there can be nulls: an index matches the clause as written
+    nulls_last = True if sort.nullable else None
     if descending:
-        return [sort.expression.desc(nulls_last=True), F("id").desc()]
-    return [sort.expression.asc(nulls_last=True), F("id").asc()]
+        return [sort.expression.desc(nulls_last=nulls_last), F("id").desc()]
+    return [sort.expression.asc(nulls_last=nulls_last), F("id").asc()]
 
 
 def _sort_indexes() -> list[models.Index]:
@@ -166,7 +166,7 @@ def _sort_indexes() -> list[models.Index]:
             continue
         directions = (True, False) if sort.nullable else (True,)
         for descending in directions:
-            suffix = "desc" if descending or not sort.nullable else "asc"
+            suffix = "desc" if descending else "asc"
             indexes.append(models.Index(*run_ordering(name, descending), name=f"run_sort_{name[:12]}_{suffix}"))
     return indexes
 
