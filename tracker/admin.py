@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from tracker.core import runs as run_actions
 from tracker.core.dashboard import live_worker_names
@@ -21,6 +21,7 @@ from tracker.core.lifecycle import request_cancel
 from tracker.forms import CloneForm, RunPriorityForm, StudyForm, add_config_errors
 from tracker.models import Alert, ApiToken, Project, Run, Study, Worker
 from trainer.config import ConfigError
+from trainer.entry import BUILTIN
 
 admin.site.site_header = "Trainwatch administration"
 admin.site.site_title = "Trainwatch"
@@ -169,6 +170,7 @@ class RunAdmin(admin.ModelAdmin):
             **self.admin_site.each_context(request),
             "title": f"Clone and edit run #{source.pk}",
             "form": form,
+            "entry_points": run_actions.registered_jobs(),
             "source": source,
             "opts": self.model._meta,
         }
@@ -244,9 +246,19 @@ class AlertAdmin(admin.ModelAdmin):
 class WorkerAdmin(admin.ModelAdmin):
     """The workers: live (answering Celery's ping now), their queues and device, what each trains."""
 
-    list_display = ("name", "live", "queues", "device", "current_run", "seen_at", "started_at", "torch_version")
+    list_display = ("name", "live", "queues", "device", "jobs", "current_run", "seen_at", "started_at", "torch_version")
     ordering = ("name",)
-    readonly_fields = ("name", "hostname", "queues", "device", "torch_version", "started_at", "seen_at")
+    readonly_fields = (
+        "name",
+        "hostname",
+        "queues",
+        "device",
+        "torch_version",
+        "started_at",
+        "seen_at",
+        "entry_point_table",
+    )
+    exclude = ("entry_points",)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -258,6 +270,38 @@ class WorkerAdmin(admin.ModelAdmin):
     @admin.display(boolean=True, description="live")
     def live(self, worker: Worker) -> bool:
         return worker.name in getattr(self, "_live", set())
+
+    @admin.display(description="entry points")
+    def jobs(self, worker: Worker) -> str:
+        """What it can run besides run configs (an entry point it failed to import is marked)."""
+        names = [
+            f"{info['name']} (import failed)" if info.get("error") else info["name"]
+            for info in worker.entry_points
+            if info.get("name") != BUILTIN
+        ]
+        return ", ".join(names) or "-"
+
+    @admin.display(description="entry points (group trainwatch.jobs)")
+    def entry_point_table(self, worker: Worker) -> str:
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    info.get("name", ""),
+                    info.get("value", ""),
+                    info.get("error")
+                    or ("checked by a function" if info.get("check") else ", ".join(info.get("params") or {}) or "-"),
+                    info.get("doc", ""),
+                )
+                for info in worker.entry_points
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>name</th><th>function</th><th>params</th><th>about</th></tr></thead>"
+            "<tbody>{}</tbody></table>",
+            rows,
+        )
 
     @admin.display(description="training")
     def current_run(self, worker: Worker) -> str:

@@ -297,19 +297,19 @@ class Run(models.Model):
 
     @property
     def optimizer_name(self) -> str:
-        if self.is_external:
+        if self.measured_by_client:
             return str(self.context.get("optimizer") or "")
         return str(self.config.get("optimizer", {}).get("name", ""))
 
     @property
     def learning_rate(self) -> float | None:
-        if self.is_external:
+        if self.measured_by_client:
             return self.context.get("lr")
         return self.config.get("optimizer", {}).get("lr")
 
     @property
     def schedule_name(self) -> str:
-        return "" if self.is_external else str(self.config.get("schedule", {}).get("name", "fixed"))
+        return "" if self.measured_by_client else str(self.config.get("schedule", {}).get("name", "fixed"))
 
     @property
     def epochs(self) -> int:
@@ -323,6 +323,17 @@ class Run(models.Model):
     @property
     def is_external(self) -> bool:
         return self.kind == self.Kind.EXTERNAL
+
+    @property
+    def is_entry_job(self) -> bool:
+        """A queued run of a registered training function (trainer.entry), not of a run config."""
+        return self.config.get("job") == "entry"
+
+    @property
+    def measured_by_client(self) -> bool:
+        """Its measurements came through the client's run object (a script's, or an entry
+        point's on a worker): what the pages and the diagnosis know of its model comes from run.watch."""
+        return self.is_external or self.is_entry_job
 
     @property
     def is_check_job(self) -> bool:
@@ -572,6 +583,9 @@ class Worker(models.Model):
     queues = ArrayField(models.CharField(max_length=64), default=list)
     device = models.CharField(max_length=200, help_text="GPU name and memory, or CPU and cores")
     torch_version = models.CharField(max_length=64, blank=True)
+    entry_points = models.JSONField(
+        default=list, blank=True, help_text="the training functions it can run (trainer.entry.describe_registered)"
+    )
     started_at = models.DateTimeField()
     seen_at = models.DateTimeField(help_text="start, or the last flush of a run it trained")
 

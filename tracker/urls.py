@@ -23,6 +23,7 @@ urlpatterns = [
     path("api/compare/", api.compare, name="api-compare"),
     path("api/dashboard/", dashboard.api_dashboard, name="api-dashboard"),
     path("api/runs/", api.runs, name="api-runs"),
+    path("api/jobs/", api.jobs, name="api-jobs"),
     path("api/runs/start/", client.start, name="api-run-start"),
     path("api/runs/<int:run_id>/ingest/", client.ingest_payload, name="api-run-ingest"),
     path("api/runs/<int:run_id>/", api.run_detail, name="api-run"),

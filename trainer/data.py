@@ -14,8 +14,6 @@ A missing or malformed file raises DataError with the path and what is wrong.
 from __future__ import annotations
 
 import gzip
-import io
-import pickle
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +22,9 @@ import numpy as np
 import torch
 
 from trainer.config import DataConfig
+from trainer.files import DataError, existing, read_cifar10
 
-
-class DataError(ValueError):
-    """The data named by the config cannot be read; the message says which file and why."""
+__all__ = ["DataError", "Dataset", "load_dataset"]
 
 
 @dataclass
@@ -100,13 +97,6 @@ def _blobs(config: DataConfig, seed: int) -> Arrays:
     return x.astype(np.float32), y.astype(np.int64), None
 
 
-def _existing(path_text: str, kind: str) -> Path:
-    path = Path(path_text).expanduser()
-    if not path.exists():
-        raise DataError(f"data.path: {path} does not exist (expected {kind})")
-    return path
-
-
 def _images_and_labels(x: np.ndarray, y: np.ndarray, source: str) -> Arrays:
     """Check shapes and labels; flatten images, remembering their (C, H, W)."""
     if y.ndim != 1 or len(y) != len(x) or len(x) == 0:
@@ -129,7 +119,7 @@ def _images_and_labels(x: np.ndarray, y: np.ndarray, source: str) -> Arrays:
 
 
 def _npz(config: DataConfig, seed: int) -> Arrays:
-    path = _existing(config.path, "an .npz file with arrays X and y")
+    path = existing(config.path, "an .npz file with arrays X and y")
     try:
         with np.load(path, allow_pickle=False) as archive:
             missing = {"X", "y"} - set(archive.files)
@@ -172,56 +162,15 @@ def _find(folder: Path, stem: str) -> Path:
 
 
 def _mnist(config: DataConfig, seed: int) -> Arrays:
-    folder = _existing(config.path, "a folder with MNIST's IDX files")
+    folder = existing(config.path, "a folder with MNIST's IDX files")
     images = _idx(_find(folder, "train-images-idx3-ubyte"), 0x00000803, 3)
     labels = _idx(_find(folder, "train-labels-idx1-ubyte"), 0x00000801, 1)
     return _images_and_labels(images.astype(np.float32) / 255.0, labels.astype(np.int64), f"MNIST in {folder}")
 
 
-class _ArraysOnlyUnpickler(pickle.Unpickler):
-    """CIFAR-10's batches are pickles; unpickling a file may run code, so only what
-    NumPy arrays are rebuilt from is allowed."""
-
-    ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("_codecs", "encode"),
-    }
-
-    def find_class(self, module: str, name: str):
-        if (module, name) not in self.ALLOWED:
-            raise DataError(f"refusing to load {module}.{name} from a CIFAR-10 batch: only arrays are expected")
-        return super().find_class(module, name)
-
-
-def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        batch = _ArraysOnlyUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()
-    except DataError:
-        raise
-    except Exception as error:
-        raise DataError(f"data.path: {path} is not a CIFAR-10 python batch: {error}") from None
-    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
-        raise DataError(f"data.path: {path} is not a CIFAR-10 batch (needs the keys data and labels)")
-    data = np.asarray(batch[b"data"], dtype=np.uint8)
-    if data.ndim != 2 or data.shape[1] != 3072:
-        raise DataError(f"data.path: {path}: data must have shape (N, 3072), got {data.shape}")
-    return data.reshape(-1, 3, 32, 32), np.asarray(batch[b"labels"], dtype=np.int64)
-
-
 def _cifar10(config: DataConfig, seed: int) -> Arrays:
-    folder = _existing(config.path, "a folder with CIFAR-10's data_batch_1 ... data_batch_5")
-    if (folder / "cifar-10-batches-py").is_dir():
-        folder = folder / "cifar-10-batches-py"
-    paths = sorted(folder.glob("data_batch_[1-5]"))
-    if not paths:
-        raise DataError(f"data.path: {folder} has no data_batch_1 ... data_batch_5")
-    parts = [_cifar_batch(path) for path in paths]
-    images = np.concatenate([x for x, _ in parts]).astype(np.float32) / 255.0
-    labels = np.concatenate([y for _, y in parts])
-    return _images_and_labels(images, labels, f"CIFAR-10 in {folder}")
+    images, labels, _, _ = read_cifar10(config.path)
+    return _images_and_labels(images.astype(np.float32) / 255.0, labels, f"CIFAR-10 in {config.path}")
 
 
 LOADERS = {

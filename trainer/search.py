@@ -20,6 +20,7 @@ import copy
 import itertools
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
@@ -27,6 +28,9 @@ import numpy as np
 import yaml
 
 from trainer.config import ConfigError, RunConfig
+
+# a generated config -> the config to queue (validated and resolved), or ConfigError naming each field
+Resolver = Callable[[dict[str, Any]], dict[str, Any]]
 
 KINDS = ("comparison", "random", "grid", "coarse_to_fine")
 DISTRIBUTIONS = ("log_uniform", "uniform", "int", "log_int", "choice")
@@ -227,7 +231,12 @@ def parse_spec_text(text: str) -> Any:
             raise ConfigError({"spec": f"is neither JSON ({json_error}) nor YAML ({first_line})"}) from None
 
 
-def parse_spec(raw: Any, check_runs: bool = True) -> StudySpec:
+def resolve_builtin(config: dict[str, Any]) -> dict[str, Any]:
+    """A run config, validated and resolved (the tracker resolves entry-point jobs too)."""
+    return RunConfig.from_dict(config).to_dict()
+
+
+def parse_spec(raw: Any, check_runs: bool = True, resolve: Resolver = resolve_builtin) -> StudySpec:
     """Validate a spec; raises ConfigError naming every bad field (dotted paths). check_runs:
     also validate every config it generates (a stored spec was, when it was created)."""
     errors: dict[str, str] = {}
@@ -331,7 +340,7 @@ def parse_spec(raw: Any, check_runs: bool = True) -> StudySpec:
     )
     if not check_runs:
         return spec
-    planned = plan_stage(spec, 0)  # every generated config must be valid, or nothing is created
+    planned = plan_stage(spec, 0, resolve=resolve)  # every generated config must be valid, or nothing is created
     if len(planned) > MAX_RUNS:
         raise ConfigError({"choices": f"{len(planned)} runs; a study has at most {MAX_RUNS}"})
     return spec
@@ -378,7 +387,7 @@ def _planned(spec: StudySpec, values: dict[str, Any], epochs: int | None) -> Pla
         set_path(config, key, value)
     if epochs is not None:
         config["epochs"] = epochs
-    if "seed" in values and get_path(config, "data.seed") is None:
+    if "seed" in values and config.get("job") != "entry" and get_path(config, "data.seed") is None:
         # the seeds vary initialisation and order on one split (RunConfig.data_seed)
         set_path(config, "data.seed", spec.base.get("seed", 0) if isinstance(spec.base.get("seed"), int) else 0)
     name = " ".join(
@@ -390,19 +399,21 @@ def _planned(spec: StudySpec, values: dict[str, Any], epochs: int | None) -> Pla
     return PlannedRun(name, config, values)
 
 
-def _validated(runs: list[PlannedRun]) -> list[PlannedRun]:
+def _validated(runs: list[PlannedRun], resolve: Resolver) -> list[PlannedRun]:
     for index, run in enumerate(runs):
         try:
-            resolved = RunConfig.from_dict(run.config)
+            resolved = resolve(run.config)
         except ConfigError as error:
             raise ConfigError(
                 {f"run {index + 1} ({run.name}): {key}": message for key, message in error.errors.items()}
             ) from None
-        runs[index] = PlannedRun(run.name, resolved.to_dict(), run.values)
+        runs[index] = PlannedRun(run.name, resolved, run.values)
     return runs
 
 
-def plan_stage(spec: StudySpec, stage: int, params: tuple[Param, ...] | None = None) -> list[PlannedRun]:
+def plan_stage(
+    spec: StudySpec, stage: int, params: tuple[Param, ...] | None = None, resolve: Resolver = resolve_builtin
+) -> list[PlannedRun]:
     """The runs of one stage (comparison, grid and random studies have one), validated."""
     if spec.kind in ("comparison", "grid"):
         keys = list(spec.choices)
@@ -413,7 +424,7 @@ def plan_stage(spec: StudySpec, stage: int, params: tuple[Param, ...] | None = N
                 if spec.seeds > 1:
                     values["seed"] = seed
                 runs.append(_planned(spec, values, None))
-        return _validated(runs)
+        return _validated(runs, resolve)
     params = spec.params if params is None else params
     current = spec.stages[stage]
     rng = np.random.default_rng([spec.sample_seed, stage])
@@ -421,7 +432,7 @@ def plan_stage(spec: StudySpec, stage: int, params: tuple[Param, ...] | None = N
     for _ in range(current.runs):
         values = {param.key: param.sample(rng) for param in params}
         runs.append(_planned(spec, values, current.epochs))
-    return _validated(runs)
+    return _validated(runs, resolve)
 
 
 # --- reading results ---------------------------------------------------------

@@ -10,8 +10,10 @@ Needs torch, numpy and requests only. TRAINWATCH_URL and TRAINWATCH_TOKEN say wh
 TRAINWATCH_MODE=offline records to a folder for `trainwatch sync` later.
 """
 
+from trainer.config import ConfigError
+from trainer.entry import job
 from trainwatch.checks import gradient_check, sanity_checks
 from trainwatch.run import Run, init
 
-__all__ = ["Run", "gradient_check", "init", "sanity_checks"]
+__all__ = ["ConfigError", "Run", "gradient_check", "init", "job", "sanity_checks"]
 __version__ = "0.1.0"

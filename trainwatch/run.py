@@ -41,7 +41,7 @@ from trainer.instrument import DeviceRecorder, tile_grid
 from trainer.payloads import CheckResults
 from trainer.sink import ImageRecord
 from trainer.wire import SERIES_KEY, Payload, encode
-from trainwatch.transport import Connection, Sender, Spool, Uploader, log
+from trainwatch.transport import Channel, Connection, Sender, Spool, Uploader, log
 from trainwatch.watch import Watcher
 
 MODES = ("online", "offline")
@@ -85,7 +85,7 @@ class Run:
     def __init__(
         self,
         spool: Spool,
-        connection: Connection | None,
+        connection: Channel | None,
         config: dict[str, Any],
         flush_seconds: float = 1.0,
         total_steps: int | None = None,
@@ -108,6 +108,7 @@ class Run:
         self._started = time.monotonic()
         self._last_payload = time.monotonic()
         self._watchers: list[Watcher] = []
+        self._warned_checkpoint = False
         self.finished = False
         self._uploader = Uploader(spool, connection)
         self._sender = Sender(self._uploader, self._collect, flush_seconds)
@@ -136,6 +137,43 @@ class Run:
     def step(self) -> int:
         """The last step logged."""
         return self._last_step
+
+    @property
+    def device(self) -> torch.device:
+        """Where to train: the config's `device` when it names one, else the GPU when there is one.
+        A queued job's run says which device its worker gave it."""
+        wanted = str(self.config.get("device", "auto"))
+        if wanted in ("cpu", "cuda") or wanted.startswith("cuda:"):
+            return torch.device(wanted)
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    def plan(self, total_steps: int | None = None, steps_per_epoch: int | None = None) -> None:
+        """The run's length, once the script knows it (after building its data loader): the
+        pages then show its progress and the diagnosis how far into the run a finding came."""
+        with self._lock:
+            if total_steps is not None:
+                self._total_steps = int(total_steps)
+            if steps_per_epoch is not None:
+                self._steps_per_epoch = int(steps_per_epoch)
+
+    def flush(self, timeout: float = FINISH_TIMEOUT) -> bool:
+        """Send everything logged so far now, waiting at most `timeout` seconds; True when the
+        server has it (False offline or while the server is away: it stays in the spool)."""
+        return self._sender.flush(timeout)
+
+    def checkpoint(self, state: Any) -> bool:
+        """Keep `state` (a dict of tensors, state_dicts, numbers) so that the run can go on from
+        here after its worker is lost: a queued job's run stores it with the server, beside
+        every step logged so far; True once stored. A script started by `trainwatch.init` saves
+        its own checkpoints, so here this stores nothing and returns False."""
+        if not self._warned_checkpoint:
+            log.info("trainwatch: run.checkpoint keeps state only for runs queued on a worker; nothing stored")
+            self._warned_checkpoint = True
+        return False
+
+    def restore(self) -> Any:
+        """The state of the last `checkpoint` when a requeued job resumes, else None."""
+        return None
 
     def log(self, values: Mapping[str, Any], step: int | None = None) -> None:
         """Numbers at a step (the next one when none is given): Python numbers, or one-element

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 
@@ -48,6 +48,15 @@ class Started:
     url: str
     next_seq: int
     max_bytes: int
+
+
+class Channel(Protocol):
+    """Where a run's payloads go: the server over HTTP (Connection), or, for a job on a worker,
+    the server's own ingest path in the worker's process."""
+
+    def start(self, request: dict[str, Any]) -> Started: ...
+
+    def send(self, run_id: int, data: bytes) -> dict[str, Any]: ...
 
 
 class Connection:
@@ -147,7 +156,7 @@ class Uploader:
     """Sends a spool's payloads in order, creating the server's run first if it has none yet.
     Used by the background thread of a live run and by `trainwatch sync`."""
 
-    def __init__(self, spool: Spool, connection: Connection | None):
+    def __init__(self, spool: Spool, connection: Channel | None):
         self.spool = spool
         self.connection = connection
         self.stop_requested = False
@@ -196,7 +205,11 @@ class Sender(threading.Thread):
         self.collect = collect
         self.flush_seconds = flush_seconds
         self._closing = threading.Event()
+        self._wake = threading.Event()
         self._done = threading.Event()
+        self._flushed = threading.Condition()
+        self._flush_asked = 0
+        self._flush_done = 0
         self._retry_at = 0.0
         self._pause = 1.0
         self.offline_since: float | None = None
@@ -204,15 +217,36 @@ class Sender(threading.Thread):
 
     def run(self) -> None:
         while True:
-            closing = self._closing.wait(self.flush_seconds)
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            closing = self._closing.is_set()
+            asked = self._flush_asked
             try:
                 self.collect(closing)
             except Exception:  # never take the training script down with us
                 log.exception("trainwatch: could not collect the measurements")
             self._send()
+            with self._flushed:
+                self._flush_done = asked
+                self._flushed.notify_all()
             if closing:
                 break
-        self._done.set()
+        done = getattr(self.uploader.connection, "thread_done", None)
+        if done is not None:
+            done()  # e.g. a worker's database connection, opened by this thread
+        with self._flushed:
+            self._done.set()
+            self._flushed.notify_all()
+
+    def flush(self, timeout: float) -> bool:
+        """Collect and send now, from the training thread, waiting at most `timeout` seconds;
+        True when the server has everything logged before the call."""
+        with self._flushed:
+            self._flush_asked += 1
+            asked = self._flush_asked
+            self._wake.set()
+            self._flushed.wait_for(lambda: self._flush_done >= asked or self._done.is_set(), timeout)
+        return self.refused is None and self.uploader.connection is not None and not self.uploader.spool.pending()
 
     def _send(self) -> bool:
         if self.refused is not None or time.monotonic() < self._retry_at:
@@ -248,6 +282,7 @@ class Sender(threading.Thread):
         """Collect the last payload and send everything, for at most `timeout` seconds; True
         when the server has it all."""
         self._closing.set()
+        self._wake.set()
         self._done.wait(timeout)
         deadline = time.monotonic() + timeout
         while self.refused is None and self.uploader.connection is not None:

@@ -163,9 +163,10 @@ def start_external_run(
     return run, True
 
 
-def ingest(run: Run, payload: Payload) -> IngestAnswer:
+def ingest(run: Run, payload: Payload, diagnose: bool = True) -> IngestAnswer:
     """Store one payload of the run's client: in order (payload n after n - 1; one already
-    stored is answered again, never stored twice), in one transaction."""
+    stored is answered again, never stored twice), in one transaction. A worker's job diagnoses
+    its run in a thread of its own (diagnose=False)."""
     with transaction.atomic():
         locked = Run.objects.select_for_update().get(pk=run.pk)
         if locked.is_finished:
@@ -207,7 +208,8 @@ def ingest(run: Run, payload: Payload) -> IngestAnswer:
             fields["finished_at"] = locked.started_at + dt.timedelta(seconds=payload.finish["seconds"])
         finish_run(run.pk, status, payload.finish["message"], **fields)
         return IngestAnswer(seq=payload.seq, stop=stop, status=status)
-    _diagnose_when_due(run.pk)
+    if diagnose:
+        _diagnose_when_due(run.pk)
     return IngestAnswer(seq=payload.seq, stop=stop, status=Run.Status.RUNNING)
 
 

@@ -169,7 +169,7 @@ def diagnose_run(run_id: int, status: str | None = None, message: str | None = N
     summaries = run.histograms.filter(key__regex=r"^(activation|weight)/").values_list("key", "step", "std")
     series.update(histogram_series(list(summaries)))
     status, message = status or run.status, run.message if message is None else message
-    if run.is_external:
+    if run.measured_by_client:
         context = Context.from_facts(run.context, run.tensors, run.steps_per_epoch, status, message)
     else:
         context = Context.from_config(

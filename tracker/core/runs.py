@@ -18,8 +18,9 @@ from django.utils import timezone
 
 from tracker.core.access import may_use_project
 from tracker.core.dispatch import send_train_token
-from tracker.models import PRIORITY_MAX, PRIORITY_MIN, Project, Run, RunCheckpoint
+from tracker.models import PRIORITY_MAX, PRIORITY_MIN, Project, Run, RunCheckpoint, Worker
 from trainer.config import ConfigError, RunConfig
+from trainer.entry import BUILTIN, EntryError, EntryInfo, EntryJob, find, is_entry_job, load, read_entry_job, spec_of
 
 if TYPE_CHECKING:
     from tracker.models import Study
@@ -35,10 +36,87 @@ TAG_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
-def queue_for(config: RunConfig) -> str:
+def queue_for(config: RunConfig | EntryJob) -> str:
     """`cuda` runs wait for a GPU worker; `auto` and `cpu` runs go to the cpu queue,
     which GPU workers also consume (an `auto` run then trains on their GPU)."""
-    return "gpu" if config.device == "cuda" else "cpu"
+    return queue_of_device(config.device)
+
+
+def queue_of_device(device: Any) -> str:
+    return "gpu" if device == "cuda" else "cpu"
+
+
+def entry_catalog(queue: str) -> dict[str, EntryInfo]:
+    """The training functions the workers of a queue reported when they started; one that a
+    worker could not import is listed with its error unless another worker has it."""
+    catalog: dict[str, EntryInfo] = {}
+    for reported in (
+        Worker.objects.filter(queues__contains=[queue]).order_by("-started_at").values_list("entry_points", flat=True)
+    ):
+        for info in reported or []:
+            if info.get("name") and (info["name"] not in catalog or catalog[info["name"]].get("error")):
+                catalog[info["name"]] = info
+    return catalog
+
+
+def registered_jobs() -> list[dict[str, Any]]:
+    """Every training function the workers can run (Trainwatch's own trainer aside), with the
+    queues whose workers have it: what the API and the admin offer."""
+    offered: dict[str, dict[str, Any]] = {}
+    for queue in ("cpu", "gpu"):
+        for name, info in entry_catalog(queue).items():
+            if name == BUILTIN:
+                continue
+            entry = offered.setdefault(name, {**info, "queues": []})
+            if not info.get("error"):
+                entry["queues"].append(queue)
+                entry.pop("error", None)
+                entry.update({key: value for key, value in info.items() if key != "error"})
+    return sorted(offered.values(), key=lambda entry: entry["name"])
+
+
+def resolve_entry_job(config: Any, user: AnyUser | None, errors: dict[str, str]) -> EntryJob | None:
+    """An entry-point job's config, checked against what the workers of its queue have, with the
+    entry point's own declaration; errors under config.<field>."""
+    device = config.get("device", "auto") if isinstance(config, dict) else "auto"
+    queue = queue_of_device(device)
+    catalog = entry_catalog(queue)
+    check = None
+    info = find(catalog, str(config.get("entry", ""))) if isinstance(config, dict) else None
+    if info is not None and info.get("check") and not info.get("error"):
+        # validated by code: only ever a function registered under trainwatch.jobs, loaded by name
+        try:
+            check = spec_of(load(info["name"])).check
+        except EntryError:
+            check = None  # not installed where the web server runs: read_entry_job says so
+    try:
+        job = read_entry_job(config, catalog, f"the workers of the {queue} queue", check)
+    except ConfigError as error:
+        errors.update({f"config.{field}": message for field, message in error.errors.items()})
+        return None
+    schema = (info or {}).get("params") or {}
+    for name, spec in schema.items():
+        if spec.get("type") == "path" and job.params.get(name):
+            check_path(job.params[name], f"config.params.{name}", user, errors)
+    return job
+
+
+def resolve_config(config: Any, user: AnyUser | None, errors: dict[str, str]) -> tuple[dict[str, Any], str, str]:
+    """Any job's config, validated: (the resolved config to store, its queue, a default name)."""
+    if is_entry_job(config):
+        job = resolve_entry_job(config, user, errors)
+        if job is None:
+            return {}, "", ""
+        return job.to_dict(), queue_for(job), job.summary(config.get("params"))
+    try:
+        resolved = RunConfig.from_dict(config)
+    except ConfigError as error:
+        errors.update(
+            {f"config.{field}" if field != "config" else field: message for field, message in error.errors.items()}
+        )
+        return {}, "", ""
+    check_data_path(resolved, user, errors)
+    return resolved.to_dict(), queue_for(resolved), resolved.summary()
 
 
 def acting_user(user: AnyUser | None) -> User | None:
@@ -114,20 +192,23 @@ def project_for(project_name: str, user: AnyUser | None) -> Project:
 
 
 def check_data_path(config: RunConfig, user: AnyUser | None, errors: dict[str, str]) -> None:
-    """A data set read from a path must lie inside one of TRAINWATCH_DATA_DIRS: a worker must
-    not read (or even say whether there is) any file of its host that a member names. Staff,
-    who run the workers, and the CLI, run by an operator on the server, may read any path."""
+    if config.data.path:
+        check_path(config.data.path, "config.data.path", user, errors)
+
+
+def check_path(given: str, field: str, user: AnyUser | None, errors: dict[str, str]) -> None:
+    """A path a worker reads must lie inside one of TRAINWATCH_DATA_DIRS: a worker must not read
+    (or even say whether there is) any file of its host that a member names. Staff, who run the
+    workers, and the CLI, run by an operator on the server, may read any path."""
     acting = acting_user(user)
-    if not config.data.path or acting is None or acting.is_staff:
+    if acting is None or acting.is_staff:
         return
     roots = [os.path.realpath(root) for root in settings.TRAINWATCH_DATA_DIRS]
     # realpath: neither `..` nor a symbolic link leads out of a root
-    path = os.path.realpath(os.path.expanduser(config.data.path))
+    path = os.path.realpath(os.path.expanduser(given))
     if not any(os.path.commonpath([root, path]) == root for root in roots):
         allowed = ", ".join(roots) if roots else "none is configured"
-        errors["config.data.path"] = (
-            f"must be inside one of the data directories (TRAINWATCH_DATA_DIRS: {allowed}); got {config.data.path!r}"
-        )
+        errors[field] = f"must be inside one of the data directories (TRAINWATCH_DATA_DIRS: {allowed}); got {given!r}"
 
 
 def create_run(
@@ -147,27 +228,20 @@ def create_run(
     clean_name = check_name(name, "name", errors)
     clean_tags = check_tags(tags, errors)
     clean_priority = check_priority(priority, errors)
-    try:
-        resolved = RunConfig.from_dict(config)
-    except ConfigError as error:
-        errors.update(
-            {f"config.{field}" if field != "config" else field: message for field, message in error.errors.items()}
-        )
-    else:
-        check_data_path(resolved, user, errors)
+    resolved, queue, summary = resolve_config(config, user, errors)
     if errors:
         raise ConfigError(errors)
     with transaction.atomic():
         run = Run.objects.create(
             project=project_for(project, user),
-            name=clean_name or resolved.summary(),
+            name=clean_name or summary,
             tags=clean_tags,
             priority=clean_priority,
             study=study,
             stage=stage,
             study_values=study_values or {},
-            config=resolved.to_dict(),
-            queue=queue_for(resolved),
+            config=resolved,
+            queue=queue,
             created_by=acting_user(user),
             celery_task_id=str(uuid.uuid4()),
         )

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from django.db import transaction
 from django.utils import timezone
 
-from tracker.core.runs import acting_user, check_name, check_project, create_run, project_for
+from tracker.core.runs import acting_user, check_name, check_project, create_run, project_for, resolve_config
 from tracker.core.storage import read_key_of_runs, read_series
 from tracker.models import Run, Study
 from trainer.config import ConfigError, RunConfig
@@ -20,6 +20,7 @@ from trainer.search import (
     EarlyStopping,
     Param,
     PlannedRun,
+    Resolver,
     Result,
     edge_warnings,
     median_stopping,
@@ -50,6 +51,20 @@ def _params_json(params: tuple[Param, ...]) -> list[dict[str, Any]]:
     return [{"key": p.key, **p.to_dict()} for p in params]
 
 
+def resolver(user: AnyUser | None) -> Resolver:
+    """Validates a generated config as create_run will: a run config, or an entry-point job
+    against what the workers have (its params searched like config keys: "params.lr")."""
+
+    def resolve(config: dict[str, Any]) -> dict[str, Any]:
+        errors: dict[str, str] = {}
+        resolved, _, _ = resolve_config(config, user, errors)
+        if errors:
+            raise ConfigError({key.removeprefix("config."): message for key, message in errors.items()})
+        return resolved
+
+    return resolve
+
+
 def check_notes(notes: Any, errors: dict[str, str]) -> str:
     if notes is None:
         return ""
@@ -78,7 +93,7 @@ def create_study(
     project = check_project(project_name, user, errors)
     if "spec" not in errors and "preset" not in errors:
         try:
-            parsed = parse_spec(spec)
+            parsed = parse_spec(spec, resolve=resolver(user))
         except ConfigError as error:
             errors.update({f"spec.{key}": message for key, message in error.errors.items()})
     if errors:
@@ -94,7 +109,7 @@ def create_study(
             notes=clean_notes,
             created_by=acting_user(user),
         )
-        _queue(study, plan_stage(parsed, 0), 0, user)
+        _queue(study, plan_stage(parsed, 0, resolve=resolver(user)), 0, user)
     return study
 
 
@@ -144,7 +159,12 @@ def advance(run_id: int) -> None:
             study.stage += 1
             study.stage_params = [*study.stage_params, _params_json(narrowed)]
             study.save(update_fields=["stage", "stage_params"])
-            _queue(study, plan_stage(spec, study.stage, narrowed), study.stage, study.created_by)
+            _queue(
+                study,
+                plan_stage(spec, study.stage, narrowed, resolve=resolver(study.created_by)),
+                study.stage,
+                study.created_by,
+            )
             log.info(
                 "study %s: stage %s queued with ranges narrowed around the top %s", study.pk, study.stage, spec.top_k
             )
@@ -230,6 +250,8 @@ def evaluate_ensemble(study: Study, k: int) -> dict[str, Any]:
         .select_related("checkpoint")
         .order_by("-best_val_accuracy")[:k]
     )
+    if any(run.is_entry_job for run in best):
+        raise ConfigError({"k": "an ensemble is of Trainwatch's own models; this study trains a function of a package"})
     if len(best) < 2:
         raise ConfigError({"k": "an ensemble needs at least 2 succeeded runs with a checkpoint"})
     members = [(RunConfig.from_dict(run.config), bytes(run.checkpoint.data)) for run in best]

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from tracker.core.access import visible_runs
 from tracker.core.compare import comparison, flatten
 from tracker.core.layers import histogram_matrix, layer_matrix
-from tracker.core.runs import create_run
+from tracker.core.runs import create_run, registered_jobs
 from tracker.core.storage import read_downsampled, read_series
 from tracker.forms import AtStepQuery, CompareQuery, LayersQuery, SeriesQuery, first_errors
 from tracker.models import Histogram, RunImage, Series, run_ordering
@@ -93,6 +93,14 @@ def runs(request: HttpRequest) -> JsonResponse:
     except ConfigError as error:
         return bad_request(error.errors)
     return JsonResponse({"run": run.to_dict(), "config": run.config}, status=201)
+
+
+@require_GET
+@api_login_required
+def jobs(request: HttpRequest) -> JsonResponse:
+    """GET /api/jobs/: the training functions a run config may name ({"job": "entry", "entry": name,
+    "params": {...}}), as the workers reported them: params schema, default epochs, queues."""
+    return JsonResponse({"entry_points": registered_jobs()})
 
 
 def _at_step(rows: QuerySet, step: int) -> object | None:

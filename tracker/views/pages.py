@@ -127,6 +127,11 @@ def run(request: HttpRequest, run_id: int) -> HttpResponse:
 def queue_check(request: HttpRequest, run_id: int) -> HttpResponse:
     """Queue the sanity checks and the gradient check of this run's config as a job of its own."""
     run = get_object_or_404(visible_runs(request.user).select_related("project"), pk=run_id)
+    if run.measured_by_client:
+        messages.error(
+            request, "This run is not a run config: its code runs its own checks (trainwatch.gradient_check)."
+        )
+        return redirect(run)
     config = {**run.config, "job": "check", "preflight": False}
     try:
         check = create_run(run.project.name, config, f"check of #{run.pk} {run.name}"[:200], request.user)

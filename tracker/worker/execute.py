@@ -7,7 +7,6 @@ import logging
 import traceback
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -15,12 +14,10 @@ from django.utils import timezone
 from tracker.core.lifecycle import finish_run
 from tracker.core.storage import truncate_run
 from tracker.models import Run, RunCheckpoint
-from tracker.worker.sink import DatabaseSink
+from tracker.worker.jobs import JobRun, pick_device
 from trainer import checkpoint
-from trainer.config import RunConfig
-from trainer.loop import train
-from trainer.payloads import CheckResults
-from trainer.preflight import run_checks
+from trainer.config import ConfigError
+from trainer.entry import BUILTIN, RESERVED, EntryError, EntryJob, is_entry_job, load, read_params, run_check, spec_of
 
 log = logging.getLogger(__name__)
 
@@ -59,41 +56,57 @@ def execute_next(queue: str, worker: str) -> str:
 
 
 def execute_run(run_id: int) -> str:
-    """Train a claimed (running) run to its end; returns the final status."""
+    """Run a claimed (running) run's job to its end; returns the final status. Every job takes
+    this path: its entry point (Trainwatch's own trainer for a run config) is looked up among
+    the registered ones, called with a JobRun, and the run ends from what it did."""
     resume = _prepare_resume(run_id)
     run = Run.objects.get(pk=run_id)
-    sink = DatabaseSink(run)  # after the truncation: its writer starts from what is left
+    name, config = job_of(run.config)
+    job_run: JobRun | None = None
     final: dict[str, Any] = {}
     try:
-        config = RunConfig.from_dict(run.config)
-        if config.job == "check" or (config.preflight and resume is None):
-            checks = run_checks(config)
-            Run.objects.filter(pk=run_id).update(checks=checks, heartbeat_at=timezone.now())
-            if config.job == "check":
-                final.update(status=Run.Status.SUCCEEDED, message=_checks_summary(checks))
-        if config.job == "train":
-            result = train(config, sink, resume=resume, checkpoint_seconds=settings.TRAINWATCH_CHECKPOINT_SECONDS)
-            sink.drain()
-            final.update(
-                status=result.status,
-                message=result.message,
-                device=result.device,
-                steps_done=result.steps,
-                epoch=result.epochs,
-            )
-            if result.final_loss is not None:
-                final["final_loss"] = result.final_loss
+        function = load(name)
+        if is_entry_job(run.config):
+            config = _checked_again(function, config)
+        job_run = JobRun(run, config, pick_device(str(config.get("device", "auto"))), resume)
+        function(job_run)
+        job_run.finish()
+        final = job_run.end()
     except Exception as error:  # the run records any failure; the worker itself carries on
         log.exception("run %s failed", run_id)
-        try:
-            sink.drain()  # keep what was measured up to the failure
-        except Exception:
-            log.exception("run %s: could not flush the last points", run_id)
-        final.update(status=Run.Status.FAILED, message=f"{type(error).__name__}: {error}", error=traceback.format_exc())
-    finally:
-        sink.close()
+        if job_run is not None:
+            try:
+                job_run.finish()  # keep what was measured up to the failure
+            except Exception:
+                log.exception("run %s: could not store the last measurements", run_id)
+        message = f"{type(error).__name__}: {error}" if not isinstance(error, EntryError) else str(error)
+        final = {"status": Run.Status.FAILED, "message": message[:2000], "error": traceback.format_exc()}
     finish_run(run_id, **final)
     return str(final["status"])
+
+
+def job_of(config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The entry point a stored config names, and what its function reads as run.config."""
+    if is_entry_job(config):
+        return str(config["entry"]), EntryJob(
+            config["entry"], config.get("params", {}), config["device"], config["epochs"], config.get("seed", 0)
+        ).run_config
+    return BUILTIN, config
+
+
+def _checked_again(function: Any, config: dict[str, Any]) -> dict[str, Any]:
+    """The params once more, by the declaration of the code installed on this worker (it may
+    differ from what the server checked against)."""
+    spec = spec_of(function)
+    errors: dict[str, str] = {}
+    params = {key: value for key, value in config.items() if key not in RESERVED}
+    if spec.params is not None:
+        params = read_params(spec.params, params, errors, "params")
+    elif spec.check is not None:
+        params = run_check(spec.check, params, errors)
+    if errors:
+        raise ConfigError(errors)
+    return {**params, **{key: config[key] for key in RESERVED if key in config}}
 
 
 def _prepare_resume(run_id: int) -> bytes | None:
@@ -105,6 +118,12 @@ def _prepare_resume(run_id: int) -> bytes | None:
         Run.objects.filter(pk=run_id).update(resumed_from_step=None)
         return None
     blob = bytes(saved.data)
+    if is_entry_job(Run.objects.values_list("config", flat=True).get(pk=run_id)):
+        # the function's own state, read by run.restore(); its step and epoch are the checkpoint's
+        truncate_run(run_id, saved.step)
+        Run.objects.filter(pk=run_id).update(resumed_from_step=saved.step, steps_done=saved.step, epoch=saved.epoch)
+        log.info("run %s resumes from its checkpoint at step %s (epoch %s)", run_id, saved.step, saved.epoch)
+        return blob
     try:
         loop = checkpoint.load(blob)["loop"]
     except Exception:
@@ -122,13 +141,3 @@ def _prepare_resume(run_id: int) -> bytes | None:
     )
     log.info("run %s resumes from its checkpoint at step %s (epoch %s)", run_id, saved.step, loop.epoch)
     return blob
-
-
-def _checks_summary(checks: CheckResults) -> str:
-    failed = [c["name"] for c in checks["sanity"] if not c["passed"]]
-    failed += [
-        f"gradient check of the {g['part']} ({g['verdict']})"
-        for g in checks["gradient"]
-        if g["verdict"] not in ("good", "ok")
-    ]
-    return "checks passed" if not failed else "checks failed: " + "; ".join(failed)

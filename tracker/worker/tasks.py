@@ -18,6 +18,7 @@ from tracker.core.dispatch import TRAIN_NEXT
 from tracker.core.lifecycle import reap_lost_runs as reap
 from tracker.models import Run, Worker
 from tracker.worker.execute import execute_next
+from trainer.entry import describe_registered
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ def _record_worker(sender: Any = None, **_: object) -> None:
             "queues": queues,
             "device": describe_device(),
             "torch_version": torch.__version__,
+            # imported once here, so that the server can validate a job's params without importing anything
+            "entry_points": describe_registered(),
             "started_at": now,
             "seen_at": now,
         },

@@ -1,0 +1,1 @@
+"""Training functions registered as entry points of Trainwatch's own package (see pyproject.toml)."""
