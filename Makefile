@@ -14,8 +14,11 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed, found " + sys.version.split()[0]'
 	# --system-site-packages: a machine that already has torch (e.g. a CUDA build) keeps it.
 	test -x $(PY) || $(PYTHON) -m venv --system-site-packages $(VENV)
-	$(PY) -c 'import torch' 2>/dev/null || $(PY) -m pip install --quiet torch==2.13.0
+	# torchvision's compiled operators need the torch they were built for: install the two as a pair
+	$(PY) -c 'import torch, torchvision' 2>/dev/null || $(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install --quiet -e '.[server,integrations,dev]'
+	# the test suite's own job package (two entry points of the group trainwatch.jobs)
+	$(PY) -m pip install --quiet -e tests/jobpackage
 	touch $(STAMP)
 
 install: $(STAMP)

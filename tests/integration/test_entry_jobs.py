@@ -1,0 +1,179 @@
+"""A team's training functions on real workers: the test package's entry points
+(tests/jobpackage) and the built-in resnet18, queued through the same path as run configs."""
+
+import os
+import signal
+import tempfile
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from tests.conftest import ROOT, start_worker, stop_worker, wait_until
+from tests.trainer.image_sets import write_cifar10
+from tracker.core.dispatch import send_train_token
+from tracker.core.lifecycle import reap_lost_runs, request_cancel
+from tracker.core.runs import create_run
+from tracker.core.storage import read_series
+from tracker.models import Project, Run, RunCheckpoint, Series, Worker
+from trainer.entry import describe_registered
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+SENTINEL = Path(
+    os.environ.get("TRAINWATCH_TEST_SENTINEL", Path(tempfile.gettempdir()) / "trainwatch-sentinel-imported")
+)
+
+
+@pytest.fixture
+def worker(celery_worker_process):
+    """The suite's worker, whose row (emptied between tests) says what it reported at start."""
+    now = timezone.now()
+    Worker.objects.update_or_create(
+        name=celery_worker_process,
+        defaults={
+            "hostname": "test",
+            "queues": ["cpu", "gpu"],
+            "device": "CPU",
+            "entry_points": describe_registered(),
+            "started_at": now,
+            "seen_at": now,
+        },
+    )
+    return celery_worker_process
+
+
+def mlp(epochs=3, **params):
+    return {"job": "entry", "entry": "testjobs-mlp", "params": params, "epochs": epochs, "device": "cpu"}
+
+
+def finished(run_id):
+    return Run.objects.filter(pk=run_id, status__in=Run.FINISHED).first()
+
+
+def test_an_entry_point_trains_on_a_worker_with_its_series_and_diagnosis(worker, logged_in, user):
+    run = create_run("jobs", mlp(batches=20), "", user)
+    done = wait_until(lambda: finished(run.pk), 90, "the entry-point run to finish")
+
+    assert done.status == "succeeded", done.error
+    assert done.worker == worker and done.device == "cpu" and done.message == "succeeded after 60 steps"
+    assert (done.total_steps, done.steps_per_epoch, done.steps_done, done.epoch) == (60, 20, 60, 3)
+    steps, losses = read_series(run.pk, "loss")
+    np.testing.assert_array_equal(steps, np.arange(60))
+    assert losses[-1] < losses[0]
+    val_steps, _ = read_series(run.pk, "val_acc")
+    np.testing.assert_array_equal(val_steps, [19, 39, 59])
+    assert done.best_val_accuracy is not None and done.best_val_accuracy > 0.4
+    assert done.tensors == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert len(read_series(run.pk, "update_ratio/0.weight")[0]) > 5  # run.watch measured on the worker
+    assert done.context["optimizer"] == "sgd" and done.context["classes"] == 3
+    assert done.health in ("healthy", "warning", "error")  # the final diagnosis ran
+    page = logged_in.get(f"/runs/{run.pk}/").content.decode()
+    assert 'id="run-entry"' in page and "testjobs-mlp" in page
+
+
+def test_a_cancelled_entry_point_stops_within_a_second(worker):
+    run = create_run("jobs", mlp(epochs=100, batches=50, step_seconds=0.1))  # ~8 minutes if not stopped
+    wait_until(lambda: Run.objects.filter(pk=run.pk, steps_done__gt=10).exists(), 60, "the run to be under way")
+    steps_at_cancel = Run.objects.get(pk=run.pk).steps_done  # stored at most a flush (1 s) behind
+    assert request_cancel(run)
+    done = wait_until(lambda: finished(run.pk), 30, "the run to stop")
+
+    assert done.status == "cancelled" and done.message.startswith("cancel requested")
+    steps, _ = read_series(run.pk, "loss")
+    assert np.all(np.diff(steps) == 1) and steps[0] == 0
+    # 0.1 s a step: the flush's lag (10 steps) and the 0.2 s cancel poll (2 steps) at most
+    assert steps[-1] + 1 - steps_at_cancel <= 14, (steps_at_cancel, steps[-1])
+
+
+def test_an_entry_point_that_raises_fails_with_its_traceback_and_keeps_what_it_measured(worker, logged_in, user):
+    run = create_run("jobs", mlp(fail_at_step=7), "", user)
+    done = wait_until(lambda: finished(run.pk), 60, "the run to fail")
+
+    assert done.status == "failed" and done.message == "RuntimeError: planted failure at step 7"
+    assert "Traceback" in done.error and "trainwatch_testjobs/mlp.py" in done.error
+    np.testing.assert_array_equal(read_series(run.pk, "loss")[0], np.arange(7))
+    page = logged_in.get(f"/runs/{run.pk}/").content.decode()
+    assert "planted failure at step 7" in page and "trainwatch_testjobs/mlp.py" in page
+
+
+def test_a_worker_never_imports_what_is_not_registered_and_survives_an_import_failure(worker):
+    """Configs written straight into the database, past the queue's validation, as if the
+    workers' install had changed since: the worker refuses or reports, and goes on."""
+    SENTINEL.unlink(missing_ok=True)
+    project = Project.objects.create(name="jobs")
+    runs = {}
+    for entry in ("trainwatch_testjobs.sentinel:train", "testjobs-broken"):
+        with transaction.atomic():
+            runs[entry] = Run.objects.create(
+                project=project,
+                name=entry,
+                config={"job": "entry", "entry": entry, "params": {}, "device": "cpu", "epochs": 1, "seed": 0},
+                queue="cpu",
+                celery_task_id=str(uuid.uuid4()),
+            )
+            send_train_token("cpu", runs[entry].celery_task_id)
+    refused = wait_until(lambda: finished(runs["trainwatch_testjobs.sentinel:train"].pk), 60, "the refusal")
+    broken = wait_until(lambda: finished(runs["testjobs-broken"].pk), 60, "the import failure")
+
+    assert refused.status == "failed"
+    assert "'trainwatch_testjobs.sentinel:train' is not registered on this worker" in refused.message
+    assert not SENTINEL.exists()  # never imported
+    assert broken.status == "failed" and broken.message.startswith(
+        "entry point 'testjobs-broken' (trainwatch_testjobs.broken:train) could not be imported: ModuleNotFoundError"
+    )
+    after = create_run("jobs", mlp(epochs=1, batches=5))
+    assert wait_until(lambda: finished(after.pk), 60, "the next run").status == "succeeded"
+
+
+def test_a_killed_workers_entry_point_resumes_from_run_restore_with_every_step_stored_once(django_db_setup, worker):
+    queue = f"entry-{uuid.uuid4().hex[:6]}"
+    first = start_worker(f"doomed-{queue}@localhost", queue, ROOT / ".trainwatch" / "test-worker-entry-doomed.log")
+    try:
+        reported = Worker.objects.get(name=f"doomed-{queue}@localhost").entry_points
+        assert {"testjobs-mlp", "testjobs-checked", "resnet18", "builtin"} <= {info["name"] for info in reported}
+        with transaction.atomic():
+            run = create_run("jobs", mlp(epochs=10, batches=20, step_seconds=0.03, checkpoint_every=10))  # ~8 s
+            Run.objects.filter(pk=run.pk).update(queue=queue)
+            send_train_token(queue, str(uuid.uuid4()))
+        wait_until(lambda: RunCheckpoint.objects.filter(run=run, step__gte=60).exists(), 60, "a checkpoint at 60+")
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    finally:
+        stop_worker(first)
+    checkpoint_step = RunCheckpoint.objects.get(run=run).step
+    assert Run.objects.get(pk=run.pk).steps_done >= checkpoint_step
+    wait_until(lambda: reap_lost_runs(max_silence=2, max_attempts=3) == [(run.pk, "requeued")], 20, "the requeue")
+    second = start_worker(f"rescuer-{queue}@localhost", queue, ROOT / ".trainwatch" / "test-worker-entry-rescuer.log")
+    try:
+        done = wait_until(lambda: finished(run.pk), 90, "the resumed run to finish")
+    finally:
+        stop_worker(second)
+    assert done.status == "succeeded", done.error
+    assert done.attempts == 2 and done.resumed_from_step == checkpoint_step > 0
+    steps, _ = read_series(run.pk, "loss")
+    np.testing.assert_array_equal(steps, np.arange(200))  # complete, no step twice
+    assert Series.objects.get(run=run, key="loss").count == 200
+    np.testing.assert_array_equal(read_series(run.pk, "val_acc")[0], np.arange(19, 200, 20))
+
+
+def test_resnet18_trains_a_few_steps_on_a_tiny_cifar_file_set_on_the_cpu(worker, tmp_path):
+    folder = write_cifar10(tmp_path / "cifar", n=96)
+    config = {
+        "job": "entry",
+        "entry": "resnet18",
+        "device": "cpu",
+        "epochs": 2,
+        "params": {"path": str(folder), "batch_size": 16, "steps_per_epoch": 2, "val_fraction": 0.2},
+    }
+    run = create_run("vision", config)  # the CLI's user: an operator, any path
+    done = wait_until(lambda: finished(run.pk), 120, "resnet18 to finish")
+
+    assert done.status == "succeeded", done.error
+    np.testing.assert_array_equal(read_series(run.pk, "loss")[0], np.arange(4))
+    np.testing.assert_array_equal(read_series(run.pk, "val_acc")[0], [1, 3])
+    assert "conv1.weight" in done.tensors and len(done.tensors) == 62
+    assert len(read_series(run.pk, "update_ratio/conv1.weight")[0]) >= 1
+    assert RunCheckpoint.objects.get(run=run).step == 4
