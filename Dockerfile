@@ -6,9 +6,11 @@ WORKDIR /app
 
 # PyPI's Linux torch wheel bundles CUDA, which the GPU worker needs. For a
 # CPU-only image: --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cpu
-ARG TORCH_VERSION=2.13.0
+# torchvision's compiled operators need the torch they were built for: the two as a pair.
+ARG TORCH_VERSION=2.14.1
+ARG TORCHVISION_VERSION=0.29.1
 ARG TORCH_INDEX=
-RUN pip install ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} "torch==${TORCH_VERSION}"
+RUN pip install ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"
 
 COPY pyproject.toml README.md ./
 COPY tracker/__init__.py tracker/__init__.py

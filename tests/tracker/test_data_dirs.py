@@ -56,7 +56,8 @@ def test_a_study_whose_runs_read_outside_creates_nothing(user, data_dirs):
 
     with pytest.raises(ConfigError) as error:
         create_study("p", "outside", spec, user)
-    assert "config.data.path" in error.value.errors
+    # refused while the study's runs are planned, naming the generated run
+    assert "TRAINWATCH_DATA_DIRS" in error.value.errors["spec.run 1 (lr=0.1): data.path"]
     assert Study.objects.count() == 0 and Run.objects.count() == 0
 
 
