@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -57,18 +58,26 @@ def _to_host(pieces: list[torch.Tensor]) -> np.ndarray:
         by_device.setdefault(piece.device, []).append(index)
     parts: list[np.ndarray] = [np.empty(0)] * len(pieces)
     for indices in by_device.values():
-        flat = [pieces[i].reshape(-1).to(torch.float64) for i in indices]
-        host = torch.cat(flat).cpu().numpy()
+        # one cast after the cat: its dtype is the widest of the pieces' (float32 on most runs, whose
+        # only integers, histogram counts, are histc's float32 counts), so no value is rounded
+        flat = [pieces[i].reshape(-1) for i in indices]
+        host = torch.cat(flat).to(torch.float64).cpu().numpy()
         for index, chunk in zip(indices, np.split(host, np.cumsum([f.numel() for f in flat])[:-1])):
             parts[index] = chunk
     return np.concatenate(parts)
+
+
+# turns a hand-off's stacked vectors of one probe, (steps, k), into its keys' values
+Derive = Callable[[torch.Tensor], torch.Tensor]
 
 
 class DeviceRecorder:
     def __init__(self) -> None:
         # per-step 0-d values of one key, stacked at the hand-off: one op per key, not per step
         self._series: dict[str, tuple[list[int], list[torch.Tensor]]] = {}
-        self._vectors: list[tuple[tuple[str, ...], int, torch.Tensor]] = []
+        # vectors by their keys (one tuple of keys per probe): what derives the keys' values
+        # from a stack of them, the steps, the vectors
+        self._vectors: dict[tuple[str, ...], tuple[Derive | None, list[int], list[torch.Tensor]]] = {}
         # (keys, step, counts (n, bins), stats (n, 6): low, high, mean, std, zero, saturated)
         self._histograms: list[tuple[tuple[str, ...], int, torch.Tensor, torch.Tensor]] = []
         self._host: dict[str, tuple[list[int], list[float]]] = {}
@@ -79,9 +88,12 @@ class DeviceRecorder:
         steps.append(step)
         values.append(value)
 
-    def add_vector(self, keys: tuple[str, ...], step: int, values: torch.Tensor) -> None:
-        """One device value per key at the same step (e.g. a ratio per parameter tensor)."""
-        self._vectors.append((keys, step, values.reshape(-1)))
+    def add_vector(self, keys: tuple[str, ...], step: int, values: torch.Tensor, derive: Derive | None = None) -> None:
+        """One device value per key at the same step (e.g. a ratio per parameter tensor), or
+        values that `derive` turns into those, given all of a hand-off's (steps, k) at once."""
+        _, steps, vectors = self._vectors.setdefault(keys, (derive, [], []))
+        steps.append(step)
+        vectors.append(values.reshape(-1))
 
     def add_histograms(self, keys: tuple[str, ...], step: int, counts: torch.Tensor, stats: torch.Tensor) -> None:
         self._histograms.append((keys, step, counts, stats))
@@ -94,52 +106,44 @@ class DeviceRecorder:
 
     def drain(self) -> tuple[ScalarBatch, list[HistogramRecord]]:
         pieces = [torch.stack(values) for _, values in self._series.values()]
-        pieces += [values for _, _, values in self._vectors]
+        pieces += [
+            torch.stack(vectors) if derive is None else derive(torch.stack(vectors))
+            for derive, _, vectors in self._vectors.values()
+        ]
         pieces += [torch.cat([counts.reshape(-1), stats.reshape(-1)]) for _, _, counts, stats in self._histograms]
         host = _to_host(pieces)
-        collected: dict[str, tuple[list[int], list[float]]] = {}
+        # per key, its (steps, values) blocks in the order they arrive
+        collected: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
         offset = 0
         for key, (steps, _) in self._series.items():
-            collected[key] = (steps, list(host[offset : offset + len(steps)]))
+            collected.setdefault(key, []).append((np.asarray(steps, np.int64), host[offset : offset + len(steps)]))
             offset += len(steps)
-        for keys, step, _ in self._vectors:
+        for keys, (_, steps, _) in self._vectors.items():
+            block = host[offset : offset + len(steps) * len(keys)].reshape(len(steps), len(keys))
+            offset += block.size
+            step_array = np.asarray(steps, np.int64)
             for index, key in enumerate(keys):
-                steps_list, values_list = collected.setdefault(key, ([], []))
-                steps_list.append(step)
-                values_list.append(host[offset + index])
-            offset += len(keys)
+                collected.setdefault(key, []).append((step_array, block[:, index]))
         records: list[HistogramRecord] = []
         for keys, step, counts, _ in self._histograms:
             n, bins = counts.shape
-            block_counts = host[offset : offset + n * bins].reshape(n, bins)
-            block_stats = host[offset + n * bins : offset + n * bins + n * 6].reshape(n, 6)
+            block_counts = host[offset : offset + n * bins].reshape(n, bins).astype(np.int64)
+            block_stats = host[offset + n * bins : offset + n * bins + n * 6].reshape(n, 6).tolist()
             offset += n * bins + n * 6
             for index, key in enumerate(keys):
                 low, high, mean, std, zero, saturated = block_stats[index]
-                records.append(
-                    HistogramRecord(
-                        key,
-                        step,
-                        float(low),
-                        float(high),
-                        block_counts[index].astype(np.int64),
-                        float(mean),
-                        float(std),
-                        float(zero),
-                        float(saturated),
-                    )
-                )
-        for key, (steps_list, values_list) in self._host.items():
-            target = collected.setdefault(key, ([], []))
-            target[0].extend(steps_list)
-            target[1].extend(values_list)
+                records.append(HistogramRecord(key, step, low, high, block_counts[index], mean, std, zero, saturated))
+        for key, (steps, values) in self._host.items():
+            collected.setdefault(key, []).append((np.asarray(steps, np.int64), np.asarray(values, np.float64)))
         self._series = {}
-        self._vectors.clear()
+        self._vectors = {}
         self._histograms.clear()
-        self._host.clear()
+        self._host = {}
         batch = {
-            key: (np.asarray(steps, dtype=np.int64), np.asarray(values, dtype=np.float64))
-            for key, (steps, values) in collected.items()
+            key: blocks[0]
+            if len(blocks) == 1
+            else (np.concatenate([s for s, _ in blocks]), np.concatenate([v for _, v in blocks]))
+            for key, blocks in collected.items()
         }
         return batch, records
 
@@ -156,29 +160,37 @@ class ParameterProbe:
             + tuple(f"grad_norm/{n}" for n in self.names)
             + tuple(f"weight_norm/{n}" for n in self.names)
         )
-        self.params = [param for _, param in named_parameters]
+        self.params: list[torch.Tensor] = [param for _, param in named_parameters]
         # one persistent copy of the weights, overwritten in place at each measured step
         self._before = [param.detach().clone() for param in self.params]
-        self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._pending: list[torch.Tensor] | None = None
 
     @torch.no_grad()
     def before_step(self) -> None:
-        torch._foreach_copy_(self._before, [param.detach() for param in self.params])
-        grads = [p.grad.detach() if p.grad is not None else torch.zeros_like(p) for p in self.params]
-        self._pending = (torch.stack(torch._foreach_norm(grads)), torch.stack(torch._foreach_norm(self._before)))
+        torch._foreach_copy_(self._before, self.params)
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        # gradient norms, then weight norms: one reduction over both lists
+        self._pending = list(torch._foreach_norm(grads + self._before))
 
     @torch.no_grad()
-    def after_step(self) -> torch.Tensor:
+    def after_step(self, recorder: DeviceRecorder, step: int) -> None:
+        """Record this step's norms; the ratios are derived at the hand-off, for every
+        measured step at once (a handful of ops each, where a step's op costs microseconds)."""
         assert self._pending is not None, "call before_step() first"
-        grad_norms, weight_norms = self._pending
-        torch._foreach_sub_(self._before, [param.detach() for param in self.params])  # W_before - W_after
-        update_norms = torch.stack(torch._foreach_norm(self._before))
-        # a tensor that is exactly zero (e.g. zero-initialised biases) has no finite ratio
-        ratios = torch.where(
-            weight_norms > 0, update_norms / weight_norms.clamp_min(1e-30), torch.full_like(update_norms, float("nan"))
-        )
+        torch._foreach_sub_(self._before, self.params)  # W_before - W_after
+        norms = torch.stack(self._pending + list(torch._foreach_norm(self._before)))
         self._pending = None
-        return torch.cat([ratios, grad_norms, weight_norms])
+        recorder.add_vector(self.keys, step, norms, derive=ratios_and_norms)
+
+
+def ratios_and_norms(norms: torch.Tensor) -> torch.Tensor:
+    """(steps, 3n) gradient, weight and update norms -> (steps, 3n) update-to-weight ratios,
+    gradient norms and weight norms, ParameterProbe.keys' order."""
+    n = norms.shape[1] // 3
+    weight_norms, update_norms = norms[:, n : 2 * n], norms[:, 2 * n :]
+    # a tensor that is exactly zero (e.g. zero-initialised biases) has no finite ratio
+    ratios = torch.where(weight_norms > 0, update_norms / weight_norms, math.nan)
+    return torch.cat([ratios, norms[:, : 2 * n]], dim=1)
 
 
 @functools.lru_cache(maxsize=32)
@@ -191,6 +203,13 @@ def _sizes_on(numels: tuple[int, ...], device: torch.device) -> torch.Tensor:
     return sizes.to(device)
 
 
+@functools.lru_cache(maxsize=32)
+def _bin_offsets(n: int, bins: int, device: torch.device) -> torch.Tensor:
+    """i * bins for tensor i: where tensor i's bins start in the joint histogram."""
+    return torch.arange(0, n * bins, bins, dtype=torch.float32, device=device)
+
+
+@torch.no_grad()
 def batched_histograms(
     tensors: list[torch.Tensor], bins: int, saturation: list[str | None]
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -201,27 +220,33 @@ def batched_histograms(
     (for 'tanh' / 'sigmoid' entries of `saturation`). torch.histc would need each
     range as a host number, i.e. one synchronisation per tensor.
     """
-    flat = [t.detach().reshape(-1).float() for t in tensors]
+    flat = [t.reshape(-1) if t.dtype == torch.float32 else t.reshape(-1).float() for t in tensors]
     n = len(flat)
     device = flat[0].device
     numels = tuple(f.numel() for f in flat)
-    # per-tensor reductions, not scatters into n slots: on a GPU millions of atomic adds into a
-    # few addresses (a conv layer's activations) take tens of milliseconds
-    extremes = torch.stack([torch.stack(torch.aminmax(f)) for f in flat])
-    lows, highs = extremes[:, 0], extremes[:, 1]
-    moments = torch.stack([torch.stack(torch.std_mean(f, correction=0)) for f in flat])
-    stds, means = moments[:, 0], moments[:, 1]
-    zeros = torch.stack([(f == 0).sum() for f in flat]).float() / _sizes_on(numels, device)
-    spans = (highs - lows).clamp_min(1e-12)
-    # each tensor's (tensor, bin) index, tensor by tensor: one gather-free pass over its values
-    # (a segment id per value, from repeat_interleave, costs more on a GPU than all the rest)
-    index = torch.cat(
-        [((f - lows[i]) / spans[i] * bins).floor_().clamp_(0, bins - 1).add_(i * bins) for i, f in enumerate(flat)]
-    )
+    # Per-tensor reductions, not scatters into n slots: on a GPU millions of atomic adds into a
+    # few addresses (a conv layer's activations) take tens of milliseconds. The elementwise
+    # passes are foreach ops: one call for all tensors, where each op costs microseconds of
+    # dispatch on a CPU whatever the tensor's size.
+    extremes = [torch.aminmax(f) for f in flat]
+    lows, highs = torch.stack([low for low, _ in extremes]), torch.stack([high for _, high in extremes])
+    moments = [torch.std_mean(f, correction=0) for f in flat]
+    stds, means = torch.stack([std for std, _ in moments]), torch.stack([mean for _, mean in moments])
+    nonzero = torch.stack(torch._foreach_norm(flat, ord=0))  # the count of non-zero values
+    zeros = 1.0 - nonzero / _sizes_on(numels, device)
+    scales = bins / (highs - lows).clamp_min(1e-12)
+    # each value's (tensor, bin) index, i * bins + its bin in tensor i; a segment id per value
+    # (from repeat_interleave) would cost more on a GPU than all the rest
+    # (numpy's arithmetic: (value - low) * (bins / span); never below 0, as no value is below low)
+    index = torch._foreach_sub(flat, list(lows.unbind()))
+    torch._foreach_mul_(index, list(scales.unbind()))
+    torch._foreach_floor_(index)
+    torch._foreach_clamp_max_(index, float(bins - 1))  # the largest value, in the last bin
+    torch._foreach_add_(index, list(_bin_offsets(n, bins, device).unbind()))
     # one histogram of the (tensor, bin) index: histc with its range given neither synchronises
     # (bincount reads the largest index back) nor scatters into global memory; centred on the
     # integers, so that float rounding cannot move an index to its neighbour
-    counts = torch.histc(index, bins=n * bins, min=-0.5, max=n * bins - 0.5).long().view(n, bins)
+    counts = torch.histc(torch.cat(index), bins=n * bins, min=-0.5, max=n * bins - 0.5).long().view(n, bins)
     saturated = torch.zeros(n, device=device)
     for i, kind in enumerate(saturation):
         if kind == "tanh":

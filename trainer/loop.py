@@ -118,10 +118,12 @@ def _diverged_at(steps: np.ndarray, losses: np.ndarray, first_loss: float) -> tu
     if bad.any():
         index = int(np.argmax(bad))
         return int(steps[index]), f"loss became {losses[index]} at step {steps[index]}"
-    if len(losses) < EXPLOSION_WINDOW:
+    limit = EXPLOSION_FACTOR * max(first_loss, 1e-12)
+    # a window's median is above the limit only if half its losses are: none is, on most hand-offs
+    if len(losses) < EXPLOSION_WINDOW or losses.max() <= limit:
         return None
     medians = np.median(np.lib.stride_tricks.sliding_window_view(losses, EXPLOSION_WINDOW), axis=1)
-    high = medians > EXPLOSION_FACTOR * max(first_loss, 1e-12)
+    high = medians > limit
     if not high.any():
         return None
     index = int(np.argmax(high)) + EXPLOSION_WINDOW - 1
@@ -255,7 +257,7 @@ def train(
     )
     model.train()
     for epoch in range(start_epoch, config.epochs):
-        epoch_generator_state = generator.get_state()
+        # epoch_generator_state is the generator's state here: taken before the loop and at each epoch end
         order = torch.randperm(n_train, device=device, generator=generator)
         first_batch = start_batch if epoch == start_epoch else 0
         for batch_start in range(first_batch * config.batch_size, n_train, config.batch_size):
@@ -290,7 +292,7 @@ def train(
             scaler.step(optimizer)  # float16: skipped when a gradient is inf/NaN (the update ratio reads 0)
             scaler.update()
             if measure_parameters:
-                recorder.add_vector(parameters.keys, step, parameters.after_step())
+                parameters.after_step(recorder, step)
             recorder.add_host("lr", step, lr)
             schedule.after_iteration()
             step += 1
@@ -350,9 +352,10 @@ def train(
             if checkpoint_due:
                 save_checkpoint(epoch + 1, 0)
 
-    ended = handoff(config.epochs)
-    if ended is not None:
-        return ended
+    if start_epoch >= config.epochs:  # resumed from the checkpoint of the last epoch's end
+        ended = handoff(config.epochs)
+        if ended is not None:
+            return ended
     return finish(
         "succeeded", f"trained {config.epochs} epochs ({step} steps) on {device} in {precision_words}", config.epochs
     )

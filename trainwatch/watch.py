@@ -124,7 +124,7 @@ class Watcher:
         step = self.run._measured_step(self.steps)
         with self.run._lock:
             if self._measuring is not None:
-                self.run._recorder.add_vector(self.parameters.keys, self._measuring, self.parameters.after_step())
+                self.parameters.after_step(self.run._recorder, self._measuring)
                 self._measuring = None
             self.run._recorder.add_host("lr", step, float(optimizer.param_groups[0]["lr"]))
         if self.image_every and self.steps % self.image_every == 0:

@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -52,15 +54,35 @@ def test_the_update_ratio_is_the_norm_of_the_applied_update_over_the_weight_norm
     layer(torch.randn(8, 5)).pow(2).mean().backward()
     grads = [p.grad.numpy().copy() for p in layer.parameters()]
     probe = ParameterProbe(list(layer.named_parameters()))
+    recorder = DeviceRecorder()
     probe.before_step()
     optimizer.step()
-    measured = probe.after_step().numpy()
+    probe.after_step(recorder, 0)
+    batch, _ = recorder.drain()
+    measured = np.array([batch[key][1][0] for key in probe.keys])
     after = [p.detach().numpy() for p in layer.parameters()]
     expected_ratios = [np.linalg.norm(a - b) / np.linalg.norm(b) for a, b in zip(after, before)]
     np.testing.assert_allclose(measured[:2], expected_ratios, rtol=1e-5)
     np.testing.assert_allclose(measured[2:4], [np.linalg.norm(g) for g in grads], rtol=1e-5)
     np.testing.assert_allclose(measured[4:], [np.linalg.norm(b) for b in before], rtol=1e-5)
     assert probe.keys[0] == "update_ratio/weight" and probe.keys[2] == "grad_norm/weight"
+
+
+def test_a_tensor_of_zeros_has_no_update_ratio_but_its_norms():
+    layer = torch.nn.Linear(4, 2)
+    torch.nn.init.zeros_(layer.bias)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.1)
+    layer(torch.ones(3, 4)).sum().backward()
+    probe, recorder = ParameterProbe(list(layer.named_parameters())), DeviceRecorder()
+    for step in (0, 5):  # two measured steps derived together at the hand-off
+        probe.before_step()
+        optimizer.step()
+        probe.after_step(recorder, step)
+    batch, _ = recorder.drain()
+    steps, bias_ratios = batch["update_ratio/bias"]
+    assert steps.tolist() == [0, 5] and math.isnan(bias_ratios[0]) and bias_ratios[1] > 0
+    assert batch["weight_norm/bias"][1][0] == 0.0 and batch["grad_norm/bias"][1][0] == pytest.approx(3 * math.sqrt(2))
+    assert np.isfinite(batch["update_ratio/weight"][1]).all()
 
 
 def test_the_recorder_hands_over_device_and_host_values_together():
