@@ -4,9 +4,9 @@ CNN on CIFAR-size synthetic images (channels 64, 128, 256, batch 256: enough to 
 In one process, alternately: a plain training loop (same model, data, optimizer,
 schedule and batch order; the validation pass every epoch, nothing else) and
 trainer.loop.train with the default instrumentation (per-step loss and lr,
-update ratios and norms every 20 steps, histograms every 250 steps, four times as
-often during the dense start of the first 100 steps, first-layer images every
-epoch, hand-offs to a sink), and the same without the dense start. Step time = the time from the first
+update ratios and norms every 20 steps, histograms every 250 steps, ratios four times
+as often and activation histograms every 25 steps during the dense start of the first
+100 steps, first-layer images every epoch, hand-offs to a sink), and the same without the dense start. Step time = the time from the first
 step to the end of the last epoch / the steps, so set-up (loading the data,
 building the model) is left out of both.
 

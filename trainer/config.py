@@ -207,7 +207,7 @@ class InstrumentConfig:
     histogram_every: int = field(default=250, metadata=integer(0, MAX_STEPS))
     histogram_bins: int = field(default=30, metadata=integer(4, 256))
     # The start, when most pathologies show first, is measured densely: for this many steps,
-    # ratios and norms four times as often (every 5 steps with K = 20) and histograms every
+    # ratios and norms four times as often (every 5 steps with K = 20) and activations every
     # quarter of it (0: no dense start); bench/overhead.py counts it in.
     dense_steps: int = field(default=100, metadata=integer(0, 10_000))
     # First-layer weights as an image grid at epoch ends, at least H steps apart
@@ -220,11 +220,17 @@ class InstrumentConfig:
         return dense or step % self.ratio_every == 0
 
     def measures_histograms(self, step: int) -> bool:
-        """Histograms (and dead and saturated fractions) at this step?"""
+        """Activation histograms (and dead and saturated fractions) at this step?"""
         if not self.histogram_every:
             return False
         dense = step < self.dense_steps and step % max(1, self.dense_steps // 4) == 0
         return dense or step % self.histogram_every == 0
+
+    def measures_parameter_histograms(self, step: int) -> bool:
+        """Gradient and weight histograms too? Every H steps, the dense start included: what the
+        early rules read of a histogram is the activations' (dead, saturated, collapsed units),
+        and the weights barely move in a hundred steps."""
+        return bool(self.histogram_every) and step % self.histogram_every == 0
 
 
 @dataclass(frozen=True)

@@ -204,9 +204,10 @@ def _sizes_on(numels: tuple[int, ...], device: torch.device) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=32)
-def _bin_offsets(n: int, bins: int, device: torch.device) -> torch.Tensor:
-    """i * bins for tensor i: where tensor i's bins start in the joint histogram."""
-    return torch.arange(0, n * bins, bins, dtype=torch.float32, device=device)
+def _bin_offsets(n: int, bins: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """i * bins for tensor i, where its bins start in the joint histogram: one 0-d device tensor
+    each (a list of Python numbers would be copied to the device on every call)."""
+    return torch.arange(0, n * bins, bins, dtype=torch.float32, device=device).unbind()
 
 
 @torch.no_grad()
@@ -215,45 +216,48 @@ def batched_histograms(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Histograms of many tensors in one binning pass on their device.
 
-    Each tensor gets `bins` equal bins over its own [min, max]. Returns counts (n, bins)
-    and stats (n, 6): low, high, mean, std, fraction exactly zero, fraction saturated
-    (for 'tanh' / 'sigmoid' entries of `saturation`). torch.histc would need each
-    range as a host number, i.e. one synchronisation per tensor.
+    Each tensor gets `bins` equal bins over its own [min, max]. Returns counts (n, bins),
+    float (histc's counts), and stats (n, 6): low, high, mean, std, fraction exactly zero,
+    fraction saturated (for 'tanh' / 'sigmoid' entries of `saturation`). torch.histc would
+    need each range as a host number, i.e. one synchronisation per tensor.
     """
     flat = [t.reshape(-1) if t.dtype == torch.float32 else t.reshape(-1).float() for t in tensors]
     n = len(flat)
     device = flat[0].device
-    numels = tuple(f.numel() for f in flat)
+    sizes = _sizes_on(tuple(f.numel() for f in flat), device)
     # Per-tensor reductions, not scatters into n slots: on a GPU millions of atomic adds into a
     # few addresses (a conv layer's activations) take tens of milliseconds. The elementwise
     # passes are foreach ops: one call for all tensors, where each op costs microseconds of
     # dispatch on a CPU whatever the tensor's size.
     extremes = [torch.aminmax(f) for f in flat]
-    lows, highs = torch.stack([low for low, _ in extremes]), torch.stack([high for _, high in extremes])
-    moments = [torch.std_mean(f, correction=0) for f in flat]
-    stds, means = torch.stack([std for std, _ in moments]), torch.stack([mean for _, mean in moments])
+    lows_each = [low for low, _ in extremes]
+    lows, highs = torch.stack(lows_each), torch.stack([high for _, high in extremes])
+    above_low = torch._foreach_sub(flat, lows_each)  # every value >= 0, so an L1 norm is a sum
+    # mean and std from the sums of (x - low) and its squares: two foreach norms instead of a
+    # std_mean per tensor; shifted by the minimum, the squares' sum loses no precision that matters
+    sums = torch.stack(torch._foreach_norm(above_low, 1)) / sizes
+    squares = torch.stack(torch._foreach_norm(above_low, 2)).square() / sizes
+    stds = (squares - sums.square()).clamp_min(0.0).sqrt()
     nonzero = torch.stack(torch._foreach_norm(flat, ord=0))  # the count of non-zero values
-    zeros = 1.0 - nonzero / _sizes_on(numels, device)
-    scales = bins / (highs - lows).clamp_min(1e-12)
     # each value's (tensor, bin) index, i * bins + its bin in tensor i; a segment id per value
     # (from repeat_interleave) would cost more on a GPU than all the rest
     # (numpy's arithmetic: (value - low) * (bins / span); never below 0, as no value is below low)
-    index = torch._foreach_sub(flat, list(lows.unbind()))
-    torch._foreach_mul_(index, list(scales.unbind()))
-    torch._foreach_floor_(index)
-    torch._foreach_clamp_max_(index, float(bins - 1))  # the largest value, in the last bin
-    torch._foreach_add_(index, list(_bin_offsets(n, bins, device).unbind()))
+    scales = bins / (highs - lows).clamp_min(1e-12)
+    torch._foreach_mul_(above_low, list(scales.unbind()))
+    torch._foreach_floor_(above_low)
+    torch._foreach_clamp_max_(above_low, float(bins - 1))  # the largest value, in the last bin
+    torch._foreach_add_(above_low, list(_bin_offsets(n, bins, device)))
     # one histogram of the (tensor, bin) index: histc with its range given neither synchronises
     # (bincount reads the largest index back) nor scatters into global memory; centred on the
     # integers, so that float rounding cannot move an index to its neighbour
-    counts = torch.histc(torch.cat(index), bins=n * bins, min=-0.5, max=n * bins - 0.5).long().view(n, bins)
+    counts = torch.histc(torch.cat(above_low), bins=n * bins, min=-0.5, max=n * bins - 0.5).view(n, bins)
     saturated = torch.zeros(n, device=device)
     for i, kind in enumerate(saturation):
         if kind == "tanh":
             saturated[i] = (flat[i].abs() > 1 - SATURATION_MARGIN).float().mean()
         elif kind == "sigmoid":
             saturated[i] = ((flat[i] < SATURATION_MARGIN) | (flat[i] > 1 - SATURATION_MARGIN)).float().mean()
-    return counts, torch.stack([lows, highs, means, stds, zeros, saturated], dim=1)
+    return counts, torch.stack([lows, highs, lows + sums, stds, 1.0 - nonzero / sizes, saturated], dim=1)
 
 
 def dead_fraction(activation: torch.Tensor) -> torch.Tensor:
@@ -298,8 +302,9 @@ class HistogramProbe:
 
         return hook
 
-    def collect(self, recorder: DeviceRecorder, step: int) -> None:
-        """After backward: gradients and the activations of this step's forward pass."""
+    def collect(self, recorder: DeviceRecorder, step: int, parameters: bool = True) -> None:
+        """After backward: the activations of this step's forward pass and, with `parameters`,
+        the gradients and weights."""
         captured = dict(self._captured)
         self.disarm()
         keys: list[str] = []
@@ -314,7 +319,7 @@ class HistogramProbe:
             if kind == "relu":
                 dead_keys.append(f"dead_fraction/{name}")
                 dead_values.append(dead_fraction(output))
-        for name, param in self.params:
+        for name, param in self.params if parameters else ():
             if param.grad is not None:
                 keys.append(f"gradient/{name}")
                 tensors.append(param.grad)

@@ -276,7 +276,7 @@ def train(
             if scaler.is_enabled() and (measure_histograms or measure_parameters):
                 scaler.unscale_(optimizer)  # the histograms and norms see the true gradients
             if measure_histograms:
-                histograms.collect(recorder, step)
+                histograms.collect(recorder, step, parameters=instrument.measures_parameter_histograms(step))
 
             recorder.add("loss", step, loss.detach())
             if l2:  # with the weights this step's forward pass used

@@ -5,10 +5,10 @@ model, taken at its optimizer's steps through torch's step hooks.
   per parameter tensor, the update-to-weight ratio
   norm(W_after - W_before) / norm(W_before) of the update actually applied, the gradient norm
   and the weight norm (ParameterProbe, around optimizer.step());
-- every `histogram_every` steps, and every quarter of `dense_steps` at the start: histograms of
-  weights, gradients (just before the step) and of the
-  outputs of activation modules in the forward pass that led to it (forward hooks armed for
-  that one step), with dead and saturated fractions (HistogramProbe);
+- every `histogram_every` steps: histograms of weights, gradients (just before the step) and
+  of the outputs of activation modules in the forward pass that led to it (forward hooks armed
+  for that one step), with dead and saturated fractions (HistogramProbe); at the start also
+  every quarter of `dense_steps`, the activations alone;
 - every `image_every`: the first layer's weights as an image, scaled on the device;
 - every step: the learning rate of the first parameter group (a host number).
 
@@ -115,7 +115,8 @@ class Watcher:
         step = self.run._measured_step(self.steps)
         if self.histograms is not None and self.schedule.measures_histograms(self.steps):
             with self.run._lock:  # the gradients of this step and the activations of its forward pass
-                self.histograms.collect(self.run._recorder, step)
+                parameters = self.schedule.measures_parameter_histograms(self.steps)
+                self.histograms.collect(self.run._recorder, step, parameters=parameters)
         if self.schedule.measures_parameters(self.steps):
             self.parameters.before_step()
             self._measuring = step

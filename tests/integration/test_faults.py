@@ -73,7 +73,7 @@ def test_a_run_whose_worker_is_killed_resumes_from_its_checkpoint_on_another_wor
     epochs, _ = read_series(run.pk, "epoch")
     assert len(epochs) == 300 and (np.diff(epochs) > 0).all()
     histogram_steps = sorted(Histogram.objects.filter(run=run, key="weight/fc1.weight").values_list("step", flat=True))
-    histograms_at = InstrumentConfig(histogram_every=200).measures_histograms
+    histograms_at = InstrumentConfig(histogram_every=200).measures_parameter_histograms
     assert histogram_steps == [s for s in range(done.total_steps) if histograms_at(s)]
     assert Series.objects.get(run=run, key="loss").count == done.total_steps
 

@@ -48,8 +48,8 @@ def test_the_page_of_a_finished_run_draws_every_chart(celery_worker_process, liv
     page.evaluate("window.TrainwatchLayers.open('fc1.weight')")
     page.wait_for_function("window.trainwatchDistributions && Object.keys(window.trainwatchDistributions).length === 3")
     assert (
-        page.evaluate("window.trainwatchDistributions.weight.data.datasets[0].data.length") == 11 * 40
-    )  # 11 steps x 40 rows
+        page.evaluate("window.trainwatchDistributions.weight.data.datasets[0].data.length") == 9 * 40
+    )  # 9 steps (every 10; the dense start adds activations only) x 40 rows
     assert page.evaluate("window.trainwatchDistributionAtStep.data.datasets[0].data.length") == 30  # bins
     assert "step 80" in page.text_content("#dist-step-label")  # the latest by default
     ARTIFACTS.mkdir(exist_ok=True)

@@ -120,8 +120,10 @@ def test_every_kind_of_measurement_of_a_cnn_run_is_stored_and_served(celery_work
 
     histograms = logged_in.get(f"/api/runs/{run.pk}/histograms/").json()["keys"]
     assert "activation/act_conv1" in histograms and "gradient/conv1.weight" in histograms
-    over_time = logged_in.get(f"/api/runs/{run.pk}/histograms/?key=weight/conv1.weight").json()
+    over_time = logged_in.get(f"/api/runs/{run.pk}/histograms/?key=activation/act_conv1").json()
     assert over_time["steps"] == [0, 10, 20, 25, 30, 40]  # every 10, and every 25 in the dense start
+    over_time = logged_in.get(f"/api/runs/{run.pk}/histograms/?key=weight/conv1.weight").json()
+    assert over_time["steps"] == [0, 10, 20, 30, 40]  # the dense start's extra steps: activations only
     image = logged_in.get(f"/api/runs/{run.pk}/images/?key=first_layer").json()
     assert image["steps"] == [22, 45] and image["image"]["width"] == 2 * 4 + 1  # 4 filters of 3 x 3
 

@@ -106,7 +106,11 @@ def test_the_start_is_measured_four_times_as_often():
     sink = run({"epochs": 3, "instrument": {"ratio_every": 8, "histogram_every": 40, "dense_steps": 20}})
     steps, _ = sink.get("update_ratio/fc1.weight")
     np.testing.assert_array_equal(steps, [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 24, 32, 40, 48, 56, 64])
-    assert sorted({h.step for h in sink.histogram_records if h.key == "weight/fc1.weight"}) == [0, 5, 10, 15, 40]
+    # the dense start's extra histograms are of the activations alone
+    assert sorted({h.step for h in sink.histogram_records if h.key == "activation/act1"}) == [0, 5, 10, 15, 40]
+    np.testing.assert_array_equal(sink.get("dead_fraction/act1")[0], [0, 5, 10, 15, 40])
+    for key in ("weight/fc1.weight", "gradient/fc1.weight"):
+        assert sorted({h.step for h in sink.histogram_records if h.key == key}) == [0, 40]
 
 
 def test_the_l2_part_of_the_loss_is_logged_separately():
