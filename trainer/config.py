@@ -224,7 +224,7 @@ class InstrumentConfig:
         if not self.histogram_every:
             return False
         dense = step < self.dense_steps and step % max(1, self.dense_steps // 4) == 0
-        return dense or step % self.histogram_every == 0
+        return dense or self.measures_parameter_histograms(step)
 
     def measures_parameter_histograms(self, step: int) -> bool:
         """Gradient and weight histograms too? Every H steps, the dense start included: what the

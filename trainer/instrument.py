@@ -206,7 +206,7 @@ def _sizes_on(numels: tuple[int, ...], device: torch.device) -> torch.Tensor:
 @functools.lru_cache(maxsize=32)
 def _bin_offsets(n: int, bins: int, device: torch.device) -> tuple[torch.Tensor, ...]:
     """i * bins for tensor i, where its bins start in the joint histogram: one 0-d device tensor
-    each (a list of Python numbers would be copied to the device on every call)."""
+    each (a list of Python numbers would be wrapped into tensors on every call)."""
     return torch.arange(0, n * bins, bins, dtype=torch.float32, device=device).unbind()
 
 
