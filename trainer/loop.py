@@ -344,8 +344,10 @@ def train(
         checkpoint_due = epoch == config.epochs - 1 or (
             not config.checkpoint_every and time.monotonic() - last_checkpoint >= checkpoint_seconds
         )
-        # epochs shorter than a hand-off interval go out with the next one, not one each
-        if checkpoint_due or time.monotonic() - last_handoff >= handoff_seconds:
+        # epochs shorter than a hand-off interval go out with the next one, not one each, unless the
+        # sink already wants the run stopped: a flush outside a hand-off (an image's, a checkpoint's)
+        # can judge a study's early stopping, which a short run would otherwise only see at its end
+        if checkpoint_due or sink.should_stop() or time.monotonic() - last_handoff >= handoff_seconds:
             ended = handoff(epoch + 1)
             if ended is not None:
                 return ended

@@ -74,7 +74,7 @@ class Sink(Protocol):
     def progress(self, progress: Progress) -> None: ...
 
     def should_stop(self) -> bool:
-        """Called at every hand-off (about twice a second); must be cheap."""
+        """Called at every hand-off (about twice a second) and epoch end; must be cheap."""
         ...
 
     def stop_reason(self) -> str | None:

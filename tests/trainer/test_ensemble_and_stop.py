@@ -40,3 +40,22 @@ class StoppingSink(MemorySink):
 def test_a_sink_that_stops_with_a_reason_ends_the_run_stopped_not_cancelled():
     result = train(RunConfig.from_dict(BASE), StoppingSink(), handoff_seconds=0.0)
     assert result.status == "stopped" and result.message.startswith("stopped early after epoch 1")
+
+
+class JudgedAtAnImage(MemorySink):
+    """A sink whose flush of the second epoch's first-layer image decides to stop the run, as
+    the worker's sink judges a study's early stopping at any flush that has new epochs."""
+
+    def images(self, records) -> None:
+        super().images(records)
+        if len(self.image_records) == 2:
+            self.stop_after_handoffs = 0
+
+    def stop_reason(self) -> str | None:
+        return "stopped early after epoch 2: below the median"
+
+
+def test_a_stop_decided_between_hand_offs_is_taken_at_that_epoch_end():
+    config = RunConfig.from_dict({**BASE, "epochs": 10, "instrument": {"histogram_every": 1}})
+    result = train(config, JudgedAtAnImage(), handoff_seconds=3600.0)
+    assert result.status == "stopped" and result.epochs == 2, result
