@@ -210,6 +210,19 @@ def _bin_offsets(n: int, bins: int, device: torch.device) -> tuple[torch.Tensor,
     return torch.arange(0, n * bins, bins, dtype=torch.float32, device=device).unbind()
 
 
+def _count_indices(index: torch.Tensor, total: int, by_bincount: bool) -> torch.Tensor:
+    """How often each of 0 .. total - 1 occurs in `index` (whole numbers or NaN, as floats), as floats.
+    histc, with its range given, neither synchronises (bincount reads the largest index back on a
+    GPU) nor scatters into global memory; centred on the integers, so that float rounding cannot
+    move an index to its neighbour. On a CPU its kernel costs six times bincount's per value
+    (int32 indices: a conversion to int64 costs as much as the count)."""
+    if by_bincount:
+        # NaN (a tensor with a NaN has NaN bounds) goes to one extra bin, dropped, as histc drops it
+        counted = torch.bincount(index.nan_to_num(nan=float(total)).int(), minlength=total + 1)
+        return counted[:total].float()
+    return torch.histc(index, bins=total, min=-0.5, max=total - 0.5)
+
+
 @torch.no_grad()
 def batched_histograms(
     tensors: list[torch.Tensor], bins: int, saturation: list[str | None]
@@ -217,7 +230,7 @@ def batched_histograms(
     """Histograms of many tensors in one binning pass on their device.
 
     Each tensor gets `bins` equal bins over its own [min, max]. Returns counts (n, bins),
-    float (histc's counts), and stats (n, 6): low, high, mean, std, fraction exactly zero,
+    float, and stats (n, 6): low, high, mean, std, fraction exactly zero,
     fraction saturated (for 'tanh' / 'sigmoid' entries of `saturation`). torch.histc would
     need each range as a host number, i.e. one synchronisation per tensor.
     """
@@ -231,14 +244,20 @@ def batched_histograms(
     # dispatch on a CPU whatever the tensor's size.
     extremes = [torch.aminmax(f) for f in flat]
     lows_each = [low for low, _ in extremes]
-    lows, highs = torch.stack(lows_each), torch.stack([high for _, high in extremes])
     above_low = torch._foreach_sub(flat, lows_each)  # every value >= 0, so an L1 norm is a sum
     # mean and std from the sums of (x - low) and its squares: two foreach norms instead of a
-    # std_mean per tensor; shifted by the minimum, the squares' sum loses no precision that matters
-    sums = torch.stack(torch._foreach_norm(above_low, 1)) / sizes
-    squares = torch.stack(torch._foreach_norm(above_low, 2)).square() / sizes
-    stds = (squares - sums.square()).clamp_min(0.0).sqrt()
-    nonzero = torch.stack(torch._foreach_norm(flat, ord=0))  # the count of non-zero values
+    # std_mean per tensor; shifted by the minimum, the squares' sum loses no precision that matters.
+    # Every per-tensor number in one stack, as a stack costs a cat besides its numbers.
+    per_tensor = torch.stack(
+        lows_each
+        + [high for _, high in extremes]
+        + list(torch._foreach_norm(above_low, 1))
+        + list(torch._foreach_norm(above_low, 2))
+        + list(torch._foreach_norm(flat, ord=0))  # the count of non-zero values
+    )
+    lows, highs, sums, roots, nonzero = per_tensor.view(5, n).unbind()
+    sums = sums / sizes
+    stds = (roots.square() / sizes - sums.square()).clamp_min(0.0).sqrt()
     # each value's (tensor, bin) index, i * bins + its bin in tensor i; a segment id per value
     # (from repeat_interleave) would cost more on a GPU than all the rest
     # (numpy's arithmetic: (value - low) * (bins / span); never below 0, as no value is below low)
@@ -247,10 +266,7 @@ def batched_histograms(
     torch._foreach_floor_(above_low)
     torch._foreach_clamp_max_(above_low, float(bins - 1))  # the largest value, in the last bin
     torch._foreach_add_(above_low, list(_bin_offsets(n, bins, device)))
-    # one histogram of the (tensor, bin) index: histc with its range given neither synchronises
-    # (bincount reads the largest index back) nor scatters into global memory; centred on the
-    # integers, so that float rounding cannot move an index to its neighbour
-    counts = torch.histc(torch.cat(above_low), bins=n * bins, min=-0.5, max=n * bins - 0.5).view(n, bins)
+    counts = _count_indices(torch.cat(above_low), n * bins, by_bincount=device.type == "cpu").view(n, bins)
     saturated = torch.zeros(n, device=device)
     for i, kind in enumerate(saturation):
         if kind == "tanh":
@@ -368,15 +384,13 @@ def tile_grid(scaled: np.ndarray) -> np.ndarray:
     count, channels, height, width = scaled.shape
     columns = math.ceil(math.sqrt(count))
     rows = math.ceil(count / columns)
-    # tiles with a 1-pixel white gap below and right, laid out row by row, then a top/left border
-    padded = np.ones((rows * columns, channels, height + 1, width + 1), dtype=np.float32)
-    padded[:count, :, :height, :width] = scaled
-    grid = padded.reshape(rows, columns, channels, height + 1, width + 1).transpose(2, 0, 3, 1, 4)
-    grid = np.pad(
-        grid.reshape(channels, rows * (height + 1), columns * (width + 1)),
-        ((0, 0), (1, 0), (1, 0)),
-        constant_values=1.0,
-    )
+    # white (1.0) everywhere, then each tile written into its cell: a 1-pixel gap below and right
+    # of every tile and a border above and left of the grid (np.pad costs as much as the rest)
+    grid = np.ones((channels, rows * (height + 1) + 1, columns * (width + 1) + 1), dtype=np.float32)
+    cells = grid[:, 1:, 1:].reshape(channels, rows, height + 1, columns, width + 1)  # a view
+    tiles = np.ones((rows * columns, channels, height, width), dtype=np.float32)
+    tiles[:count] = scaled
+    cells[:, :, :height, :, :width] = tiles.reshape(rows, columns, channels, height, width).transpose(2, 0, 3, 1, 4)
     pixels = (grid * 255).round().astype(np.uint8)
     return pixels[0] if channels == 1 else pixels.transpose(1, 2, 0)
 

@@ -7,6 +7,7 @@ import torch
 from trainer.config import RunConfig
 from trainer.instrument import (
     DeviceRecorder,
+    _count_indices,
     batched_histograms,
     dead_fraction,
     filter_roughness,
@@ -30,6 +31,25 @@ def test_batched_histograms_match_numpy_for_each_tensor():
         assert (low, high) == pytest.approx((values.min(), values.max()))
         assert (mean, std) == pytest.approx((values.mean(), values.std()), rel=1e-4, abs=1e-6)
         assert zero == pytest.approx((values == 0).mean())
+
+
+def test_a_tensor_with_a_nan_gets_no_counts_and_leaves_the_others_alone():
+    tensors = [torch.tensor([1.0, math.nan, 2.0]), torch.tensor([0.0, 1.0, 2.0, 3.0])]
+    counts, stats = batched_histograms(tensors, 4, [None, None])
+    assert counts.tolist() == [[0, 0, 0, 0], [1, 1, 1, 1]]
+    assert math.isnan(stats[0, 0].item()) and stats[1, :3].tolist() == [0.0, 3.0, 1.5]
+
+
+def test_the_cpu_and_gpu_ways_of_counting_bin_indices_agree():
+    # the CPU counts with bincount, a GPU with histc (no sync): both are run here, on whole
+    # numbers as the binning makes them, the first and last bins included
+    generator = torch.Generator().manual_seed(0)
+    index = torch.randint(0, 90, (5000,), generator=generator).float()
+    index[:5] = torch.tensor([0.0, 89.0, 89.0, math.nan, math.nan])  # NaN: a diverged tensor's values
+    by_bincount = _count_indices(index, 90, by_bincount=True)
+    by_histc = _count_indices(index, 90, by_bincount=False)
+    assert by_bincount.dtype == by_histc.dtype == torch.float32
+    assert torch.equal(by_bincount, by_histc) and by_bincount.sum().item() == 4998
 
 
 def test_saturation_counts_tanh_units_near_plus_or_minus_one():
@@ -135,6 +155,18 @@ def test_first_layer_weights_become_one_tile_per_unit():
     grid = tile_grid(first_layer_tiles(rgb, (3, 32, 32)).cpu().numpy())
     assert grid.shape == (2 * 4 + 1, 3 * 4 + 1, 3)  # 6 filters of 3 x 3: 2 rows of 3
     assert "first_layer_roughness" not in sink.series  # 8 x 8 tiles are too small to judge
+
+
+def test_tiles_are_laid_out_row_by_row_with_white_gaps_and_border():
+    tiles = np.array([[[[0.0, 0.5]]], [[[1.0, 0.2]]], [[[0.4, 0.0]]]], dtype=np.float32)  # 3 tiles of 1 x 2
+    white = 255
+    assert tile_grid(tiles).tolist() == [
+        [white] * 7,
+        [white, 0, 128, white, 255, 51, white],
+        [white] * 7,
+        [white, 102, 0, white, white, white, white],  # the 4th cell of the 2 x 2 grid is empty (white)
+        [white] * 7,
+    ]
 
 
 def test_the_roughness_of_filters_is_one_for_white_noise_and_near_zero_for_smooth_ones():
