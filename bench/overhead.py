@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -44,7 +45,15 @@ from trainer.schedules import Schedule
 from trainer.sink import MemorySink, Progress
 
 
-def plain_step_seconds(config: RunConfig) -> float:
+class Window(Protocol):
+    """What else marks the timed part of a run (bench/instructions.py counts instructions in it)."""
+
+    def open(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def plain_step_seconds(config: RunConfig, window: Window | None = None) -> float:
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     data = load_dataset(config.data, config.data_seed).to(device)
@@ -56,6 +65,8 @@ def plain_step_seconds(config: RunConfig) -> float:
     schedule = Schedule(config.schedule, optimizer, steps_per_epoch, config.epochs)
     autocast, scaler, _ = mixed_precision(config, device)
     generator = torch.Generator(device=device).manual_seed(config.seed)
+    if window is not None:
+        window.open()
     started = time.perf_counter()
     for _ in range(config.epochs):
         order = torch.randperm(n, device=device, generator=generator)
@@ -70,7 +81,10 @@ def plain_step_seconds(config: RunConfig) -> float:
             schedule.after_iteration()
         _, val_loss = evaluate(model, loss_fn, data.x_val, data.y_val)
         schedule.after_epoch(val_loss.item())
-    return (time.perf_counter() - started) / (steps_per_epoch * config.epochs)
+    seconds = time.perf_counter() - started
+    if window is not None:
+        window.close()
+    return seconds / (steps_per_epoch * config.epochs)
 
 
 class TimingSink(MemorySink):
