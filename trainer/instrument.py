@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -78,8 +79,7 @@ class DeviceRecorder:
         # vectors by their keys (one tuple of keys per probe): what derives the keys' values
         # from a stack of them, the steps, the vectors
         self._vectors: dict[tuple[str, ...], tuple[Derive | None, list[int], list[torch.Tensor]]] = {}
-        # (keys, step, counts (n, bins), stats (n, 6): low, high, mean, std, zero, saturated)
-        self._histograms: list[tuple[tuple[str, ...], int, torch.Tensor, torch.Tensor]] = []
+        self._histograms: list[tuple[tuple[str, ...], int, DeviceHistograms]] = []
         self._host: dict[str, tuple[list[int], list[float]]] = {}
 
     def add(self, key: str, step: int, value: torch.Tensor) -> None:
@@ -95,8 +95,8 @@ class DeviceRecorder:
         steps.append(step)
         vectors.append(values.reshape(-1))
 
-    def add_histograms(self, keys: tuple[str, ...], step: int, counts: torch.Tensor, stats: torch.Tensor) -> None:
-        self._histograms.append((keys, step, counts, stats))
+    def add_histograms(self, keys: tuple[str, ...], step: int, histograms: DeviceHistograms) -> None:
+        self._histograms.append((keys, step, histograms))
 
     def add_host(self, key: str, step: int, value: float) -> None:
         """A value already on the host (e.g. the learning rate from the schedule)."""
@@ -110,7 +110,8 @@ class DeviceRecorder:
             torch.stack(vectors) if derive is None else derive(torch.stack(vectors))
             for derive, _, vectors in self._vectors.values()
         ]
-        pieces += [torch.cat([counts.reshape(-1), stats.reshape(-1)]) for _, _, counts, stats in self._histograms]
+        for _, _, histograms in self._histograms:
+            pieces += [histograms.counts, histograms.per_tensor]
         host = _to_host(pieces)
         # per key, its (steps, values) blocks in the order they arrive
         collected: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
@@ -125,13 +126,12 @@ class DeviceRecorder:
             for index, key in enumerate(keys):
                 collected.setdefault(key, []).append((step_array, block[:, index]))
         records: list[HistogramRecord] = []
-        for keys, step, counts, _ in self._histograms:
-            n, bins = counts.shape
-            block_counts = host[offset : offset + n * bins].reshape(n, bins).astype(np.int64)
-            block_stats = host[offset + n * bins : offset + n * bins + n * 6].reshape(n, 6).tolist()
-            offset += n * bins + n * 6
-            for index, key in enumerate(keys):
-                low, high, mean, std, zero, saturated = block_stats[index]
+        for keys, step, histograms in self._histograms:
+            counts_end = offset + histograms.counts.numel()
+            end = counts_end + histograms.per_tensor.numel()
+            block_counts, block_stats = histograms.on_host(host[offset:counts_end], host[counts_end:end])
+            offset = end
+            for index, (key, (low, high, mean, std, zero, saturated)) in enumerate(zip(keys, block_stats.tolist())):
                 records.append(HistogramRecord(key, step, low, high, block_counts[index], mean, std, zero, saturated))
         for key, (steps, values) in self._host.items():
             collected.setdefault(key, []).append((np.asarray(steps, np.int64), np.asarray(values, np.float64)))
@@ -194,16 +194,6 @@ def ratios_and_norms(norms: torch.Tensor) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=32)
-def _sizes_on(numels: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    """The tensors' sizes on their device, copied once per set of shapes: a plain host-to-device
-    copy waits for the GPU, so on CUDA it goes from pinned memory, asynchronously."""
-    sizes = torch.tensor(numels)
-    if device.type == "cuda":
-        return sizes.pin_memory().to(device, non_blocking=True)
-    return sizes.to(device)
-
-
-@functools.lru_cache(maxsize=32)
 def _bin_offsets(n: int, bins: int, device: torch.device) -> tuple[torch.Tensor, ...]:
     """i * bins for tensor i, where its bins start in the joint histogram: one 0-d device tensor
     each (a list of Python numbers would be wrapped into tensors on every call)."""
@@ -211,69 +201,101 @@ def _bin_offsets(n: int, bins: int, device: torch.device) -> tuple[torch.Tensor,
 
 
 def _count_indices(index: torch.Tensor, total: int, by_bincount: bool) -> torch.Tensor:
-    """How often each of 0 .. total - 1 occurs in `index` (whole numbers or NaN, as floats), as floats.
+    """How often each of 0 .. total - 1 occurs in `index` (whole numbers or NaN, as floats), as
+    total + 1 floats: the last is not a bin (it holds the NaN on a CPU), the host drops it, as
+    slicing it off on the device would cost an op of its own.
     histc, with its range given, neither synchronises (bincount reads the largest index back on a
     GPU) nor scatters into global memory; centred on the integers, so that float rounding cannot
-    move an index to its neighbour. On a CPU its kernel costs six times bincount's per value
-    (int32 indices: a conversion to int64 costs as much as the count)."""
+    move an index to its neighbour; it drops NaN. On a CPU its kernel costs six times bincount's
+    per value (int32 indices: a conversion to int64 costs as much as the count)."""
     if by_bincount:
-        # NaN (a tensor with a NaN has NaN bounds) goes to one extra bin, dropped, as histc drops it
-        counted = torch.bincount(index.nan_to_num(nan=float(total)).int(), minlength=total + 1)
-        return counted[:total].float()
-    return torch.histc(index, bins=total, min=-0.5, max=total - 0.5)
+        # NaN (a tensor with a NaN has NaN bounds) goes to the extra element
+        return torch.bincount(index.nan_to_num(nan=float(total)).int(), minlength=total + 1).float()
+    return torch.histc(index, bins=total + 1, min=-0.5, max=total + 0.5)
+
+
+@dataclass(frozen=True)
+class DeviceHistograms:
+    """One histogram pass over n tensors, still on the device; `on_host` turns the hand-off's copy
+    of `counts` and `per_tensor` into numbers. Everything derived from the per-tensor sums (mean,
+    std, zero fraction) is derived there, for a pass's n tensors at once in NumPy, where each of
+    those steps would be an op of its own on the device, costing its dispatch whatever n is."""
+
+    counts: torch.Tensor  # (n * bins + 1,): tensor i's counts at i * bins, then an element to drop
+    # (5 * n + s,): lows, highs, sums and L2 norms of the values above the low, non-zero counts;
+    # then the saturated fraction of each of the s tensors in `saturating`
+    per_tensor: torch.Tensor
+    sizes: tuple[int, ...]
+    saturating: tuple[int, ...]
+    bins: int
+
+    def on_host(self, counts: np.ndarray, per_tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Counts (n, bins), int64, and stats (n, 6): low, high, mean, std, fraction exactly zero,
+        fraction saturated (0 for a tensor that is not tanh- or sigmoid-like)."""
+        n = len(self.sizes)
+        lows, highs, sums, roots, nonzero = per_tensor[: 5 * n].reshape(5, n)
+        sizes = np.asarray(self.sizes, dtype=np.float64)
+        saturated = np.zeros(n)
+        saturated[list(self.saturating)] = per_tensor[5 * n :]
+        with np.errstate(invalid="ignore", over="ignore"):  # a tensor with a NaN or an inf: NaN stats
+            above_low = sums / sizes
+            # shifted by the minimum, the squares' sum loses no precision that matters
+            stds = np.sqrt(np.maximum(roots**2 / sizes - above_low**2, 0.0))
+            stats = np.stack([lows, highs, lows + above_low, stds, 1.0 - nonzero / sizes, saturated], axis=1)
+        return counts[: n * self.bins].reshape(n, self.bins).astype(np.int64), stats
+
+    def to_host(self) -> tuple[np.ndarray, np.ndarray]:
+        """on_host of a copy of its own (tests, tools): a hand-off copies all passes at once."""
+        return self.on_host(self.counts.double().cpu().numpy(), self.per_tensor.double().cpu().numpy())
 
 
 @torch.no_grad()
-def batched_histograms(
-    tensors: list[torch.Tensor], bins: int, saturation: list[str | None]
-) -> tuple[torch.Tensor, torch.Tensor]:
+def batched_histograms(tensors: list[torch.Tensor], bins: int, saturation: list[str | None]) -> DeviceHistograms:
     """Histograms of many tensors in one binning pass on their device.
 
-    Each tensor gets `bins` equal bins over its own [min, max]. Returns counts (n, bins),
-    float, and stats (n, 6): low, high, mean, std, fraction exactly zero,
-    fraction saturated (for 'tanh' / 'sigmoid' entries of `saturation`). torch.histc would
-    need each range as a host number, i.e. one synchronisation per tensor.
+    Each tensor gets `bins` equal bins over its own [min, max], and its fraction saturated
+    when its entry of `saturation` is 'tanh' or 'sigmoid'. torch.histc would need each range
+    as a host number, i.e. one synchronisation per tensor.
     """
     flat = [t.reshape(-1) if t.dtype == torch.float32 else t.reshape(-1).float() for t in tensors]
     n = len(flat)
     device = flat[0].device
-    sizes = _sizes_on(tuple(f.numel() for f in flat), device)
     # Per-tensor reductions, not scatters into n slots: on a GPU millions of atomic adds into a
     # few addresses (a conv layer's activations) take tens of milliseconds. The elementwise
     # passes are foreach ops: one call for all tensors, where each op costs microseconds of
     # dispatch on a CPU whatever the tensor's size.
     extremes = [torch.aminmax(f) for f in flat]
-    lows_each = [low for low, _ in extremes]
-    above_low = torch._foreach_sub(flat, lows_each)  # every value >= 0, so an L1 norm is a sum
-    # mean and std from the sums of (x - low) and its squares: two foreach norms instead of a
-    # std_mean per tensor; shifted by the minimum, the squares' sum loses no precision that matters.
-    # Every per-tensor number in one stack, as a stack costs a cat besides its numbers.
+    lows = [low for low, _ in extremes]
+    above_low = torch._foreach_sub(flat, lows)  # every value >= 0, so an L1 norm is a sum
+    saturating, saturated = [], []
+    for i, kind in enumerate(saturation):
+        if kind == "tanh":
+            saturated.append((flat[i].abs() > 1 - SATURATION_MARGIN).float().mean())
+        elif kind == "sigmoid":
+            saturated.append(((flat[i] < SATURATION_MARGIN) | (flat[i] > 1 - SATURATION_MARGIN)).float().mean())
+        else:
+            continue
+        saturating.append(i)
+    # every per-tensor number in one stack (a stack costs a cat besides its numbers); mean and
+    # std come from the sums of (x - low) and its squares, on the host (DeviceHistograms.on_host)
     per_tensor = torch.stack(
-        lows_each
+        lows
         + [high for _, high in extremes]
         + list(torch._foreach_norm(above_low, 1))
         + list(torch._foreach_norm(above_low, 2))
         + list(torch._foreach_norm(flat, ord=0))  # the count of non-zero values
+        + saturated
     )
-    lows, highs, sums, roots, nonzero = per_tensor.view(5, n).unbind()
-    sums = sums / sizes
-    stds = (roots.square() / sizes - sums.square()).clamp_min(0.0).sqrt()
     # each value's (tensor, bin) index, i * bins + its bin in tensor i; a segment id per value
     # (from repeat_interleave) would cost more on a GPU than all the rest
     # (numpy's arithmetic: (value - low) * (bins / span); never below 0, as no value is below low)
-    scales = bins / (highs - lows).clamp_min(1e-12)
+    scales = bins / (per_tensor[n : 2 * n] - per_tensor[:n]).clamp_min(1e-12)
     torch._foreach_mul_(above_low, list(scales.unbind()))
     torch._foreach_floor_(above_low)
     torch._foreach_clamp_max_(above_low, float(bins - 1))  # the largest value, in the last bin
     torch._foreach_add_(above_low, list(_bin_offsets(n, bins, device)))
-    counts = _count_indices(torch.cat(above_low), n * bins, by_bincount=device.type == "cpu").view(n, bins)
-    saturated = torch.zeros(n, device=device)
-    for i, kind in enumerate(saturation):
-        if kind == "tanh":
-            saturated[i] = (flat[i].abs() > 1 - SATURATION_MARGIN).float().mean()
-        elif kind == "sigmoid":
-            saturated[i] = ((flat[i] < SATURATION_MARGIN) | (flat[i] > 1 - SATURATION_MARGIN)).float().mean()
-    return counts, torch.stack([lows, highs, lows + sums, stds, 1.0 - nonzero / sizes, saturated], dim=1)
+    counts = _count_indices(torch.cat(above_low), n * bins, by_bincount=device.type == "cpu")
+    return DeviceHistograms(counts, per_tensor, tuple(f.numel() for f in flat), tuple(saturating), bins)
 
 
 def dead_fraction(activation: torch.Tensor) -> torch.Tensor:
@@ -345,14 +367,13 @@ class HistogramProbe:
             saturation.append(None)
         if not tensors:
             return
-        counts, stats = batched_histograms(tensors, self.bins, saturation)
-        recorder.add_histograms(tuple(keys), step, counts, stats)
+        histograms = batched_histograms(tensors, self.bins, saturation)
+        recorder.add_histograms(tuple(keys), step, histograms)
         if dead_values:
             recorder.add_vector(tuple(dead_keys), step, torch.stack(dead_values))
-        saturated_rows = [i for i, kind in enumerate(saturation) if kind]
-        if saturated_rows:
-            sat_keys = tuple(f"saturated_fraction/{keys[i].split('/', 1)[1]}" for i in saturated_rows)
-            recorder.add_vector(sat_keys, step, stats[saturated_rows, 5])
+        if histograms.saturating:
+            sat_keys = tuple(f"saturated_fraction/{keys[i].split('/', 1)[1]}" for i in histograms.saturating)
+            recorder.add_vector(sat_keys, step, histograms.per_tensor[5 * len(tensors) :])
 
 
 def first_layer_tiles(
