@@ -89,11 +89,11 @@ class DeviceRecorder:
         values.append(value)
 
     def add_vector(self, keys: tuple[str, ...], step: int, values: torch.Tensor, derive: Derive | None = None) -> None:
-        """One device value per key at the same step (e.g. a ratio per parameter tensor), or
-        values that `derive` turns into those, given all of a hand-off's (steps, k) at once."""
+        """One device value per key at the same step (e.g. a ratio per parameter tensor), a 1-d
+        tensor, or values that `derive` turns into those, given all of a hand-off's (steps, k) at once."""
         _, steps, vectors = self._vectors.setdefault(keys, (derive, [], []))
         steps.append(step)
-        vectors.append(values.reshape(-1))
+        vectors.append(values)
 
     def add_histograms(self, keys: tuple[str, ...], step: int, histograms: DeviceHistograms) -> None:
         self._histograms.append((keys, step, histograms))
@@ -298,13 +298,19 @@ def batched_histograms(tensors: list[torch.Tensor], bins: int, saturation: list[
     return DeviceHistograms(counts, per_tensor, tuple(f.numel() for f in flat), tuple(saturating), bins)
 
 
-def dead_fraction(activation: torch.Tensor) -> torch.Tensor:
-    """Fraction of units (features, or channels of a feature map) never positive over the batch."""
+def live_fraction(activation: torch.Tensor) -> torch.Tensor:
+    """Fraction of units (features, or channels of a feature map) positive at least once over the
+    batch; the dead fraction is one minus it, taken at the hand-off (`dead_fractions`)."""
     if activation.dim() == 4:  # (B, C, H, W): a channel is a unit
-        active = (activation > 0).any(dim=3).any(dim=2).any(dim=0)
+        active = (activation > 0).any(dim=(0, 2, 3))
     else:
         active = (activation > 0).reshape(activation.shape[0], -1).any(dim=0)
-    return 1.0 - active.float().mean()
+    return active.mean(dtype=torch.float32)
+
+
+def dead_fractions(live: torch.Tensor) -> torch.Tensor:
+    """A hand-off's (steps, layers) live fractions -> dead fractions: one op for all of them."""
+    return 1.0 - live
 
 
 class HistogramProbe:
@@ -348,7 +354,7 @@ class HistogramProbe:
         keys: list[str] = []
         tensors: list[torch.Tensor] = []
         saturation: list[str | None] = []
-        dead_keys, dead_values = [], []
+        dead_keys, live_values = [], []
         for name, output in captured.items():
             kind = self.kinds[name]
             keys.append(f"activation/{name}")
@@ -356,7 +362,7 @@ class HistogramProbe:
             saturation.append(kind if kind in ("tanh", "sigmoid") else None)
             if kind == "relu":
                 dead_keys.append(f"dead_fraction/{name}")
-                dead_values.append(dead_fraction(output))
+                live_values.append(live_fraction(output))
         for name, param in self.params if parameters else ():
             if param.grad is not None:
                 keys.append(f"gradient/{name}")
@@ -369,8 +375,8 @@ class HistogramProbe:
             return
         histograms = batched_histograms(tensors, self.bins, saturation)
         recorder.add_histograms(tuple(keys), step, histograms)
-        if dead_values:
-            recorder.add_vector(tuple(dead_keys), step, torch.stack(dead_values))
+        if live_values:
+            recorder.add_vector(tuple(dead_keys), step, torch.stack(live_values), derive=dead_fractions)
         if histograms.saturating:
             sat_keys = tuple(f"saturated_fraction/{keys[i].split('/', 1)[1]}" for i in histograms.saturating)
             recorder.add_vector(sat_keys, step, histograms.per_tensor[5 * len(tensors) :])

@@ -9,9 +9,10 @@ from trainer.instrument import (
     DeviceRecorder,
     _count_indices,
     batched_histograms,
-    dead_fraction,
+    dead_fractions,
     filter_roughness,
     first_layer_tiles,
+    live_fraction,
     tile_grid,
 )
 from trainer.loop import train
@@ -68,10 +69,10 @@ def test_saturation_counts_sigmoid_units_near_zero_or_one_and_keeps_each_tensor_
 
 def test_dead_fraction_counts_units_never_active_over_the_batch():
     activations = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 2.0, 0.0]]).relu()
-    assert dead_fraction(activations).item() == pytest.approx(2 / 3)
+    assert dead_fractions(live_fraction(activations)).item() == pytest.approx(2 / 3)
     maps = torch.zeros(2, 4, 3, 3)
     maps[1, 0, 2, 2] = 1.0  # one channel fires once
-    assert dead_fraction(maps).item() == pytest.approx(3 / 4)
+    assert dead_fractions(live_fraction(maps)).item() == pytest.approx(3 / 4)
 
 
 def run(config: dict, **kwargs) -> MemorySink:
@@ -107,7 +108,7 @@ def test_a_relu_layer_with_a_huge_negative_bias_is_reported_dead():
     with torch.no_grad():
         model.fc1.bias.fill_(-100.0)
     activation = model.act1(model.fc1(torch.randn(64, 64)))
-    assert dead_fraction(activation).item() == 1.0
+    assert live_fraction(activation).item() == 0.0
 
 
 def test_huge_tanh_weights_saturate_and_it_shows():
