@@ -229,6 +229,11 @@ class DeviceHistograms:
     saturating: tuple[int, ...]
     bins: int
 
+    @property
+    def saturated_fractions(self) -> torch.Tensor:
+        """The saturated fractions of the tensors in `saturating`, on the device (a view)."""
+        return self.per_tensor[5 * len(self.sizes) :]
+
     def on_host(self, counts: np.ndarray, per_tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Counts (n, bins), int64, and stats (n, 6): low, high, mean, std, fraction exactly zero,
         fraction saturated (0 for a tensor that is not tanh- or sigmoid-like)."""
@@ -238,10 +243,10 @@ class DeviceHistograms:
         saturated = np.zeros(n)
         saturated[list(self.saturating)] = per_tensor[5 * n :]
         with np.errstate(invalid="ignore", over="ignore"):  # a tensor with a NaN or an inf: NaN stats
-            above_low = sums / sizes
+            mean_above_low = sums / sizes
             # shifted by the minimum, the squares' sum loses no precision that matters
-            stds = np.sqrt(np.maximum(roots**2 / sizes - above_low**2, 0.0))
-            stats = np.stack([lows, highs, lows + above_low, stds, 1.0 - nonzero / sizes, saturated], axis=1)
+            stds = np.sqrt(np.maximum(roots**2 / sizes - mean_above_low**2, 0.0))
+            stats = np.stack([lows, highs, lows + mean_above_low, stds, 1.0 - nonzero / sizes, saturated], axis=1)
         return counts[: n * self.bins].reshape(n, self.bins).astype(np.int64), stats
 
     def to_host(self) -> tuple[np.ndarray, np.ndarray]:
@@ -379,7 +384,7 @@ class HistogramProbe:
             recorder.add_vector(tuple(dead_keys), step, torch.stack(live_values), derive=dead_fractions)
         if histograms.saturating:
             sat_keys = tuple(f"saturated_fraction/{keys[i].split('/', 1)[1]}" for i in histograms.saturating)
-            recorder.add_vector(sat_keys, step, histograms.per_tensor[5 * len(tensors) :])
+            recorder.add_vector(sat_keys, step, histograms.saturated_fractions)
 
 
 def first_layer_tiles(
