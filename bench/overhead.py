@@ -16,7 +16,9 @@ debug mode), by phase: per step (expected 0), per hand-off and per epoch end.
     python bench/overhead.py [--device cpu|cuda] [--model mlp|cnn] [--precision fp32|amp|bf16|fp16]
                              [--epochs 30] [--repeats 5]
 Ends with one line: overhead_ratio=<R> steady_overhead_ratio=<R without the dense start>
-(and, on CUDA, step_syncs_per_step=<S> handoff_syncs=<H> handoffs=<N>)
+overhead_us_per_step=<microseconds the instrumentation adds to a step> (and, on CUDA,
+step_syncs_per_step=<S> handoff_syncs=<H> handoffs=<N>). The ratio depends on how long the
+plain step takes on the machine; the added time, mostly op dispatch, much less.
 """
 
 from __future__ import annotations
@@ -171,7 +173,7 @@ def compare(config: RunConfig, args: argparse.Namespace) -> None:
         f"default instrumentation: median {i * 1e3:.4f} ms/step  (runs: {', '.join(f'{x * 1e3:.4f}' for x in instrumented)})"
     )
     print(f"without the dense start: median {u * 1e3:.4f} ms/step")
-    figures = f"overhead_ratio={i / p:.3f} steady_overhead_ratio={u / p:.3f}"
+    figures = f"overhead_ratio={i / p:.3f} steady_overhead_ratio={u / p:.3f} overhead_us_per_step={(i - p) * 1e6:.1f}"
     if args.device == "cuda":
         from trainer.syncs import count_host_syncs
 
