@@ -427,11 +427,12 @@ def underfitting(series: Series, ctx: Context) -> Finding | None:
         return None
     steps, train, val = accuracies
     recent_train, recent_val = float(np.median(_recent(train))), float(np.median(_recent(val)))
+    higher = max(recent_train, recent_val)
     if len(train) < MIN_EPOCHS_FOR_ACCURACY_RULES and (
-        recent_train >= UNDERFIT_YOUNG_ACCURACY or train[-1] - train[-2] >= UNDERFIT_YOUNG_GAIN
+        higher >= UNDERFIT_YOUNG_ACCURACY or train[-1] - train[-2] >= UNDERFIT_YOUNG_GAIN
     ):
         return None
-    if recent_train >= UNDERFIT_ACCURACY or abs(recent_train - recent_val) > UNDERFIT_GAP:
+    if higher >= UNDERFIT_ACCURACY or abs(recent_train - recent_val) > UNDERFIT_GAP:
         return None
     return Finding(
         "underfitting",

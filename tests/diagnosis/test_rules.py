@@ -52,6 +52,12 @@ def test_underfitting_needs_low_and_close_accuracies():
     low = {"train_acc": series([0.5] * 10), "val_acc": series([0.48] * 10)}
     assert d.underfitting(low, ctx()) is not None
     assert d.underfitting({"train_acc": series([0.95] * 10), "val_acc": series([0.94] * 10)}, ctx()) is None
+    # both below 0.8, not only the training accuracy
+    assert d.underfitting({"train_acc": series([0.78] * 10), "val_acc": series([0.82] * 10)}, ctx()) is None
+    young = {"train_acc": series([0.3, 0.35, 0.36]), "val_acc": series([0.3, 0.35, 0.36])}
+    assert d.underfitting(young, ctx()) is not None
+    young_val_high = {"train_acc": series([0.4, 0.45, 0.46]), "val_acc": series([0.5, 0.5, 0.5])}
+    assert d.underfitting(young_val_high, ctx()) is None
 
 
 def test_overfitting_needs_a_large_gap_and_a_validation_set_that_stopped_gaining():
