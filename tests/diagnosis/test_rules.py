@@ -60,6 +60,30 @@ def test_underfitting_needs_low_and_close_accuracies():
     assert d.underfitting(young_val_high, ctx()) is None
 
 
+def test_an_ended_run_with_low_accuracies_is_underfitting_unless_its_gap_is_overfittings():
+    # a gap of 0.07 (a 2-unit model on digits, 0.45 against 0.38) may still close or open while running
+    apart = {"train_acc": series([0.45] * 10), "val_acc": series([0.38] * 10)}
+    assert d.underfitting(apart, ctx()) is None
+    assert d.underfitting(apart, ctx(status="succeeded")) is not None
+    overfit = {"train_acc": series([0.52] * 10), "val_acc": series([0.4] * 10)}
+    assert d.underfitting(overfit, ctx(status="succeeded")) is None
+
+
+def grad_norms(values: list[float]) -> dict:
+    names = [f"fc{i + 1}" for i in range(len(values) - 1)] + ["out"]
+    return {f"grad_norm/{name}.weight": series([value] * 10) for name, value in zip(names, values)}
+
+
+def test_vanishing_gradients_shrink_towards_the_input():
+    # every hidden layer's gradient vanished alike, the first a little above the median layer
+    assert d.vanishing_gradients(grad_norms([4.9e-6, 4.1e-6, 4.5e-6, 4.3e-6, 5.9e-6, 6e-4]), ctx()) is not None
+    assert d.vanishing_gradients(grad_norms([1e-5, 1e-4, 1e-3]), ctx()) is not None
+    # not far enough below the output layer's
+    assert d.vanishing_gradients(grad_norms([6e-5, 1e-4, 1e-3]), ctx()) is None
+    # the first layer well above the middle ones: collapsed activations, not a vanished gradient
+    assert d.vanishing_gradients(grad_norms([1e-5, 2e-6, 2e-6, 2e-6, 6e-4]), ctx()) is None
+
+
 def test_overfitting_needs_a_large_gap_and_a_validation_set_that_stopped_gaining():
     still_gaining = {"train_acc": series(np.linspace(0.8, 1.0, 20)), "val_acc": series(np.linspace(0.7, 0.8, 20))}
     assert d.overfitting(still_gaining, ctx()) is None  # a gap alone: the model fits the training data first
