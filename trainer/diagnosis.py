@@ -140,6 +140,11 @@ class Context:
             tuple(tensors),
         )
 
+    @property
+    def ended(self) -> bool:
+        """The run will add no more points (a queued run has none yet)."""
+        return self.status not in ("queued", "running")
+
     def epoch_of(self, step: int) -> float:
         return (step + 1) / self.steps_per_epoch
 
@@ -441,7 +446,7 @@ def underfitting(series: Series, ctx: Context) -> Finding | None:
         return None
     # running, a gap between the two may still close or open; ended, the accuracies are what the run got
     gap = abs(recent_train - recent_val)
-    apart = gap > UNDERFIT_GAP if ctx.status == "running" else gap >= OVERFIT_GAP
+    apart = gap >= OVERFIT_GAP if ctx.ended else gap > UNDERFIT_GAP
     if higher >= UNDERFIT_ACCURACY or apart:
         return None
     return Finding(
