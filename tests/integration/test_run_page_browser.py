@@ -62,7 +62,9 @@ def test_the_page_of_a_finished_run_draws_every_chart(celery_worker_process, liv
 
 
 def test_the_charts_of_a_running_run_grow_without_a_reload(celery_worker_process, live_server, page_as_user, user):
-    run = create_run("browser", {"epochs": 500, "batch_size": 16}, "live run", user)
+    # far longer than the test, which cancels it at its end: 500 epochs (45,000 steps) once ended
+    # before the cancel on a machine whose digits-MLP step takes 0.15 ms
+    run = create_run("browser", {"epochs": 5000, "batch_size": 16}, "live run", user)
     wait_until(
         lambda: Run.objects.filter(pk=run.pk, status="running", steps_done__gt=0).exists(), 60, "the run to start"
     )
