@@ -566,7 +566,7 @@ def vanishing_gradients(series: Series, ctx: Context) -> Finding | None:
         return None
     norms = [norm for _, norm in layers]
     first, last = norms[0], norms[-1]
-    # far smaller at the input than at the output, and no larger than the layers in between
+    # far smaller at the input than at the output, and not well above the layers in between
     if last <= 0 or first / last >= VANISHING_RATIO or first > VANISHING_MEDIAN_SLACK * float(np.median(norms)):
         return None
     return Finding(
