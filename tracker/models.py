@@ -255,6 +255,9 @@ class Run(models.Model):
     )
     ingest_seq = models.BigIntegerField(default=-1, help_text="the last payload stored from the client")
     tensors = models.JSONField(default=list, blank=True, help_text="parameter tensors in the model's order")
+    tensor_kinds = models.JSONField(
+        default=dict, blank=True, help_text="each parameter tensor's kind (weight, bias, norm_scale, ...)"
+    )
     diagnosed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -36,7 +36,12 @@ class TrainedRun:
             series[key] = (steps[steps < limit], values[steps < limit])
         series.update(histogram_series([(h.key, h.step, h.std) for h in self.sink.histogram_records if h.step < limit]))
         status, message = (self.result.status, self.result.message) if ended else ("running", "")
-        return diagnose(series, Context.from_config(self.config, info.classes, info.steps_per_epoch, status, message))
+        return diagnose(
+            series,
+            Context.from_config(
+                self.config, info.classes, info.steps_per_epoch, status, message, kinds=info.parameter_kinds
+            ),
+        )
 
 
 def train_for_cuts(raw: dict, seed: int | None = None) -> TrainedRun:

@@ -20,7 +20,16 @@ import numpy as np
 
 from trainer.config import RunConfig
 from trainer.payloads import CheckResults, FindingDict
-from trainer.tensor_names import ROUGHNESS_KEY, layer_order
+from trainer.tensor_names import (
+    EMBEDDING,
+    KIND_WORDS,
+    MATRIX_KINDS,
+    NORM_SCALE,
+    NORM_SHIFT,
+    ROUGHNESS_KEY,
+    kind_from_name,
+    layer_order,
+)
 
 Series = dict[str, tuple[np.ndarray, np.ndarray]]
 
@@ -104,10 +113,19 @@ class Context:
     message: str = ""
     tensors: tuple[str, ...] = ()  # parameter tensors in the model's order, when known
     batch_size: int | None = None
+    # each tensor's kind (trainer.tensor_names) as the instrumentation found it; a tensor the run
+    # did not describe is read by its name
+    kinds: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_config(
-        cls, config: RunConfig, classes: int | None, steps_per_epoch: int, status: str = "running", message: str = ""
+        cls,
+        config: RunConfig,
+        classes: int | None,
+        steps_per_epoch: int,
+        status: str = "running",
+        message: str = "",
+        kinds: dict[str, str] | None = None,
     ) -> Context:
         """`classes`: as the trainer found them in the data (RunInfo.classes), None when unknown."""
         return cls(
@@ -120,11 +138,18 @@ class Context:
             status,
             message,
             batch_size=config.batch_size,
+            kinds=dict(kinds or {}),
         )
 
     @classmethod
     def from_facts(
-        cls, facts: dict[str, Any], tensors: list[str], steps_per_epoch: int, status: str = "running", message: str = ""
+        cls,
+        facts: dict[str, Any],
+        tensors: list[str],
+        steps_per_epoch: int,
+        status: str = "running",
+        message: str = "",
+        kinds: dict[str, str] | None = None,
     ) -> Context:
         """A run trained by someone's own script: what the client saw of it (trainer.wire's
         describe.context); a rule that needs what is unknown (the classes, say) stays quiet."""
@@ -138,7 +163,15 @@ class Context:
             status,
             message,
             tuple(tensors),
+            kinds=dict(kinds or {}),
         )
+
+    def kind_of(self, tensor: str) -> str:
+        return self.kinds.get(tensor) or kind_from_name(tensor)
+
+    def named(self, tensor: str) -> str:
+        """A tensor in a finding's words: its name and what it is."""
+        return f"{tensor} ({KIND_WORDS.get(self.kind_of(tensor), 'parameter')})"
 
     @property
     def ended(self) -> bool:
@@ -179,6 +212,14 @@ def _per_tensor(series: Series, prefix: str, suffix: str = "") -> dict[str, tupl
         key[len(prefix) :]: _finite(*value)
         for key, value in series.items()
         if key.startswith(prefix) and key.endswith(suffix) and len(value[0])
+    }
+
+
+def _matrices(series: Series, prefix: str, ctx: Context) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """_per_tensor of the weight matrices alone (linear, conv, recurrent): the tensors the
+    layer-by-layer rules compare; gains, shifts, biases and embeddings have norms of their own."""
+    return {
+        tensor: value for tensor, value in _per_tensor(series, prefix).items() if ctx.kind_of(tensor) in MATRIX_KINDS
     }
 
 
@@ -261,7 +302,7 @@ def learning_rate_too_high(series: Series, ctx: Context) -> Finding | None:
     the level it had reached."""
     weights = {
         tensor: (steps[steps >= TRANSIENT_STEPS], ratios[steps >= TRANSIENT_STEPS])
-        for tensor, (steps, ratios) in _per_tensor(series, "update_ratio/", ".weight").items()
+        for tensor, (steps, ratios) in _matrices(series, "update_ratio/", ctx).items()
     }
     weights = {tensor: value for tensor, value in weights.items() if len(value[0]) >= 5}
     young = any(len(steps) and steps[-1] < YOUNG_STEPS for steps, _ in weights.values())
@@ -286,7 +327,7 @@ def learning_rate_too_high(series: Series, ctx: Context) -> Finding | None:
     if worst is not None:
         tensor, median, since, threshold = worst
         evidence.append(
-            f"update ratio {median:.1e} on {tensor} since step {since} (target about {RATIO_TARGET:g}, "
+            f"update ratio {median:.1e} on {ctx.named(tensor)} since step {since} (target about {RATIO_TARGET:g}, "
             f"too high above {threshold:g})"
         )
         names.insert(0, f"update_ratio/{tensor}")
@@ -321,7 +362,7 @@ def learning_rate_too_low(series: Series, ctx: Context) -> Finding | None:
         return None  # tiny updates after real progress mean convergence, not a low rate
     medians = {
         tensor: float(np.median(_recent(ratios)))
-        for tensor, (steps, ratios) in _per_tensor(series, "update_ratio/", ".weight").items()
+        for tensor, (steps, ratios) in _matrices(series, "update_ratio/", ctx).items()
         if len(ratios) >= 5
     }
     if not medians or not all(m < RATIO_LOW for m in medians.values()):
@@ -331,7 +372,7 @@ def learning_rate_too_low(series: Series, ctx: Context) -> Finding | None:
         "lr_too_low",
         "warning",
         "learning rate too low",
-        f"update ratios at most {median:.1e} (on {tensor}; target about {RATIO_TARGET:g}, too low below "
+        f"update ratios at most {median:.1e} (on {ctx.named(tensor)}; target about {RATIO_TARGET:g}, too low below "
         f"{RATIO_LOW:g}) while the loss only went from {progress[0]:.3g} to {progress[1]:.3g}",
         f"raise optimizer.lr (now {ctx.lr:g}) by about {RATIO_TARGET / max(median, 1e-12):.0f}x",
         [f"update_ratio/{tensor}", "loss"],
@@ -347,7 +388,7 @@ def adagrad_decayed(series: Series, ctx: Context) -> Finding | None:
     if progress is None or progress[1] < CONVERGED_LOSS_FRACTION * progress[0]:
         return None
     pairs = []
-    for tensor, (_, ratios) in _per_tensor(series, "update_ratio/", ".weight").items():
+    for tensor, (_, ratios) in _matrices(series, "update_ratio/", ctx).items():
         if len(ratios) >= 10:
             pairs.append(
                 (tensor, float(np.median(ratios[: max(3, len(ratios) // 10)])), float(np.median(_recent(ratios))))
@@ -360,7 +401,7 @@ def adagrad_decayed(series: Series, ctx: Context) -> Finding | None:
         "adagrad_decayed",
         "warning",
         "Adagrad's learning rate has decayed to nothing",
-        f"update ratio on {tensor} fell from {early:.1e} to {late:.1e} while the loss is still "
+        f"update ratio on {ctx.named(tensor)} fell from {early:.1e} to {late:.1e} while the loss is still "
         f"{progress[1]:.3g} (from {progress[0]:.3g}): Adagrad's step shrinks as squared gradients add up",
         "raise the base rate (optimizer.lr), or use rmsprop / adam, whose averages forget old gradients",
         [f"update_ratio/{tensor}", "loss"],
@@ -532,13 +573,23 @@ def collapsed_activations(series: Series, ctx: Context) -> Finding | None:
 
 
 def symmetric_weights(series: Series, ctx: Context) -> Finding | None:
-    for tensor, (steps, stds) in _per_tensor(series, "weight_std/", ".weight").items():
-        if len(stds) and steps[0] == 0 and stds[0] == 0:
+    """A hidden layer's weights all equal at step 0. Norm scales start at ones and biases at
+    zeros by design, and so can the output layer (zero-initialised heads are a recipe: the
+    targets tell its units apart), so only the weight matrices and embeddings before it count."""
+    stds = {
+        tensor: value
+        for tensor, value in _per_tensor(series, "weight_std/").items()
+        if ctx.kind_of(tensor) in (*MATRIX_KINDS, EMBEDDING)
+    }
+    ordered = _in_model_order(list(stds), ctx)
+    for tensor in ordered[:-1]:
+        steps, values = stds[tensor]
+        if len(values) and steps[0] == 0 and values[0] == 0:
             return Finding(
                 "symmetry",
                 "error",
                 "weights start all equal",
-                f"every weight of {tensor} has the same value at step 0 (standard deviation 0): "
+                f"every weight of {ctx.named(tensor)} has the same value at step 0 (standard deviation 0): "
                 "all its units compute the same thing and get the same update, so they stay identical",
                 "initialise with random weights (model.init xavier_uniform or kaiming_normal)",
                 [f"weight_std/{tensor}"],
@@ -548,19 +599,26 @@ def symmetric_weights(series: Series, ctx: Context) -> Finding | None:
     return None
 
 
-def _weight_layers_in_order(series: Series, prefix: str, ctx: Context) -> list[tuple[str, float]]:
-    values = [
-        (tensor, float(np.median(_recent(v))))
-        for tensor, (s, v) in _per_tensor(series, prefix, ".weight").items()
-        if len(v)
-    ]
+def _in_model_order(tensors: list[str], ctx: Context) -> list[str]:
     if ctx.tensors:  # the model's own order
         position = {name: index for index, name in enumerate(ctx.tensors)}
-        return sorted(values, key=lambda item: (position.get(item[0], len(position)), layer_order(item[0])))
-    return sorted(values, key=lambda item: layer_order(item[0]))
+        return sorted(tensors, key=lambda name: (position.get(name, len(position)), layer_order(name)))
+    return sorted(tensors, key=layer_order)
+
+
+def _weight_layers_in_order(series: Series, prefix: str, ctx: Context) -> list[tuple[str, float]]:
+    medians = {
+        tensor: float(np.median(_recent(v))) for tensor, (_, v) in _matrices(series, prefix, ctx).items() if len(v)
+    }
+    return [(tensor, medians[tensor]) for tensor in _in_model_order(list(medians), ctx)]
 
 
 def vanishing_gradients(series: Series, ctx: Context) -> Finding | None:
+    """The weight matrices' gradient norms, input to output, as one plain stack's layers. A model
+    with norm layers re-scales its gradients at every one of them (the notes' cure for vanishing
+    gradients), so its per-tensor norms say nothing of this and the rule stays quiet."""
+    if any(ctx.kind_of(tensor) in (NORM_SCALE, NORM_SHIFT) for tensor in _per_tensor(series, "grad_norm/")):
+        return None
     layers = _weight_layers_in_order(series, "grad_norm/", ctx)
     if len(layers) < 3:
         return None
@@ -573,8 +631,8 @@ def vanishing_gradients(series: Series, ctx: Context) -> Finding | None:
         "vanishing_gradients",
         "warning",
         "vanishing gradients",
-        f"gradient norms shrink layer by layer towards the input: {layers[-1][0]} {last:.1e} -> "
-        f"{layers[0][0]} {first:.1e} ({first / last:.1e} of the last layer's)",
+        f"gradient norms shrink layer by layer towards the input: {ctx.named(layers[-1][0])} {last:.1e} -> "
+        f"{ctx.named(layers[0][0])} {first:.1e} ({first / last:.1e} of the last layer's)",
         "use relu (or leaky_relu) with kaiming initialisation, batch_norm, or fewer layers",
         [f"grad_norm/{name}" for name, _ in layers],
         None,
@@ -586,8 +644,9 @@ def exploding_gradients(series: Series, ctx: Context) -> Finding | None:
     """Gradient norms that grew EXPLODING_FACTOR x and became as large as the weights themselves
     (growth alone is normal when training starts from tiny weights)."""
     worst = None
-    for tensor, (steps, norms) in _per_tensor(series, "grad_norm/", ".weight").items():
-        weights = dict(zip(*_per_tensor(series, "weight_norm/", ".weight").get(tensor, (np.empty(0), np.empty(0)))))
+    weight_norms = _per_tensor(series, "weight_norm/")
+    for tensor, (steps, norms) in _matrices(series, "grad_norm/", ctx).items():
+        weights = dict(zip(*weight_norms.get(tensor, (np.empty(0), np.empty(0)))))
         if len(norms) < 3 or norms[0] <= 0:
             continue
         peak_index = int(np.argmax(norms))
@@ -602,7 +661,7 @@ def exploding_gradients(series: Series, ctx: Context) -> Finding | None:
         "exploding_gradients",
         "warning",
         "exploding gradients",
-        f"the gradient norm of {tensor} reached {peak:.2e} at step {step}, {growth:.0f}x its first value "
+        f"the gradient norm of {ctx.named(tensor)} reached {peak:.2e} at step {step}, {growth:.0f}x its first value "
         f"{start:.2e} and as large as the weights",
         f"lower the learning rate (optimizer.lr={ctx.lr:g}), clip gradients, or normalise (batch_norm)",
         [f"grad_norm/{tensor}", f"weight_norm/{tensor}"],

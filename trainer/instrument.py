@@ -18,6 +18,7 @@ from torch import nn
 
 from trainer.models import Maxout
 from trainer.sink import HistogramRecord, ScalarBatch
+from trainer.tensor_names import BIAS, EMBEDDING, NORM_SCALE, NORM_SHIFT, OTHER, POSITIONAL, RECURRENT, WEIGHT
 
 # a unit counts as saturated when its output is this close to the activation's bounds
 SATURATION_MARGIN = 0.01
@@ -47,6 +48,49 @@ ACTIVATION_KINDS: dict[type[nn.Module], str] = {
 
 def activation_kind(module: nn.Module) -> str | None:
     return next((kind for cls, kind in ACTIVATION_KINDS.items() if type(module) is cls), None)
+
+
+NORM_LAYERS: tuple[type[nn.Module], ...] = (
+    nn.modules.batchnorm._NormBase,  # BatchNorm*, SyncBatchNorm, InstanceNorm*
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.RMSNorm,
+)
+MATRIX_LAYERS: tuple[type[nn.Module], ...] = (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd, nn.MultiheadAttention)
+
+
+def _parameter_kind(module: nn.Module, module_name: str, name: str, param: nn.Parameter) -> str:
+    if isinstance(module, NORM_LAYERS):
+        return NORM_SCALE if name == "weight" else NORM_SHIFT
+    if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
+        # GPT-2 calls its position table wpe
+        return POSITIONAL if "pos" in module_name.rsplit(".", 1)[-1] or module_name.endswith("wpe") else EMBEDDING
+    if isinstance(module, nn.RNNBase):
+        return RECURRENT if name.startswith("weight") else BIAS
+    if isinstance(module, MATRIX_LAYERS):
+        return BIAS if "bias" in name else WEIGHT
+    if isinstance(module, nn.PReLU):
+        return OTHER
+    # a module's own nn.Parameter: named by the model's author
+    lowered = name.lower()
+    if "pos" in lowered:
+        return POSITIONAL
+    if "token" in lowered or "cls" in lowered or param.dim() == 0:
+        return OTHER
+    if "bias" in lowered or param.dim() == 1:
+        return BIAS
+    return WEIGHT
+
+
+def parameter_kinds(model: nn.Module) -> dict[str, str]:
+    """Each parameter tensor's kind (trainer.tensor_names), by the module that holds it, under
+    the name model.named_parameters() gives it (a tied weight: the name it has first)."""
+    kinds: dict[str, str] = {}
+    for module_name, module in model.named_modules():
+        for name, param in module.named_parameters(recurse=False):
+            full = f"{module_name}.{name}" if module_name else name
+            kinds.setdefault(full, _parameter_kind(module, module_name, name, param))
+    return kinds
 
 
 def _to_host(pieces: list[torch.Tensor]) -> np.ndarray:

@@ -29,6 +29,7 @@ from trainer.instrument import (
     ParameterProbe,
     filter_roughness,
     first_layer_tiles,
+    parameter_kinds,
     tile_grid,
 )
 from trainer.models import build_loss, build_model
@@ -258,7 +259,14 @@ def train(
 
     sink.start(
         RunInfo(
-            str(device), total_steps, steps_per_epoch, config.epochs, parameters.names, step, classes=data.num_classes
+            str(device),
+            total_steps,
+            steps_per_epoch,
+            config.epochs,
+            parameters.names,
+            step,
+            classes=data.num_classes,
+            parameter_kinds=parameter_kinds(model),
         )
     )
     model.train()

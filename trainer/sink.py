@@ -25,6 +25,8 @@ class RunInfo:
     parameter_names: tuple[str, ...]
     start_step: int = 0
     classes: int | None = None  # of the data, as loaded; the diagnosis checks the initial loss against it
+    # each parameter's kind (trainer.tensor_names), by name: what the diagnosis judges it by
+    parameter_kinds: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

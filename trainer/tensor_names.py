@@ -14,3 +14,39 @@ def layer_order(tensor: str) -> tuple[int, int, int, str]:
     digits = "".join(ch for ch in head if ch.isdigit())
     rank = 0 if head.startswith(("conv", "act_conv", "bn_conv")) else 2 if head == "out" else 1
     return rank, int(digits or 0), 0 if rest.startswith("weight") else 1, tensor
+
+
+# What a parameter tensor is, from the module that holds it (trainer.instrument.parameter_kinds).
+# The diagnosis judges each kind by what is normal for it: a norm layer's scale starts at ones
+# and biases at zeros by design, an embedding's rows move only for the tokens of a batch, and the
+# update-to-weight ratio band of docs/training-dynamics.md (about 1e-3) is a weight matrix's.
+WEIGHT = "weight"  # a linear or conv layer's weights (attention projections too)
+BIAS = "bias"
+NORM_SCALE = "norm_scale"  # BatchNorm, LayerNorm, GroupNorm, RMSNorm gain
+NORM_SHIFT = "norm_shift"
+EMBEDDING = "embedding"
+POSITIONAL = "positional"  # learnt position embeddings
+RECURRENT = "recurrent"  # an RNN, LSTM or GRU's input-to-hidden and hidden-to-hidden weights
+OTHER = "other"  # anything else a module keeps (a class token, a PReLU slope)
+PARAMETER_KINDS = (WEIGHT, BIAS, NORM_SCALE, NORM_SHIFT, EMBEDDING, POSITIONAL, RECURRENT, OTHER)
+# the kinds whose update ratios, gradient norms and spread the layer-by-layer rules compare
+MATRIX_KINDS = (WEIGHT, RECURRENT)
+KIND_WORDS = {
+    WEIGHT: "weights",
+    BIAS: "bias",
+    NORM_SCALE: "norm scale",
+    NORM_SHIFT: "norm shift",
+    EMBEDDING: "embedding",
+    POSITIONAL: "positional embedding",
+    RECURRENT: "recurrent weights",
+    OTHER: "parameter",
+}
+
+
+def kind_from_name(tensor: str) -> str:
+    """The kind of a tensor of the catalogue's models, whose names say it (bn1.weight is a norm
+    scale): for runs that did not record their kinds."""
+    head, _, rest = tensor.rpartition(".")
+    if head.split(".")[-1].startswith("bn"):
+        return NORM_SCALE if rest == "weight" else NORM_SHIFT
+    return BIAS if rest == "bias" else WEIGHT

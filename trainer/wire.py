@@ -12,9 +12,10 @@ what the body holds, and the body is the packed little-endian arrays themselves.
              "images": [[key, step, height, width, channels], ...],
                                                     body: height * width * channels uint8
              "progress": {"step": n, "epoch": e, "total_steps": n|null, "steps_per_epoch": n|null} | null,
-             "describe": {"tensors": [parameter names in model order], "context": {...}, "device": text} | null,
+             "describe": {"tensors": [parameter names in model order], "kinds": [each one's kind],
+                          "context": {...}, "device": text} | null,
              "checks": {"sanity": [...], "gradient": [...], "passed": bool} | null,
-             "finish": {"status": "succeeded" | "failed" | "cancelled", "message": text, "error": text,
+             "finish": {"status": "succeeded" | "failed" | "cancelled" | "diverged", "message": text, "error": text,
                         "seconds": seconds of training} | null}
 
 in that order. Payloads go in `seq` order on one channel, so what `watch` learnt about the
@@ -35,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from trainer.sink import HistogramRecord, ImageRecord, ScalarBatch
+from trainer.tensor_names import PARAMETER_KINDS
 
 MAGIC = b"TWB1"
 _LENGTH = struct.Struct("<I")
@@ -49,7 +51,7 @@ MAX_BINS = 4096
 MAX_IMAGE_SIDE = 8192
 MAX_TENSORS = 10_000
 MAX_TEXT = 100_000
-FINISH_STATUSES = ("succeeded", "failed", "cancelled")
+FINISH_STATUSES = ("succeeded", "failed", "cancelled", "diverged")
 CONTEXT_FIELDS = {"optimizer": str, "lr": float, "loss": str, "classes": int, "activation": str}
 
 
@@ -227,8 +229,8 @@ def decode(data: bytes) -> Payload:
 def _describe(describe: Any) -> dict[str, Any] | None:
     if describe is None:
         return None
-    if not isinstance(describe, dict) or set(describe) - {"tensors", "context", "device"}:
-        raise WireError("describe: must be an object with tensors, context and device")
+    if not isinstance(describe, dict) or set(describe) - {"tensors", "kinds", "context", "device"}:
+        raise WireError("describe: must be an object with tensors, kinds, context and device")
     device = describe.get("device", "")
     if not isinstance(device, str) or len(device) > 64:
         raise WireError("describe.device: must be text of at most 64 characters")
@@ -237,6 +239,12 @@ def _describe(describe: Any) -> dict[str, Any] | None:
         raise WireError(f"describe.tensors: must be a list of at most {MAX_TENSORS} parameter names")
     for index, name in enumerate(tensors):
         _key(name, f"describe.tensors[{index}]")
+    kinds = describe.get("kinds", [])
+    if not isinstance(kinds, list) or (kinds and len(kinds) != len(tensors)):
+        raise WireError("describe.kinds: must be a list with one kind per tensor of describe.tensors")
+    for index, kind in enumerate(kinds):
+        if kind not in PARAMETER_KINDS:
+            raise WireError(f"describe.kinds[{index}]: must be one of {', '.join(PARAMETER_KINDS)}, got {kind!r}")
     context = describe.get("context", {})
     if not isinstance(context, dict):
         raise WireError("describe.context: must be an object")
@@ -255,7 +263,7 @@ def _describe(describe: Any) -> dict[str, Any] | None:
             raise WireError(f"describe.context.{name}: must be text of at most 100 characters")
         else:
             clean[name] = value
-    return {"tensors": tensors, "context": clean, "device": device}
+    return {"tensors": tensors, "kinds": kinds, "context": clean, "device": device}
 
 
 def _checks(checks: Any) -> dict[str, Any] | None:

@@ -110,6 +110,8 @@ class Run:
         self._watchers: list[Watcher] = []
         self._warned_checkpoint = False
         self.finished = False
+        # (step, value) of the first non-finite loss the background thread saw: the run diverged
+        self._diverged: tuple[int, float] | None = None
         self._uploader = Uploader(spool, connection)
         self._sender = Sender(self._uploader, self._collect, flush_seconds)
         self._sender.start()
@@ -127,6 +129,12 @@ class Run:
     def url(self) -> str | None:
         url: str | None = self.spool.state()["url"]
         return url
+
+    @property
+    def status(self) -> str:
+        """running until finish(); then how the run ended (diverged when its loss became
+        inf or NaN, however the script ended it)."""
+        return self._finish["status"] if self._finish else "running"
 
     @property
     def should_stop(self) -> bool:
@@ -244,6 +252,7 @@ class Run:
             self._watchers.append(watcher)
             self._pending_describe = {
                 "tensors": list(watcher.names),
+                "kinds": list(watcher.kinds),
                 "context": {k: v for k, v in context.items() if v is not None},
                 "device": str(next(model.parameters()).device),
             }
@@ -341,6 +350,16 @@ class Run:
             self._pending_checks = False
             finish = self._finish if closing else None
         batch, histograms = recorder.drain()
+        if self._diverged is None and "loss" in batch:
+            steps, losses = batch["loss"]
+            bad = ~np.isfinite(losses)
+            if bad.any():
+                first = int(np.argmax(bad))
+                self._diverged = (int(steps[first]), float(losses[first]))
+        if finish is not None and self._diverged is not None and finish["status"] == "succeeded":
+            step, value = self._diverged
+            finish = {**finish, "status": "diverged", "message": f"the loss became {value} at step {step}"}
+            self._finish = finish
         records = [ImageRecord("first_layer", step, tile_grid(tiles.cpu().numpy())) for step, tiles in images]
         heartbeat_due = time.monotonic() - self._last_payload >= HEARTBEAT_SECONDS
         if not (batch or histograms or records or describe or checks or finish or heartbeat_due):

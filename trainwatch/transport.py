@@ -118,6 +118,8 @@ class Spool:
     def __init__(self, folder: Path):
         self.folder = folder
         self.payloads = folder / "payloads"
+        # the state as it was when the folder was removed: a delivered run's id and url stay readable
+        self._removed_state: dict[str, Any] | None = None
 
     @classmethod
     def create(cls, client_id: str, start_request: dict[str, Any]) -> Spool:
@@ -127,6 +129,8 @@ class Spool:
         return spool
 
     def state(self) -> dict[str, Any]:
+        if self._removed_state is not None:
+            return dict(self._removed_state)
         state: dict[str, Any] = json.loads((self.folder / "run.json").read_text())
         return state
 
@@ -145,6 +149,7 @@ class Spool:
         return sorted(self.payloads.glob("*.twb"))
 
     def remove(self) -> None:
+        self._removed_state = self.state()
         for path in self.payloads.iterdir():
             path.unlink()
         self.payloads.rmdir()

@@ -31,7 +31,14 @@ import torch
 from torch import nn
 
 from trainer.config import InstrumentConfig
-from trainer.instrument import HistogramProbe, ParameterProbe, activation_kind, filter_roughness, first_layer_tiles
+from trainer.instrument import (
+    HistogramProbe,
+    ParameterProbe,
+    activation_kind,
+    filter_roughness,
+    first_layer_tiles,
+    parameter_kinds,
+)
 from trainer.tensor_names import ROUGHNESS_KEY
 
 if TYPE_CHECKING:
@@ -83,6 +90,8 @@ class Watcher:
         if not watched & stepped:
             raise ValueError("watch: the optimizer does not step this model's parameters")
         self.names = tuple(name for name, _ in named)
+        every_kind = parameter_kinds(model)
+        self.kinds = tuple(every_kind[name] for name in self.names)
         self.parameters = ParameterProbe(named)
         self.histograms = HistogramProbe(model, named, bins) if histogram_every else None
         # the worker's schedule of measurements, dense start included

@@ -56,7 +56,7 @@ def test_each_pathology_is_named_with_its_evidence(runs, name):
 def test_a_high_update_ratio_is_reported_in_plain_words_with_the_tensor_and_the_step(runs):
     finding = {f.rule: f for f in runs["too high a learning rate"].diagnosed()}["lr_too_high"]
     assert finding.title == "learning rate too high"
-    assert "update ratio" in finding.evidence and ".weight since step" in finding.evidence
+    assert "update ratio" in finding.evidence and ".weight (weights) since step" in finding.evidence
     assert finding.numbers["update_ratio"] > 1e-2
 
 

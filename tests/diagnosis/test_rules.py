@@ -24,7 +24,7 @@ def test_update_ratio_sustained_above_1e_2_is_too_high_and_says_since_when():
     found = d.learning_rate_too_high(
         {"update_ratio/fc1.weight": series(ratios, every=10), "loss": falling_loss()}, ctx()
     )
-    assert found and found.step == 300 and "3.0e-02 on fc1.weight since step 300" in found.evidence
+    assert found and found.step == 300 and "3.0e-02 on fc1.weight (weights) since step 300" in found.evidence
 
 
 def test_a_few_high_ratios_are_not_sustained():

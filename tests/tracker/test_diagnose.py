@@ -43,7 +43,13 @@ def test_the_findings_and_the_health_are_stored_on_the_run(run):
 
 def test_histogram_summaries_feed_the_rules(run):
     ChunkWriter(run.pk).write({"loss": (np.arange(20), np.linspace(2.3, 2.2, 20))})
-    write_histograms(run.pk, [HistogramRecord("weight/fc1.weight", 0, 0.0, 0.0, np.array([64]), 0.0, 0.0)])
+    write_histograms(
+        run.pk,
+        [
+            HistogramRecord("weight/fc1.weight", 0, 0.0, 0.0, np.array([64]), 0.0, 0.0),
+            HistogramRecord("weight/out.weight", 0, -0.1, 0.1, np.array([32, 32]), 0.0, 0.05),
+        ],
+    )
     rules = [f["rule"] for f in diagnose_run(run.pk).findings]
     assert "symmetry" in rules  # an error: shown at once
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -193,10 +194,15 @@ def ingest(run: Run, payload: Payload, diagnose: bool = True) -> IngestAnswer:
         updates: dict[str, Any] = {"ingest_seq": payload.seq}
         if payload.describe is not None:
             updates.update(
-                tensors=payload.describe["tensors"], context={**locked.context, **payload.describe["context"]}
+                tensors=payload.describe["tensors"],
+                tensor_kinds=dict(zip(payload.describe["tensors"], payload.describe["kinds"])),
+                context={**locked.context, **payload.describe["context"]},
             )
             if payload.describe["device"]:
                 updates["device"] = payload.describe["device"]
+        rates = _rates(payload, updates.get("context", locked.context))
+        if rates is not None:
+            updates["context"] = rates
         if payload.checks is not None:
             updates["checks"] = payload.checks
         Run.objects.filter(pk=run.pk).update(**updates)
@@ -211,6 +217,16 @@ def ingest(run: Run, payload: Payload, diagnose: bool = True) -> IngestAnswer:
     if diagnose:
         _diagnose_when_due(run.pk)
     return IngestAnswer(seq=payload.seq, stop=stop, status=Run.Status.RUNNING)
+
+
+def _rates(payload: Payload, context: dict[str, Any]) -> dict[str, Any] | None:
+    """The context with the learning rate the client logged at each step: `lr` its peak (what
+    a schedule with warmup or OneCycle was given), `lr_last` the latest; None when it logged none."""
+    _, values = payload.scalars.get("lr", ((), ()))
+    finite = [float(v) for v in values if math.isfinite(v)]
+    if not finite:
+        return None
+    return {**context, "lr": max([*finite, float(context.get("lr") or 0.0)]), "lr_last": finite[-1]}
 
 
 def _diagnose_when_due(run_id: int) -> None:

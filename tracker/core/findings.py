@@ -170,10 +170,12 @@ def diagnose_run(run_id: int, status: str | None = None, message: str | None = N
     series.update(histogram_series(list(summaries)))
     status, message = status or run.status, run.message if message is None else message
     if run.measured_by_client:
-        context = Context.from_facts(run.context, run.tensors, run.steps_per_epoch, status, message)
+        context = Context.from_facts(
+            run.context, run.tensors, run.steps_per_epoch, status, message, kinds=run.tensor_kinds
+        )
     else:
         context = Context.from_config(
-            RunConfig.from_dict(run.config), run.classes, run.steps_per_epoch, status, message
+            RunConfig.from_dict(run.config), run.classes, run.steps_per_epoch, status, message, kinds=run.tensor_kinds
         )
     findings = check_findings(run.checks)
     if series:

@@ -32,13 +32,17 @@ def finish_run(run_id: int, status: str, message: str, **fields: Any) -> None:
         diagnosis = diagnose_run(run_id, status, message, save=False)
         final.update(diagnosis.fields)
         events = diagnosis.events
+        diverged = next((f for f in diagnosis.findings if f["rule"] == "divergence"), None)
+        if status == Run.Status.SUCCEEDED and diverged is not None:
+            # a script that went on to its end after its loss became inf or NaN did not succeed
+            final.update(status=Run.Status.DIVERGED, message=diverged["evidence"])
     except Exception:
         log.exception("run %s: compacting or the final diagnosis failed", run_id)
     now = timezone.now()
     Run.objects.filter(pk=run_id).update(**{"finished_at": now, "heartbeat_at": now, **final})
     try:
         alert_on_findings(run_id, events)
-        alert_on_end(run_id, status, message)
+        alert_on_end(run_id, final["status"], final["message"])
     except Exception:
         log.exception("run %s: raising its alerts failed", run_id)
     _advance_study(run_id)

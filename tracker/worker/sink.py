@@ -92,6 +92,7 @@ class DatabaseSink:
             steps_per_epoch=info.steps_per_epoch,
             classes=info.classes,
             tensors=list(info.parameter_names),
+            tensor_kinds=info.parameter_kinds,
             heartbeat_at=timezone.now(),
         )
 
