@@ -355,6 +355,8 @@ def learning_rate_too_high(series: Series, ctx: Context) -> Finding | None:
 
 
 def learning_rate_too_low(series: Series, ctx: Context) -> Finding | None:
+    """The weight matrices' update ratios below 1e-4 (the median matrix; none up to 1e-3) while
+    the loss has made no real progress."""
     if ctx.optimizer == "adagrad":
         return None  # adagrad_decayed says it more precisely
     progress = _loss_progress(series)
@@ -365,7 +367,10 @@ def learning_rate_too_low(series: Series, ctx: Context) -> Finding | None:
         for tensor, (steps, ratios) in _matrices(series, "update_ratio/", ctx).items()
         if len(ratios) >= 5
     }
-    if not medians or not all(m < RATIO_LOW for m in medians.values()):
+    # most weight matrices below 1e-4 and none up to the target: in a deep network with norm
+    # layers the first and last layers' ratios sit a few times above the rest (a rate 5000x too
+    # low on resnet18: conv1 3e-4 and fc 1.3e-4, the 18 other convolutions 4e-6 to 2e-5)
+    if not medians or float(np.median(list(medians.values()))) >= RATIO_LOW or max(medians.values()) >= RATIO_TARGET:
         return None
     tensor, median = max(medians.items(), key=lambda item: item[1])
     return Finding(

@@ -405,6 +405,11 @@ class HistogramProbe:
         saturation: list[str | None] = []
         dead_keys, live_values = [], []
         for name, output in captured.items():
+            if output.dim() == 4 and output.shape[2] * output.shape[3] == 1:
+                # a gate over globally pooled features (squeeze-and-excitation): one number per
+                # channel and example, alike across a batch, so its spread and its firing say
+                # nothing of the units' health (mobilenet_v3's gates read 0.02 and half "dead")
+                continue
             kind = self.kinds[name]
             keys.append(f"activation/{name}")
             tensors.append(output)

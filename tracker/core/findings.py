@@ -20,7 +20,7 @@ from tracker.core.alerts import alert_on_findings
 from tracker.core.storage import read_downsampled
 from tracker.models import Run
 from trainer.config import RunConfig
-from trainer.diagnosis import SEVERITY_ORDER, Context, check_findings, diagnose, histogram_series
+from trainer.diagnosis import SEVERITY_ORDER, Context, Finding, Series, check_findings, diagnose, histogram_series
 from trainer.payloads import FindingDict
 from trainer.tensor_names import ROUGHNESS_KEY
 
@@ -154,21 +154,22 @@ class Diagnosis:
         return self.fields["health"]
 
 
-def diagnose_run(run_id: int, status: str | None = None, message: str | None = None, save: bool = True) -> Diagnosis:
-    """Diagnose the run from what is stored and settle what it shows; saved on the run (and
-    its alerts raised) unless save=False: tracker.core.lifecycle saves the final one with the
-    final status, in one update, then raises them."""
-    run = Run.objects.get(pk=run_id)
+def stored_findings(run: Run, status: str, message: str, until_step: int | None = None) -> tuple[list[Finding], Series]:
+    """What the rules find in the run's stored points (up to `until_step`: the run as it stood
+    then), with the series they read."""
     keys = [
         key for key in run.series.values_list("key", flat=True) if key in SERIES_READ or key.startswith(PREFIXES_READ)
     ]
     # the summaries of a long series, not its points: two reads whatever the number of keys
     layer_keys = [key for key in keys if key.startswith(PREFIXES_READ)]
-    series = read_downsampled(run.pk, dict.fromkeys(k for k in keys if k not in layer_keys), None, DIAGNOSIS_POINTS)
-    series.update(read_downsampled(run.pk, dict.fromkeys(layer_keys), None, LAYER_DIAGNOSIS_POINTS))
-    summaries = run.histograms.filter(key__regex=r"^(activation|weight)/").values_list("key", "step", "std")
-    series.update(histogram_series(list(summaries)))
-    status, message = status or run.status, run.message if message is None else message
+    series = read_downsampled(
+        run.pk, dict.fromkeys(k for k in keys if k not in layer_keys), until_step, DIAGNOSIS_POINTS
+    )
+    series.update(read_downsampled(run.pk, dict.fromkeys(layer_keys), until_step, LAYER_DIAGNOSIS_POINTS))
+    summaries = run.histograms.filter(key__regex=r"^(activation|weight)/")
+    if until_step is not None:
+        summaries = summaries.filter(step__lte=until_step)
+    series.update(histogram_series(list(summaries.values_list("key", "step", "std"))))
     if run.measured_by_client:
         context = Context.from_facts(
             run.context, run.tensors, run.steps_per_epoch, status, message, kinds=run.tensor_kinds
@@ -180,6 +181,16 @@ def diagnose_run(run_id: int, status: str | None = None, message: str | None = N
     findings = check_findings(run.checks)
     if series:
         findings += diagnose(series, context)
+    return findings, series
+
+
+def diagnose_run(run_id: int, status: str | None = None, message: str | None = None, save: bool = True) -> Diagnosis:
+    """Diagnose the run from what is stored and settle what it shows; saved on the run (and
+    its alerts raised) unless save=False: tracker.core.lifecycle saves the final one with the
+    final status, in one update, then raises them."""
+    run = Run.objects.get(pk=run_id)
+    status, message = status or run.status, run.message if message is None else message
+    findings, series = stored_findings(run, status, message)
     fresh = [finding.to_dict() for finding in findings]
     last_step = max((int(steps[-1]) for steps, _ in series.values() if len(steps)), default=run.steps_done)
     moment = Moment(last_step, run.total_steps, timezone.now().isoformat(), final=status in Run.FINISHED)

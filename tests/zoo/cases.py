@@ -1,0 +1,69 @@
+"""The zoo's runs: each model with the usual recipes (healthy), and the mistakes that really
+happen on such models, each with the rule that must name it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from tests.zoo import models
+from tests.zoo.training import Recipe
+
+
+@dataclass(frozen=True)
+class Case:
+    model: Callable[[], nn.Module]
+    task: Callable[[], models.Task]
+    recipe: Recipe
+    epochs: int
+    rule: str | None = None  # the rule that must name a planted mistake
+    plant: Callable[[nn.Module], None] | None = None
+
+
+SGD_COSINE = Recipe("sgd", 0.05, "cosine", weight_decay=5e-4)
+ADAMW_WARMUP = Recipe("adamw", 2e-3, "warmup_cosine", weight_decay=0.01)
+
+HEALTHY = {
+    "resnet18 sgd+cosine": Case(models.resnet18, models.images, SGD_COSINE, 3),
+    "resnet18 adamw+warmup, label smoothing": Case(
+        models.resnet18, models.images, Recipe("adamw", 1e-3, "warmup_cosine", 0.05, label_smoothing=0.1), 3
+    ),
+    "mobilenet_v3_small sgd+onecycle": Case(models.mobilenet, models.images, Recipe("sgd", 0.1, "onecycle"), 4),
+    "mobilenet_v3_small adamw+warmup": Case(models.mobilenet, models.images, ADAMW_WARMUP, 4),
+    "transformer adamw+warmup": Case(models.EncoderClassifier, models.sequences, ADAMW_WARMUP, 6),
+    "transformer adamw+onecycle": Case(
+        models.EncoderClassifier, models.sequences, Recipe("adamw", 3e-3, "onecycle"), 6
+    ),
+    "gpt adamw+warmup": Case(models.Decoder, models.language, Recipe("adamw", 3e-3, "warmup_cosine", 0.1), 8),
+    "gpt adamw+onecycle": Case(models.Decoder, models.language, Recipe("adamw", 3e-3, "onecycle"), 8),
+    "gru sgd+cosine, clipped": Case(models.GRUClassifier, models.signals, Recipe("sgd", 0.1, "cosine", clip=1.0), 8),
+    "gru adamw+warmup": Case(models.GRUClassifier, models.signals, ADAMW_WARMUP, 8),
+    "vit adamw+warmup": Case(models.PatchClassifier, models.images, ADAMW_WARMUP, 5),
+    "vit adamw+onecycle, label smoothing": Case(
+        models.PatchClassifier, models.images, Recipe("adamw", 2e-3, "onecycle", label_smoothing=0.1), 5
+    ),
+}
+
+
+def zero_conv_and_linear_weights(model: nn.Module) -> None:
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.zeros_(module.weight)
+
+
+PLANTED = {
+    "resnet18 zero-initialised weights": Case(
+        models.resnet18, models.images, SGD_COSINE, 2, "symmetry", zero_conv_and_linear_weights
+    ),
+    "resnet18 learning rate 100x too high": Case(
+        models.resnet18, models.images, Recipe("sgd", 5.0, "constant"), 2, "lr_too_high"
+    ),
+    "gru learning rate 1000x too high, no clipping": Case(
+        models.GRUClassifier, models.signals, Recipe("sgd", 100.0, "constant"), 4, "lr_too_high"
+    ),
+    "resnet18 learning rate far too low": Case(
+        models.resnet18, models.images, Recipe("sgd", 1e-5, "constant"), 3, "lr_too_low"
+    ),
+}
