@@ -195,3 +195,31 @@ def test_watch_refuses_what_it_cannot_measure():
     with pytest.raises(ValueError, match="ratio_every"):
         run.watch(model, torch.optim.SGD(model.parameters(), lr=0.1), ratio_every=0)
     run.finish()
+
+
+def test_a_run_whose_loss_became_nan_ends_diverged_however_the_script_ends_it():
+    with trainwatch.init(name="diverging") as run:
+        for step, loss in enumerate([2.3, 1.9, float("nan"), float("nan")]):
+            run.log({"loss": torch.tensor(loss)}, step=step)
+    finish = gathered(run)[3]["finish"]
+    assert finish["status"] == "diverged" and finish["message"] == "the loss became nan at step 2"
+    assert run.status == "diverged"
+
+
+def test_a_run_that_is_stopped_keeps_its_own_status():
+    with pytest.raises(KeyboardInterrupt), trainwatch.init() as run:
+        run.log({"loss": float("inf")}, step=0)
+        raise KeyboardInterrupt
+    assert gathered(run)[3]["finish"]["status"] == "cancelled" and run.status == "cancelled"
+
+
+def test_the_watch_describes_each_tensors_kind():
+    model = Transformer()
+    run = trainwatch.init()
+    run.watch(model, torch.optim.AdamW(model.parameters()))
+    run.finish()
+    describe = gathered(run)[3]["describe"]
+    kinds = dict(zip(describe["tensors"], describe["kinds"]))
+    assert len(kinds) == len(list(model.parameters()))
+    assert kinds["embed.weight"] == "embedding" and kinds["head.weight"] == "weight"
+    assert {kind for name, kind in kinds.items() if "norm" in name} == {"norm_scale", "norm_shift"}

@@ -125,3 +125,43 @@ def test_health_is_the_worst_severity():
     info = d.Finding("a", "info", "t", "e", "a")
     warning = d.Finding("b", "warning", "t", "e", "a")
     assert d.health([]) == "ok" and d.health([info]) == "info" and d.health([info, warning]) == "warning"
+
+
+def weight_stds(stds: dict[str, float]) -> d.Series:
+    return {f"weight_std/{tensor}": series([std]) for tensor, std in stds.items()}
+
+
+def test_norm_scales_of_ones_and_a_zero_output_layer_are_not_symmetry():
+    kinds = {"conv1.weight": "weight", "bn1.weight": "norm_scale", "bn1.bias": "norm_shift", "fc.weight": "weight"}
+    tensors = ("conv1.weight", "bn1.weight", "bn1.bias", "fc.weight")
+    healthy = weight_stds({"conv1.weight": 0.1, "bn1.weight": 0.0, "bn1.bias": 0.0, "fc.weight": 0.0})
+    assert d.symmetric_weights(healthy, ctx(kinds=kinds, tensors=tensors)) is None
+    planted = weight_stds({"conv1.weight": 0.0, "bn1.weight": 0.0, "fc.weight": 0.05})
+    found = d.symmetric_weights(planted, ctx(kinds=kinds, tensors=tensors))
+    assert found and "conv1.weight (weights)" in found.evidence
+
+
+def test_a_model_with_norm_layers_has_no_layer_by_layer_gradient_ladder():
+    norms = grad_norms([1e-5, 1e-4, 1e-3])
+    assert d.vanishing_gradients(norms, ctx()) is not None
+    norms["grad_norm/bn1.weight"] = series([1e-3] * 10)
+    assert d.vanishing_gradients(norms, ctx(kinds={"bn1.weight": "norm_scale"})) is None
+
+
+def test_gains_biases_and_embeddings_do_not_count_for_the_learning_rate_rules():
+    kinds = {"ln.weight": "norm_scale", "wte.weight": "embedding", "fc.weight": "weight"}
+    high = {
+        "update_ratio/ln.weight": series([0.5] * 300),
+        "update_ratio/wte.weight": series([0.5] * 300),
+        "update_ratio/fc.weight": series([1e-3] * 300),
+    }
+    assert d.learning_rate_too_high(high, ctx(kinds=kinds)) is None
+
+
+def test_a_low_rate_is_read_on_the_median_weight_matrix():
+    loss = {"loss": falling_loss(200, end=2.2)}
+    ratios = {f"update_ratio/layer{i}.weight": series([1e-5] * 20) for i in range(5)}
+    ratios["update_ratio/fc.weight"] = series([3e-4] * 20)
+    assert d.learning_rate_too_low({**ratios, **loss}, ctx()) is not None
+    ratios["update_ratio/fc.weight"] = series([2e-3] * 20)  # one layer at a healthy rate: not the rate
+    assert d.learning_rate_too_low({**ratios, **loss}, ctx()) is None

@@ -200,3 +200,49 @@ def test_the_job_queue_does_not_retry_an_external_run(client, token, run_id, sta
     response = client.post("/admin/tracker/run/", {"action": "retry", "_selected_action": [run_id]}, follow=True)
     assert Run.objects.get(pk=run_id).status == "failed"
     assert "their scripts train them, not the workers" in response.content.decode()
+
+
+def test_the_kinds_the_client_describes_are_kept_and_read_by_the_rules(client, token, run_id):
+    # a norm scale of ones at step 0 is how BatchNorm starts, not symmetry
+    histograms = [
+        HistogramRecord("weight/conv1.weight", 0, -0.1, 0.1, np.ones(10, np.int64), 0, 0.05),
+        HistogramRecord("weight/bn1.weight", 0, 1.0, 1.0, np.array([64]), 1.0, 0.0),
+        HistogramRecord("weight/fc.weight", 0, -0.1, 0.1, np.ones(10, np.int64), 0, 0.05),
+    ]
+    describe = {
+        "tensors": ["conv1.weight", "bn1.weight", "fc.weight"],
+        "kinds": ["weight", "norm_scale", "weight"],
+        "context": {"optimizer": "momentum", "lr": 0.05},
+    }
+    loss = {"loss": (steps(0, 20), np.linspace(2.3, 2.0, 20))}
+    send(client, token, run_id, Payload(0, loss, histograms=histograms, describe=describe))
+    send(client, token, run_id, Payload(1, finish={"status": "succeeded", "message": "", "error": ""}))
+    run = Run.objects.get(pk=run_id)
+    assert run.tensor_kinds == {"conv1.weight": "weight", "bn1.weight": "norm_scale", "fc.weight": "weight"}
+    assert "symmetry" not in [f["rule"] for f in run.findings]
+
+
+def test_kinds_that_do_not_match_the_tensors_are_refused(client, token, run_id):
+    describe = {"tensors": ["fc.weight", "fc.bias"], "kinds": ["weight", "gain"], "context": {}}
+    refused = send(client, token, run_id, Payload(0, describe=describe))
+    assert refused.status_code == 400 and "describe.kinds[1]" in json.dumps(refused.json())
+    describe = {"tensors": ["fc.weight", "fc.bias"], "kinds": ["weight"], "context": {}}
+    assert "describe.kinds" in json.dumps(send(client, token, run_id, Payload(0, describe=describe)).json())
+    assert Run.objects.get(pk=run_id).tensor_kinds == {}
+
+
+def test_a_run_finished_succeeded_whose_loss_became_nan_ends_diverged(client, token, run_id):
+    losses = np.array([2.3, 2.0, math.nan, math.nan])
+    send(client, token, run_id, Payload(0, {"loss": (steps(0, 4), losses)}))
+    send(client, token, run_id, Payload(1, finish={"status": "succeeded", "message": "", "error": ""}))
+    run = Run.objects.get(pk=run_id)
+    assert run.status == "diverged" and "step 2" in run.message
+
+
+def test_the_learning_rate_shown_is_the_schedules_peak_and_its_last_value(client, token, run_id):
+    describe = {"tensors": ["fc.weight"], "context": {"optimizer": "adamw", "lr": 0.0}}  # read at warmup's start
+    warmup = np.concatenate([np.linspace(0, 1e-3, 10), np.linspace(1e-3, 1e-5, 10)])
+    send(client, token, run_id, Payload(0, {"lr": (steps(0, 10), warmup[:10])}, describe=describe))
+    send(client, token, run_id, Payload(1, {"lr": (steps(10, 10), warmup[10:])}))
+    run = Run.objects.get(pk=run_id)
+    assert run.learning_rate == pytest.approx(1e-3) and run.context["lr_last"] == pytest.approx(1e-5)

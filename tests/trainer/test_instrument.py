@@ -3,16 +3,19 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from trainer.config import RunConfig
 from trainer.instrument import (
     DeviceRecorder,
+    HistogramProbe,
     _count_indices,
     batched_histograms,
     dead_fractions,
     filter_roughness,
     first_layer_tiles,
     live_fraction,
+    parameter_kinds,
     tile_grid,
 )
 from trainer.loop import train
@@ -224,3 +227,57 @@ def test_recorder_copies_histograms_with_the_scalars_in_one_transfer():
     assert batch["loss"][1].tolist() == [1.5]
     assert records[0].key == "weight/w" and records[0].counts.tolist() == [2, 2, 2, 2, 2]
     assert math.isclose(records[0].mean, 4.5)
+
+
+def test_each_parameter_gets_its_kind_from_the_module_that_holds_it():
+    torchvision = pytest.importorskip("torchvision")
+    resnet = parameter_kinds(torchvision.models.resnet18(num_classes=10))
+    assert (resnet["conv1.weight"], resnet["bn1.weight"], resnet["bn1.bias"]) == ("weight", "norm_scale", "norm_shift")
+    assert (resnet["layer2.0.downsample.1.weight"], resnet["fc.bias"]) == ("norm_scale", "bias")
+
+    class Tied(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.wte, self.wpe = nn.Embedding(16, 8), nn.Embedding(4, 8)
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, 8))
+            self.pos_embedding = nn.Parameter(torch.zeros(1, 4, 8))
+            self.attn = nn.MultiheadAttention(8, 2)
+            self.ln = nn.LayerNorm(8)
+            self.gru = nn.GRU(8, 8)
+            self.act = nn.PReLU()
+            self.lm_head = nn.Linear(8, 16, bias=False)
+            self.lm_head.weight = self.wte.weight
+
+    kinds = parameter_kinds(Tied())
+    assert set(dict(Tied().named_parameters())) <= set(kinds)
+    assert (kinds["wte.weight"], kinds["wpe.weight"], kinds["pos_embedding"], kinds["cls_token"]) == (
+        "embedding",
+        "positional",
+        "positional",
+        "other",
+    )
+    assert (kinds["attn.in_proj_weight"], kinds["attn.in_proj_bias"], kinds["attn.out_proj.weight"]) == (
+        "weight",
+        "bias",
+        "weight",
+    )
+    assert (kinds["gru.weight_hh_l0"], kinds["gru.bias_ih_l0"], kinds["ln.weight"], kinds["act.weight"]) == (
+        "recurrent",
+        "bias",
+        "norm_scale",
+        "other",
+    )
+
+
+def test_gates_over_pooled_features_are_not_judged_as_units():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Hardsigmoid())
+    named = list(model.named_parameters())
+    probe = HistogramProbe(model, named, bins=10)
+    recorder = DeviceRecorder()
+    probe.arm()
+    model(torch.randn(8, 3, 6, 6)).sum().backward()
+    probe.collect(recorder, 0)
+    batch, records = recorder.drain()
+    assert "dead_fraction/1" in batch and {r.key for r in records if r.key.startswith("activation/")} == {
+        "activation/1"
+    }
