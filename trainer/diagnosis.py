@@ -75,6 +75,10 @@ RATIO_HIGH_YOUNG = 3e-2
 LOSS_RISE = 1.5  # the loss back above 1.5x its lowest level so far ...
 LOSS_RISE_MARGIN = 0.1  # ... and by at least this fraction of its first value: it went up, not just noise
 LOSS_ABOVE_START = 1.1  # or a recent loss 10 % above the first: worse than not training
+# or a loss that jumped to this many times its first value: steps so large they threw the weights
+# off (AdamW 0.3 on a transformer: 1.44, 3.3, 15.9 in its first steps, then stuck at one class
+# with update ratios of 1e-5 on weights grown huge); a healthy start never comes near it
+LOSS_SPIKE = 4.0
 DEAD_RISING = 0.30  # while young: this many dead units, ...
 DEAD_RISE = 0.10  # ... this many more than at the first measurement
 UNDERFIT_YOUNG_ACCURACY = 0.5  # from 3 epochs: both accuracies below this, ...
@@ -116,6 +120,8 @@ class Context:
     # each tensor's kind (trainer.tensor_names) as the instrumentation found it; a tensor the run
     # did not describe is read by its name
     kinds: dict[str, str] = field(default_factory=dict)
+    # tensors that do not learn: requires_grad off, or not stepped by the optimizer
+    frozen: tuple[str, ...] = ()
 
     @classmethod
     def from_config(
@@ -164,6 +170,7 @@ class Context:
             message,
             tuple(tensors),
             kinds=dict(kinds or {}),
+            frozen=tuple(facts.get("frozen") or ()),
         )
 
     def kind_of(self, tensor: str) -> str:
@@ -296,10 +303,21 @@ def _loss_rose(series: Series) -> tuple[float, float, int] | None:
     return None
 
 
+def _loss_spike(series: Series) -> tuple[float, float, int] | None:
+    """(first loss, highest loss, its step) when a loss jumped to LOSS_SPIKE x the first."""
+    steps, losses = _finite(*series.get("loss", (np.empty(0), np.empty(0))))
+    if len(losses) < 2 or losses[0] <= 0:
+        return None
+    peak = int(np.argmax(losses))
+    if losses[peak] < LOSS_SPIKE * losses[0]:
+        return None
+    return float(losses[0]), float(losses[peak]), int(steps[peak])
+
+
 def learning_rate_too_high(series: Series, ctx: Context) -> Finding | None:
-    """Update ratios above 1e-2 sustained on a weight tensor; while the run is young (past its
-    very first steps), above 3e-2 on every weight tensor; or a loss that went back up well above
-    the level it had reached."""
+    """Update ratios above 1e-2 sustained on a weight matrix; while the run is young (past its
+    very first steps), above 3e-2 on every weight matrix; a loss that went back up well above
+    the level it had reached; or a loss that jumped to 4x its first value."""
     weights = {
         tensor: (steps[steps >= TRANSIENT_STEPS], ratios[steps >= TRANSIENT_STEPS])
         for tensor, (steps, ratios) in _matrices(series, "update_ratio/", ctx).items()
@@ -321,9 +339,15 @@ def learning_rate_too_high(series: Series, ctx: Context) -> Finding | None:
                 if worst is None or median > worst[1]:
                     worst = (tensor, median, _since(recent_steps, recent > RATIO_HIGH), RATIO_HIGH)
     rose = _loss_rose(series)
-    if worst is None and rose is None:
+    spike = _loss_spike(series)
+    if worst is None and rose is None and spike is None:
         return None
     evidence, names, numbers, since = [], ["loss"], {}, None
+    if spike is not None:
+        first, peak, spike_step = spike
+        evidence.append(f"the loss jumped from {first:.3g} to {peak:.3g} at step {spike_step}")
+        numbers["loss_spike"] = peak / first
+        since = spike_step
     if worst is not None:
         tensor, median, since, threshold = worst
         evidence.append(
@@ -341,7 +365,7 @@ def learning_rate_too_high(series: Series, ctx: Context) -> Finding | None:
         progress = _loss_progress(series)
         if progress:
             evidence.append(f"the loss is {progress[1]:.3g} (from {progress[0]:.3g})")
-    factor = max(1.0, numbers.get("update_ratio", 0.0) / RATIO_TARGET, 3.0 if rose else 1.0)
+    factor = max(1.0, numbers.get("update_ratio", 0.0) / RATIO_TARGET, 3.0 if rose else 1.0, 10.0 if spike else 1.0)
     return Finding(
         "lr_too_high",
         "warning",
@@ -372,13 +396,15 @@ def learning_rate_too_low(series: Series, ctx: Context) -> Finding | None:
     # low on resnet18: conv1 3e-4 and fc 1.3e-4, the 18 other convolutions 4e-6 to 2e-5)
     if not medians or float(np.median(list(medians.values()))) >= RATIO_LOW or max(medians.values()) >= RATIO_TARGET:
         return None
-    tensor, median = max(medians.items(), key=lambda item: item[1])
+    median = float(np.median(list(medians.values())))
+    tensor, highest = max(medians.items(), key=lambda item: item[1])
     return Finding(
         "lr_too_low",
         "warning",
         "learning rate too low",
-        f"update ratios at most {median:.1e} (on {ctx.named(tensor)}; target about {RATIO_TARGET:g}, too low below "
-        f"{RATIO_LOW:g}) while the loss only went from {progress[0]:.3g} to {progress[1]:.3g}",
+        f"update ratios of about {median:.1e} (the median of {len(medians)} weight tensors, at most {highest:.1e} "
+        f"on {ctx.named(tensor)}; target about {RATIO_TARGET:g}, too low below {RATIO_LOW:g}) while the loss "
+        f"only went from {progress[0]:.3g} to {progress[1]:.3g}",
         f"raise optimizer.lr (now {ctx.lr:g}) by about {RATIO_TARGET / max(median, 1e-12):.0f}x",
         [f"update_ratio/{tensor}", "loss"],
         None,
@@ -418,14 +444,18 @@ def adagrad_decayed(series: Series, ctx: Context) -> Finding | None:
 def _accuracies(
     series: Series, minimum: int = MIN_EPOCHS_FOR_ACCURACY_RULES
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(steps, train, validation) at each validation point, with the training accuracy last
+    logged by then: a script may log the training accuracy at every step, the validation's once
+    an epoch."""
     if "train_acc" not in series or "val_acc" not in series:
         return None
-    steps, train = series["train_acc"]
-    _, val = series["val_acc"]
-    n = min(len(train), len(val))
-    if n < minimum:
+    train_steps, train = series["train_acc"]
+    steps, val = series["val_acc"]
+    latest = np.searchsorted(train_steps, steps, side="right") - 1
+    known = latest >= 0
+    if int(known.sum()) < minimum:
         return None
-    return steps[:n], train[:n], val[:n]
+    return steps[known], train[latest[known]], val[known]
 
 
 def overfitting(series: Series, ctx: Context) -> Finding | None:
@@ -642,6 +672,33 @@ def vanishing_gradients(series: Series, ctx: Context) -> Finding | None:
         [f"grad_norm/{name}" for name, _ in layers],
         None,
         {"first_over_last": first / last},
+    )
+
+
+def frozen_layer(series: Series, ctx: Context) -> Finding | None:
+    """Weight matrices that do not learn (requires_grad off, or left out of the optimizer) with
+    learning ones before and after them in the model: a hole in the middle is a mistake, where
+    a frozen backbone under a trained head (fine-tuning) is a frozen prefix and is not named."""
+    order = [tensor for tensor in ctx.tensors if ctx.kind_of(tensor) in MATRIX_KINDS]
+    frozen = set(ctx.frozen)
+    learning = [index for index, tensor in enumerate(order) if tensor not in frozen]
+    if not learning:
+        return None
+    hole = [tensor for tensor in order[learning[0] : learning[-1]] if tensor in frozen]
+    if not hole:
+        return None
+    more = f" and {len(hole) - 1} more weight tensors" if len(hole) > 1 else ""
+    return Finding(
+        "frozen_layer",
+        "warning",
+        "a layer in the middle of the model does not learn",
+        f"{ctx.named(hole[0])}{more} between {order[learning[0]]} and {order[learning[-1]]} get no update: "
+        "requires_grad is off, or the optimizer does not step them",
+        "set requires_grad=True on them, and build the optimizer over model.parameters() after changing the "
+        "model (a frozen backbone under a trained head is not named)",
+        [],
+        0,
+        {"frozen_tensors": float(len(hole))},
     )
 
 
@@ -915,6 +972,7 @@ RULES = (
     saturated_units,
     collapsed_activations,
     symmetric_weights,
+    frozen_layer,
     vanishing_gradients,
     exploding_gradients,
     initial_loss_off,
@@ -938,7 +996,9 @@ def diagnose(series: Series, ctx: Context) -> list[Finding]:
             for key, (steps, values) in series.items()
         }
     findings = [diverged] if diverged else []
-    findings += [finding for rule in RULES[1:] if (finding := rule(series, ctx)) is not None]
+    # a divergence names the rate already: the loss's climb to inf is not a second finding
+    rules = [rule for rule in RULES[1:] if not (diverged and rule is learning_rate_too_high)]
+    findings += [finding for rule in rules if (finding := rule(series, ctx)) is not None]
     return sorted(findings, key=lambda f: -SEVERITY_ORDER[f.severity])
 
 

@@ -13,7 +13,8 @@ what the body holds, and the body is the packed little-endian arrays themselves.
                                                     body: height * width * channels uint8
              "progress": {"step": n, "epoch": e, "total_steps": n|null, "steps_per_epoch": n|null} | null,
              "describe": {"tensors": [parameter names in model order], "kinds": [each one's kind],
-                          "context": {...}, "device": text} | null,
+                          "frozen": [the names of those that do not learn], "context": {...},
+                          "device": text} | null,
              "checks": {"sanity": [...], "gradient": [...], "passed": bool} | null,
              "finish": {"status": "succeeded" | "failed" | "cancelled" | "diverged", "message": text, "error": text,
                         "seconds": seconds of training} | null}
@@ -229,8 +230,8 @@ def decode(data: bytes) -> Payload:
 def _describe(describe: Any) -> dict[str, Any] | None:
     if describe is None:
         return None
-    if not isinstance(describe, dict) or set(describe) - {"tensors", "kinds", "context", "device"}:
-        raise WireError("describe: must be an object with tensors, kinds, context and device")
+    if not isinstance(describe, dict) or set(describe) - {"tensors", "kinds", "frozen", "context", "device"}:
+        raise WireError("describe: must be an object with tensors, kinds, frozen, context and device")
     device = describe.get("device", "")
     if not isinstance(device, str) or len(device) > 64:
         raise WireError("describe.device: must be text of at most 64 characters")
@@ -245,6 +246,10 @@ def _describe(describe: Any) -> dict[str, Any] | None:
     for index, kind in enumerate(kinds):
         if kind not in PARAMETER_KINDS:
             raise WireError(f"describe.kinds[{index}]: must be one of {', '.join(PARAMETER_KINDS)}, got {kind!r}")
+    frozen = describe.get("frozen", [])
+    known = set(tensors)
+    if not isinstance(frozen, list) or not all(isinstance(name, str) and name in known for name in frozen):
+        raise WireError("describe.frozen: must be a list of names from describe.tensors")
     context = describe.get("context", {})
     if not isinstance(context, dict):
         raise WireError("describe.context: must be an object")
@@ -263,7 +268,7 @@ def _describe(describe: Any) -> dict[str, Any] | None:
             raise WireError(f"describe.context.{name}: must be text of at most 100 characters")
         else:
             clean[name] = value
-    return {"tensors": tensors, "kinds": kinds, "context": clean, "device": device}
+    return {"tensors": tensors, "kinds": kinds, "frozen": frozen, "context": clean, "device": device}
 
 
 def _checks(checks: Any) -> dict[str, Any] | None:

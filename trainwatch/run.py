@@ -251,8 +251,9 @@ class Run:
         with self._lock:
             self._watchers.append(watcher)
             self._pending_describe = {
-                "tensors": list(watcher.names),
+                "tensors": list(watcher.every_name),
                 "kinds": list(watcher.kinds),
+                "frozen": list(watcher.frozen),
                 "context": {k: v for k, v in context.items() if v is not None},
                 "device": str(next(model.parameters()).device),
             }

@@ -25,6 +25,7 @@ still gets its ratio, norms and histograms.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -91,7 +92,13 @@ class Watcher:
             raise ValueError("watch: the optimizer does not step this model's parameters")
         self.names = tuple(name for name, _ in named)
         every_kind = parameter_kinds(model)
-        self.kinds = tuple(every_kind[name] for name in self.names)
+        # every parameter in the model's order, and those that do not learn (requires_grad off,
+        # or left out of the optimizer): the diagnosis reads where they lie
+        self.every_name = tuple(name for name, _ in model.named_parameters())
+        self.kinds = tuple(every_kind[name] for name in self.every_name)
+        self.frozen = tuple(
+            name for name, param in model.named_parameters() if not param.requires_grad or id(param) not in stepped
+        )
         self.parameters = ParameterProbe(named)
         self.histograms = HistogramProbe(model, named, bins) if histogram_every else None
         # the worker's schedule of measurements, dense start included
@@ -101,6 +108,9 @@ class Watcher:
         self.image_every = image_every
         self.image_shape = image_shape
         self.steps = 0  # optimizer steps taken since watch()
+        # the step a measurement is stamped with, when the caller knows it (a trainer's global
+        # step: the Lightning and Hugging Face callbacks); else Run._measured_step
+        self.step_of: Callable[[], int] | None = None
         self._measuring: int | None = None
         if before not in ("step", "manual"):
             raise ValueError(f"watch: before must be 'step' or 'manual', got {before!r}")
@@ -121,7 +131,7 @@ class Watcher:
     def before_update(self) -> None:
         """Gradients are ready and the weights not yet updated: gradient and weight histograms,
         activations of the forward pass, and the weights' copy for the update-to-weight ratio."""
-        step = self.run._measured_step(self.steps)
+        step = self.step_of() if self.step_of is not None else self.run._measured_step(self.steps)
         if self.histograms is not None and self.schedule.measures_histograms(self.steps):
             with self.run._lock:  # the gradients of this step and the activations of its forward pass
                 parameters = self.schedule.measures_parameter_histograms(self.steps)
@@ -131,7 +141,7 @@ class Watcher:
             self._measuring = step
 
     def _after(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        step = self.run._measured_step(self.steps)
+        step = self.step_of() if self.step_of is not None else self.run._measured_step(self.steps)
         with self.run._lock:
             if self._measuring is not None:
                 self.parameters.after_step(self.run._recorder, self._measuring)

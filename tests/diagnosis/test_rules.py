@@ -1,6 +1,7 @@
 """Each rule on hand-made series: the thresholds of the README, at their edges."""
 
 import numpy as np
+import pytest
 
 from trainer import diagnosis as d
 
@@ -165,3 +166,26 @@ def test_a_low_rate_is_read_on_the_median_weight_matrix():
     assert d.learning_rate_too_low({**ratios, **loss}, ctx()) is not None
     ratios["update_ratio/fc.weight"] = series([2e-3] * 20)  # one layer at a healthy rate: not the rate
     assert d.learning_rate_too_low({**ratios, **loss}, ctx()) is None
+
+
+def test_a_frozen_layer_between_learning_ones_is_named_but_not_a_frozen_backbone():
+    tensors = ("patches.weight", "encoder.0.weight", "encoder.0.bias", "encoder.1.weight", "head.weight")
+    hole = d.frozen_layer({}, ctx(tensors=tensors, frozen=("encoder.0.weight", "encoder.0.bias")))
+    assert hole and hole.evidence.startswith("encoder.0.weight (weights) between patches.weight and head.weight")
+    backbone = ("patches.weight", "encoder.0.weight", "encoder.0.bias", "encoder.1.weight")
+    assert d.frozen_layer({}, ctx(tensors=tensors, frozen=backbone)) is None  # fine-tuning the head
+    assert d.frozen_layer({}, ctx(tensors=tensors)) is None
+
+
+def test_a_loss_that_jumps_to_four_times_its_start_is_a_rate_too_high():
+    losses = [1.44, 3.3, 15.9] + [1.3] * 50
+    found = d.learning_rate_too_high({"loss": series(losses)}, ctx())
+    assert found and "jumped from 1.44 to 15.9 at step 2" in found.evidence and found.step == 2
+    assert d.learning_rate_too_high({"loss": series([1.44, 3.0, 2.0] + [1.0] * 50)}, ctx()) is None
+
+
+def test_accuracies_logged_every_step_are_read_at_each_validation():
+    train = series(np.linspace(0.3, 0.5, 100))  # every step, low
+    val = series([0.30, 0.33, 0.36, 0.38, 0.40], start=19, every=20)  # once an epoch
+    found = d.underfitting({"train_acc": train, "val_acc": val}, ctx(status="succeeded"))
+    assert found and found.numbers["train_acc"] == pytest.approx(0.4192, abs=1e-3)  # at the validation steps

@@ -127,7 +127,7 @@ def test_the_last_payload_finishes_the_run_with_its_diagnosis(client, token, run
     assert send(client, token, run_id, payload).json()["status"] == "succeeded"
     run = Run.objects.get(pk=run_id)
     assert run.status == "succeeded" and run.finished_at is not None
-    assert run.tensors == ["fc1.weight", "fc1.bias"] and run.context == {"optimizer": "adam", "lr": 0.3}
+    assert run.tensors == ["fc1.weight", "fc1.bias"] and run.context == {"optimizer": "adam", "lr": 0.3, "frozen": []}
     assert "lr_too_high" in [f["rule"] for f in run.findings] and run.health == "warning"
     assert Histogram.objects.filter(run=run).count() == 1
     assert run.optimizer_name == "adam" and run.learning_rate == 0.3

@@ -53,6 +53,18 @@ def zero_conv_and_linear_weights(model: nn.Module) -> None:
             nn.init.zeros_(module.weight)
 
 
+def freeze_first_encoder_layer(model: nn.Module) -> None:
+    """requires_grad off on a middle layer (meant for the patch embedding, say)."""
+    for parameter in model.encoder.layers[0].parameters():
+        parameter.requires_grad_(False)
+
+
+def tiny_noisy_images() -> models.Task:
+    """48 training images of a hard version of the task, against the usual validation set."""
+    task = models.images(noise=4.0)
+    return models.Task(task.x_train[:48], task.y_train[:48], task.x_val, task.y_val, task.classes, task.image_shape)
+
+
 PLANTED = {
     "resnet18 zero-initialised weights": Case(
         models.resnet18, models.images, SGD_COSINE, 2, "symmetry", zero_conv_and_linear_weights
@@ -65,5 +77,17 @@ PLANTED = {
     ),
     "resnet18 learning rate far too low": Case(
         models.resnet18, models.images, Recipe("sgd", 1e-5, "constant"), 3, "lr_too_low"
+    ),
+    "transformer learning rate 100x too high": Case(
+        models.EncoderClassifier, models.sequences, Recipe("adamw", 0.3, "constant"), 12, "lr_too_high"
+    ),
+    "gpt learning rate far too low": Case(
+        models.Decoder, models.language, Recipe("adamw", 1e-6, "constant"), 12, "lr_too_low"
+    ),
+    "vit a frozen layer in the middle": Case(
+        models.PatchClassifier, models.images, ADAMW_WARMUP, 5, "frozen_layer", freeze_first_encoder_layer
+    ),
+    "vit overfitting a tiny training split": Case(
+        models.PatchClassifier, tiny_noisy_images, Recipe("adamw", 2e-3, "constant"), 40, "overfitting"
     ),
 }

@@ -31,7 +31,7 @@ class Task:
     image_shape: tuple[int, int, int] | None = None
 
 
-def images(count: int = 512, side: int = 32, seed: int = 0, shuffled: bool = False) -> Task:
+def images(count: int = 512, side: int = 32, seed: int = 0, shuffled: bool = False, noise: float = 1.5) -> Task:
     """CIFAR-size images: a random template per class under noise (learnable in an epoch or two);
     `shuffled`: the training labels drawn at random, so that nothing carries over."""
     generator = torch.Generator().manual_seed(seed)
@@ -39,7 +39,7 @@ def images(count: int = 512, side: int = 32, seed: int = 0, shuffled: bool = Fal
 
     def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
         y = torch.randint(0, CLASSES, (n,), generator=generator)
-        return templates[y] + 1.5 * torch.randn(n, 3, side, side, generator=generator), y
+        return templates[y] + noise * torch.randn(n, 3, side, side, generator=generator), y
 
     x_train, y_train = draw(count)
     x_val, y_val = draw(count // 2)

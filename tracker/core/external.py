@@ -196,7 +196,7 @@ def ingest(run: Run, payload: Payload, diagnose: bool = True) -> IngestAnswer:
             updates.update(
                 tensors=payload.describe["tensors"],
                 tensor_kinds=dict(zip(payload.describe["tensors"], payload.describe["kinds"])),
-                context={**locked.context, **payload.describe["context"]},
+                context={**locked.context, **payload.describe["context"], "frozen": payload.describe["frozen"]},
             )
             if payload.describe["device"]:
                 updates["device"] = payload.describe["device"]

@@ -51,6 +51,7 @@ class TrainwatchCallback(pl.Callback):
         self.run = run
         self.watch_options = watch
         self.watcher: Watcher | None = None
+        self._sent: dict[str, torch.Tensor] = {}  # the last step value sent of each metric
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.run is None:
@@ -67,9 +68,16 @@ class TrainwatchCallback(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         assert self.run is not None
+        # optimizer steps, from the trainer itself (batches over gradient accumulation)
+        per_epoch = trainer.num_training_batches
+        if isinstance(per_epoch, int) or (isinstance(per_epoch, float) and math.isfinite(per_epoch)):
+            per_epoch = max(1, math.ceil(int(per_epoch) / trainer.accumulate_grad_batches))
+            steps = trainer.estimated_stepping_batches
+            self.run.plan(total_steps=int(steps) if math.isfinite(steps) else None, steps_per_epoch=per_epoch)
         # Lightning steps with a closure: the "before the update" measurements come from
         # on_before_optimizer_step, when the closure has computed the gradients
         self.watcher = self.run.watch(pl_module, trainer.optimizers[0], before="manual", **self.watch_options)
+        self.watcher.step_of = lambda: trainer.global_step  # the step being taken
 
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
@@ -82,15 +90,38 @@ class TrainwatchCallback(pl.Callback):
     ) -> None:
         assert self.run is not None
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        values = _numbers({"loss": loss} if isinstance(loss, torch.Tensor) else {})
+        stepwise = self._logged_this_step(trainer)
+        values = _numbers({**stepwise, **({"loss": loss} if isinstance(loss, torch.Tensor) else {})})
         if values:
             self.run.log(values, step=max(0, trainer.global_step - 1))
         if self.run.should_stop:
             trainer.should_stop = True  # a cancel from the web page
 
+    def _logged_this_step(self, trainer: pl.Trainer) -> dict[str, torch.Tensor]:
+        """What the module's self.log(..., on_step=True) gave at this step, under the name it was
+        logged with (on_step and on_epoch both make name_step and name_epoch in callback_metrics,
+        which the diagnosis would not read). Lightning keeps each metric's last step value: a
+        value is new when it is another tensor than the one sent before."""
+        results = getattr(trainer, "_results", None)
+        if results is None:
+            return {}
+        fresh: dict[str, torch.Tensor] = {}
+        for _, metric in results.valid_items():
+            value = metric._forward_cache if metric.meta.on_step else None
+            if isinstance(value, torch.Tensor) and self._sent.get(metric.meta.name) is not value:
+                self._sent[metric.meta.name] = value
+                fresh[metric.meta.name] = value
+        return fresh
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         assert self.run is not None
-        metrics = _numbers(dict(trainer.callback_metrics))
+        metrics = _numbers(
+            {
+                key.removesuffix("_epoch"): value
+                for key, value in trainer.callback_metrics.items()
+                if not key.endswith("_step")
+            }
+        )
         self.run.log({**metrics, "epoch": trainer.current_epoch + 1}, step=max(0, trainer.global_step - 1))
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

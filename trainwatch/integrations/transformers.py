@@ -58,8 +58,14 @@ class TrainwatchCallback(TrainerCallback):
                 self.project, self.name or args.run_name or "", config, self.tags, total_steps=state.max_steps or None
             )
         inner = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps the torch optimizer
+        if state.max_steps and state.num_train_epochs:
+            self.run.plan(
+                total_steps=state.max_steps, steps_per_epoch=math.ceil(state.max_steps / state.num_train_epochs)
+            )
         if model is not None and inner is not None:
             self.watcher = self.run.watch(model, inner, **self.watch_options)
+            # the step being taken: measurements never collide when the Trainer logs every N steps
+            self.watcher.step_of = lambda: state.global_step
 
     def _log(self, logs: dict[str, Any], state: TrainerState) -> None:
         assert self.run is not None
