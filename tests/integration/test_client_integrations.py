@@ -42,6 +42,7 @@ def test_the_lightning_callback_tracks_a_fit(client_env):
             x, y = batch
             loss = nn.functional.cross_entropy(self.net(x), y)
             self.log("train_acc", (self.net(x).argmax(1) == y).float().mean(), on_epoch=True, on_step=False)
+            self.log("train_loss", loss, on_step=True, on_epoch=True)  # train_loss_step and train_loss_epoch
             return loss
 
         def validation_step(self, batch, index):
@@ -84,7 +85,10 @@ def test_the_lightning_callback_tracks_a_fit(client_env):
     assert np.all(read_series(run.pk, "grad_norm/net.0.weight")[1] > 0)
     assert Histogram.objects.filter(run=run, key="activation/net.1").count() == 3  # steps 0, 8, 16
     assert read_series(run.pk, "saturated_fraction/net.1")[0].tolist() == [0, 8, 16]
-    assert run.total_steps == 24 and run.steps_done == 24
+    assert run.total_steps == 24 and run.steps_done == 24 and run.steps_per_epoch == 8
+    # logged on_step and on_epoch: every step under its own name, not as train_loss_step / _epoch
+    assert read_series(run.pk, "train_loss")[0].tolist() == list(range(24))
+    assert not run.series.filter(key__in=["train_loss_step", "train_loss_epoch"]).exists()
 
 
 def test_the_transformers_callback_tracks_a_trainer(client_env, tmp_path):
@@ -116,7 +120,7 @@ def test_the_transformers_callback_tracks_a_trainer(client_env, tmp_path):
         max_steps=20,
         per_device_train_batch_size=8,
         learning_rate=5e-4,
-        logging_steps=1,
+        logging_steps=5,
         eval_strategy="steps",
         eval_steps=10,
         report_to="none",
@@ -137,12 +141,14 @@ def test_the_transformers_callback_tracks_a_trainer(client_env, tmp_path):
     run = Run.objects.get(kind="external")
     assert run.status == "succeeded" and run.name == "tiny bert" and run.config["learning_rate"] == 5e-4
     assert run.context["optimizer"] == "adamw"
-    np.testing.assert_array_equal(read_series(run.pk, "loss")[0], np.arange(20))
+    np.testing.assert_array_equal(read_series(run.pk, "loss")[0], [4, 9, 14, 19])  # every 5 steps
     assert read_series(run.pk, "val_loss")[0].tolist() == [9, 19] and len(read_series(run.pk, "val_acc")[0]) == 2
     assert len(read_series(run.pk, "lr")[0]) == 20
     steps, ratios = read_series(run.pk, "update_ratio/bert.encoder.layer.0.attention.self.query.weight")
-    # the dense start: every max(1, 5 // 4) = 1 step for the first 100 steps, then every 5
+    # the dense start: every max(1, 5 // 4) = 1 step for the first 100 steps, then every 5; each
+    # stamped with the Trainer's step, whatever it logs in between
     assert steps.tolist() == list(range(20)) and np.all(ratios > 0)
+    assert run.steps_per_epoch == 8 and run.total_steps == 20  # 64 examples in batches of 8
     assert run.tensors[0] == "bert.embeddings.word_embeddings.weight" and len(run.tensors) == len(
         list(model.parameters())
     )

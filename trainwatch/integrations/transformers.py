@@ -58,10 +58,11 @@ class TrainwatchCallback(TrainerCallback):
                 self.project, self.name or args.run_name or "", config, self.tags, total_steps=state.max_steps or None
             )
         inner = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps the torch optimizer
-        if state.max_steps and state.num_train_epochs:
-            self.run.plan(
-                total_steps=state.max_steps, steps_per_epoch=math.ceil(state.max_steps / state.num_train_epochs)
-            )
+        loader = kwargs.get("train_dataloader")
+        if loader is not None and hasattr(loader, "__len__"):
+            # optimizer steps an epoch: the loader's batches over the gradient accumulation
+            per_epoch = max(1, math.ceil(len(loader) / max(1, args.gradient_accumulation_steps)))
+            self.run.plan(total_steps=state.max_steps or None, steps_per_epoch=per_epoch)
         if model is not None and inner is not None:
             self.watcher = self.run.watch(model, inner, **self.watch_options)
             # the step being taken: measurements never collide when the Trainer logs every N steps
