@@ -11,26 +11,13 @@ import pytest
 import torch
 
 from tests.zoo.cases import HEALTHY, PLANTED, Case
+from tests.zoo.conftest import findings_at_cuts, loud
 from tests.zoo.training import fit
-from tracker.core.findings import stored_findings
 from tracker.core.storage import read_series
 from tracker.models import Run
+from trainer.tensor_names import PARAMETER_KINDS
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
-
-CUTS = (0.10, 0.25, 0.50, 1.0)
-
-
-# (case, cut) -> the rules found there, for the table at the end
-TABLE: dict[tuple[str, float], list[str]] = {}
-
-
-@pytest.fixture
-def client_env(server, token, tmp_path, monkeypatch):
-    monkeypatch.setenv("TRAINWATCH_URL", server.url)
-    monkeypatch.setenv("TRAINWATCH_TOKEN", token)
-    monkeypatch.setenv("TRAINWATCH_DIR", str(tmp_path))
-    monkeypatch.delenv("TRAINWATCH_MODE", raising=False)
 
 
 def train(name: str, case: Case, seed: int = 0) -> Run:
@@ -43,37 +30,14 @@ def train(name: str, case: Case, seed: int = 0) -> Run:
     return run
 
 
-def findings_at_cuts(name: str, run: Run) -> dict[float, list[tuple[str, str, str]]]:
-    """(rule, severity, evidence) of the server's diagnosis of the stored points at each cut."""
-    found = {}
-    for cut in CUTS:
-        ended = cut == 1.0
-        until = None if ended else int(run.total_steps * cut) - 1
-        status = run.status if ended else "running"
-        findings, _ = stored_findings(run, status, run.message if ended else "", until)
-        found[cut] = [(f.rule, f.severity, f.evidence) for f in findings]
-        TABLE[(name, cut)] = [f.rule for f in findings if f.severity != "info"]
-    return found
-
-
 @pytest.mark.parametrize("name", HEALTHY)
 def test_a_healthy_real_model_gets_no_warning_at_any_cut(client_env, name):
     run = train(name, HEALTHY[name])
     assert run.status == "succeeded", run.message
     kinds = set(run.tensor_kinds.values())
-    assert "weight" in kinds and kinds <= {
-        "weight",
-        "bias",
-        "norm_scale",
-        "norm_shift",
-        "embedding",
-        "positional",
-        "recurrent",
-        "other",
-    }
+    assert "weight" in kinds and kinds <= set(PARAMETER_KINDS)
     for cut, findings in findings_at_cuts(name, run).items():
-        loud = [f for f in findings if f[1] in ("warning", "error")]
-        assert not loud, f"{name} at {cut:.0%}: {loud}"
+        assert not loud(findings), f"{name} at {cut:.0%}: {loud(findings)}"
     assert run.health in ("ok", "info"), run.findings
     # the lr the runs list shows is the schedule's peak, not its value at the first step
     _, rates = read_series(run.pk, "lr")
@@ -86,21 +50,3 @@ def test_a_planted_mistake_on_a_real_model_is_named_by_its_rule(client_env, name
     run = train(name, case)
     found = findings_at_cuts(name, run)
     assert case.rule in [rule for rule, _, _ in found[1.0]], f"{name}: {found[1.0]}"
-    if case.rule == "divergence":
-        assert run.status == "diverged", (run.status, run.message)
-        steps, _ = read_series(run.pk, "loss")
-        assert steps.tolist() == list(range(run.total_steps)), "every step stored, the diverged ones too"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def zoo_table(request):
-    """The table of this module's runs, model x case x cut, written at its end."""
-    yield
-    names = sorted({name for name, _ in TABLE})
-    if not names:
-        return
-    lines = ["| run | " + " | ".join(f"{cut:.0%}" for cut in CUTS) + " |", "|---" * (len(CUTS) + 1) + "|"]
-    for name in names:
-        lines.append(f"| {name} | " + " | ".join(", ".join(TABLE.get((name, cut), [])) or "-" for cut in CUTS) + " |")
-    with request.config.pluginmanager.get_plugin("capturemanager").global_and_fixture_disabled():
-        print("\n" + "\n".join(lines))
