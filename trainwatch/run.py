@@ -223,7 +223,7 @@ class Run:
         ratio_every: int = InstrumentConfig.ratio_every,
         histogram_every: int = InstrumentConfig.histogram_every,
         bins: int = InstrumentConfig.histogram_bins,
-        image_every: int = 1000,
+        image_every: int | None = None,
         image_shape: tuple[int, int, int] | None = None,
         loss: str | None = None,
         classes: int | None = None,
@@ -233,7 +233,8 @@ class Run:
         """Measure the model at its optimizer's steps: the update-to-weight ratio, gradient and
         weight norm of every parameter tensor every `ratio_every` steps; histograms of
         weights, gradients and activation outputs (dead and saturated fractions) every
-        `histogram_every`; the first layer's weights as an image every `image_every`.
+        `histogram_every`; the first layer's weights as an image every `image_every` (by default
+        ten over the planned run, or every 1000 steps when its length is unknown).
         `loss` ("cross_entropy" or "svm") and `classes` let the diagnosis check the initial loss."""
         watcher = Watcher(
             self,

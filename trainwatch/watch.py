@@ -9,7 +9,9 @@ model, taken at its optimizer's steps through torch's step hooks.
   of the outputs of activation modules in the forward pass that led to it (forward hooks armed
   for that one step), with dead and saturated fractions (HistogramProbe); at the start also
   every quarter of `dense_steps`, the activations alone;
-- every `image_every`: the first layer's weights as an image, scaled on the device;
+- every `image_every` (by default IMAGES_PER_RUN spread over the planned run, every
+  IMAGE_EVERY steps when its length is unknown): the first layer's weights as an image,
+  scaled on the device;
 - every step: the learning rate of the first parameter group (a host number).
 
 An optimizer stepped with a closure (optimizer.step(closure), as Lightning does) computes its
@@ -46,6 +48,10 @@ if TYPE_CHECKING:
     from trainwatch.run import Run
 
 
+IMAGES_PER_RUN = 10
+IMAGE_EVERY = 1000  # when the run's length is unknown
+
+
 def optimizer_facts(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """The optimizer in the words of the diagnosis (sgd, momentum, nesterov, adam, ...) and its rate."""
     group = optimizer.param_groups[0]
@@ -65,7 +71,7 @@ class Watcher:
         ratio_every: int,
         histogram_every: int,
         bins: int,
-        image_every: int,
+        image_every: int | None,
         image_shape: tuple[int, int, int] | None,
         before: str = "step",
         dense_steps: int = InstrumentConfig.dense_steps,
@@ -73,7 +79,7 @@ class Watcher:
         for name, value in (
             ("ratio_every", ratio_every),
             ("histogram_every", histogram_every),
-            ("image_every", image_every),
+            ("image_every", IMAGE_EVERY if image_every is None else image_every),
         ):
             if not isinstance(value, int) or value < 0 or (name == "ratio_every" and value == 0):
                 raise ValueError(
@@ -147,7 +153,8 @@ class Watcher:
                 self.parameters.after_step(self.run._recorder, self._measuring)
                 self._measuring = None
             self.run._recorder.add_host("lr", step, float(optimizer.param_groups[0]["lr"]))
-        if self.image_every and self.steps % self.image_every == 0:
+        every = self._image_every()
+        if every and self.steps % every == 0:
             tiles = first_layer_tiles(self.model, self.image_shape)
             if tiles is not None:
                 self.run._add_image(step, tiles)
@@ -158,6 +165,13 @@ class Watcher:
         self.steps += 1
         if self.histograms is not None and self.schedule.measures_histograms(self.steps):
             self.histograms.arm()  # the next step is measured: catch its forward pass
+
+    def _image_every(self) -> int:
+        """The given `image_every`, or IMAGES_PER_RUN over the run's planned steps."""
+        if self.image_every is not None:
+            return self.image_every
+        total = self.run._total_steps
+        return max(1, total // IMAGES_PER_RUN) if total else IMAGE_EVERY
 
     def close(self) -> None:
         for handle in self._handles:

@@ -223,3 +223,13 @@ def test_the_watch_describes_each_tensors_kind():
     assert len(kinds) == len(list(model.parameters()))
     assert kinds["embed.weight"] == "embedding" and kinds["head.weight"] == "weight"
     assert {kind for name, kind in kinds.items() if "norm" in name} == {"norm_scale", "norm_shift"}
+
+
+def test_first_layer_images_are_spread_over_the_planned_run():
+    model = Functional(features=64)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    run = trainwatch.init(total_steps=40)
+    run.watch(model, optimizer, image_shape=(1, 8, 8), histogram_every=0)
+    train(run, model, optimizer, torch.randn(16, 64), torch.randint(0, 10, (16,)), 40)
+    run.finish()
+    assert [image.step for image in gathered(run)[2]] == [0, 4, 8, 12, 16, 20, 24, 28, 32, 36]
