@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -362,6 +363,18 @@ def dead_fractions(live: torch.Tensor) -> torch.Tensor:
     return 1.0 - live
 
 
+# Squeeze-and-excitation blocks (torchvision's SqueezeExcitation, timm's SqueezeExcite and
+# SEModule): their activations act on globally pooled features, alike across a batch, and gate
+# the channels; their spread and firing say nothing of the units' health (mobilenet_v3's gates
+# read a spread of 0.02 and half "dead" on a healthy run), so they are not measured as units.
+GATE_BLOCKS = re.compile(r"Squeeze.*Excit|^SE(Module|Layer|Block)$")
+
+
+def _in_gate(name: str, modules: dict[str, nn.Module]) -> bool:
+    parent = name.rpartition(".")[0]
+    return parent in modules and bool(GATE_BLOCKS.search(type(modules[parent]).__name__))
+
+
 class HistogramProbe:
     """Every H steps: histograms of each activation layer's output, and of each
     parameter's gradient and weights; dead and saturated fractions per activation."""
@@ -370,7 +383,12 @@ class HistogramProbe:
         self.model = model
         self.bins = bins
         self.params = named_parameters
-        self.layers = [(name, module) for name, module in model.named_modules() if activation_kind(module)]
+        modules = dict(model.named_modules())
+        self.layers = [
+            (name, module)
+            for name, module in modules.items()
+            if activation_kind(module) and not _in_gate(name, modules)
+        ]
         self.kinds = {name: activation_kind(module) for name, module in self.layers}
         self._captured: dict[str, torch.Tensor] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
@@ -405,11 +423,6 @@ class HistogramProbe:
         saturation: list[str | None] = []
         dead_keys, live_values = [], []
         for name, output in captured.items():
-            if output.dim() == 4 and output.shape[2] * output.shape[3] == 1:
-                # a gate over globally pooled features (squeeze-and-excitation): one number per
-                # channel and example, alike across a batch, so its spread and its firing say
-                # nothing of the units' health (mobilenet_v3's gates read 0.02 and half "dead")
-                continue
             kind = self.kinds[name]
             keys.append(f"activation/{name}")
             tensors.append(output)

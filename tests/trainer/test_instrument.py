@@ -269,15 +269,11 @@ def test_each_parameter_gets_its_kind_from_the_module_that_holds_it():
     )
 
 
-def test_gates_over_pooled_features_are_not_judged_as_units():
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Hardsigmoid())
-    named = list(model.named_parameters())
-    probe = HistogramProbe(model, named, bins=10)
-    recorder = DeviceRecorder()
-    probe.arm()
-    model(torch.randn(8, 3, 6, 6)).sum().backward()
-    probe.collect(recorder, 0)
-    batch, records = recorder.drain()
-    assert "dead_fraction/1" in batch and {r.key for r in records if r.key.startswith("activation/")} == {
-        "activation/1"
-    }
+def test_squeeze_and_excitation_gates_are_not_judged_as_units():
+    torchvision = pytest.importorskip("torchvision")
+    model = torchvision.models.mobilenet_v3_small(num_classes=10)
+    probe = HistogramProbe(model, list(model.named_parameters()), bins=10)
+    measured = {name for name, _ in probe.layers}
+    gates = [name for name, module in model.named_modules() if type(module).__name__ == "SqueezeExcitation"]
+    assert gates and not any(name.startswith(gate + ".") for gate in gates for name in measured)
+    assert "features.1.block.0.2" in measured  # the ReLU before the gate is a layer of units like any
