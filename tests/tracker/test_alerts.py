@@ -100,7 +100,8 @@ def test_an_error_finding_on_a_running_run_is_announced_at_once_and_once(
 ):
     run = running(project)
     ChunkWriter(run.pk).write({"loss": (np.arange(50), np.linspace(2.3, 2.2, 50))})
-    write_histograms(run.pk, [HistogramRecord("weight/fc1.weight", 0, 0.0, 0.0, np.array([64]), 0.0, 0.0)])
+    equal = HistogramRecord("weight/fc1.weight", 0, 0.0, 0.0, np.array([64]), 0.0, 0.0)  # a hidden layer
+    write_histograms(run.pk, [equal, HistogramRecord("weight/out.weight", 0, -0.1, 0.1, np.array([32, 32]), 0.0, 0.05)])
     with django_capture_on_commit_callbacks() as callbacks:
         diagnose_run(run.pk)
     alert = sent(run, "finding:symmetry", callbacks)
