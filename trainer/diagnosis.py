@@ -903,8 +903,10 @@ def noisy_loss(series: Series, ctx: Context) -> Finding | None:
 
 
 def validation_loss_stuck(series: Series, ctx: Context) -> Finding | None:
-    """The validation loss never leaves its first value while the training loss falls: what the
-    model learns does not carry over (labels shuffled or misaligned, different preprocessing)."""
+    """The validation loss never goes below its first value, nor below the loss of a model with no
+    signal, while the training loss falls: what the model learns does not carry over (labels
+    shuffled or misaligned, different preprocessing). A model that fits noise grows confident, so
+    its validation loss may start above the no-signal level and climb."""
     _, val_loss = _finite(*series.get("val_loss", (np.empty(0), np.empty(0))))
     _, losses = _finite(*series.get("loss", (np.empty(0), np.empty(0))))
     if len(val_loss) < 3 or len(losses) < 20:
@@ -912,10 +914,11 @@ def validation_loss_stuck(series: Series, ctx: Context) -> Finding | None:
     first_train, recent_train = float(np.median(losses[:5])), float(np.median(_recent(losses)))
     # "initial": the loss of a model with no signal, ln(C) (C - 1 for an SVM), when C is known
     start = expected_initial_loss(ctx.loss, ctx.classes)[0] if ctx.classes else float(val_loss[0])
+    reference = min(float(val_loss[0]), start)
     if (
-        abs(float(val_loss[0]) - start) > 0.05 * start
-        or float(np.min(val_loss)) < VAL_STUCK * float(val_loss[0])
-        or float(np.median(_recent(val_loss))) < VAL_STILL * float(val_loss[0])
+        float(val_loss[0]) < 0.95 * start
+        or float(np.min(val_loss)) < VAL_STUCK * reference
+        or float(np.median(_recent(val_loss))) < VAL_STILL * reference
         or recent_train > TRAIN_PROGRESS * first_train
     ):
         return None
@@ -924,8 +927,9 @@ def validation_loss_stuck(series: Series, ctx: Context) -> Finding | None:
         "val_loss_stuck",
         "warning",
         "the validation loss is stuck at its initial value",
-        f"the validation loss never went below {float(val_loss[0]):.3g} in {len(val_loss)} epochs (now "
-        f"{float(val_loss[-1]):.3g}) while the training loss fell from {first_train:.3g} to {recent_train:.3g}",
+        f"the validation loss never went below {float(np.min(val_loss)):.3g} in {len(val_loss)} epochs (now "
+        f"{float(val_loss[-1]):.3g}; a model with no signal: {start:.3g}) while the training loss fell from "
+        f"{first_train:.3g} to {recent_train:.3g}",
         "what the model learns does not carry over to the validation data: check that the labels match "
         "the inputs (shuffled or misaligned) and that both sets are prepared alike",
         ["val_loss", "loss"],

@@ -189,3 +189,12 @@ def test_accuracies_logged_every_step_are_read_at_each_validation():
     val = series([0.30, 0.33, 0.36, 0.38, 0.40], start=19, every=20)  # once an epoch
     found = d.underfitting({"train_acc": train, "val_acc": val}, ctx(status="succeeded"))
     assert found and found.numbers["train_acc"] == pytest.approx(0.4192, abs=1e-3)  # at the validation steps
+
+
+def test_a_validation_loss_that_starts_above_the_no_signal_level_and_climbs_is_stuck():
+    # shuffled training labels: the model fits noise, grows confident, and validates ever worse
+    val_loss = {"val_loss": series([2.47, 2.6, 2.8, 2.95], start=15, every=16)}
+    found = d.validation_loss_stuck({**val_loss, "loss": falling_loss(64, end=1.3)}, ctx())
+    assert found and "never went below 2.47" in found.evidence and "no signal: 2.3" in found.evidence
+    learning = {"val_loss": series([2.47, 2.1, 1.8, 1.5], start=15, every=16)}
+    assert d.validation_loss_stuck({**learning, "loss": falling_loss(64, end=1.3)}, ctx()) is None

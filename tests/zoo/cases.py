@@ -3,6 +3,7 @@ happen on such models, each with the rule that must name it."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -86,6 +87,9 @@ PLANTED = {
     ),
     "vit a frozen layer in the middle": Case(
         models.PatchClassifier, models.images, ADAMW_WARMUP, 5, "frozen_layer", freeze_first_encoder_layer
+    ),
+    "vit shuffled labels": Case(
+        models.PatchClassifier, functools.partial(models.images, shuffled=True), ADAMW_WARMUP, 12, "val_loss_stuck"
     ),
     "vit overfitting a tiny training split": Case(
         models.PatchClassifier, tiny_noisy_images, Recipe("adamw", 2e-3, "constant"), 40, "overfitting"

@@ -69,10 +69,10 @@ def language(count: int = 512, seed: int = 0) -> Task:
     return Task(x[:count], y[:count], x[count:], y[count:], VOCABULARY)
 
 
-def signals(count: int = 512, seed: int = 0, length: int = SEQUENCE) -> Task:
+def signals(count: int = 512, seed: int = 0) -> Task:
     """Sequences of 8 features whose class is the sign of the first feature's running sum."""
     generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(count + count // 2, length, 8, generator=generator)
+    x = torch.randn(count + count // 2, SEQUENCE, 8, generator=generator)
     y = (x[:, :, 0].sum(dim=1) > 0).long()
     return Task(x[:count], y[:count], x[count:], y[count:], 2)
 
@@ -138,18 +138,6 @@ class GRUClassifier(nn.Module):
         return self.fc(self.gru(x)[0][:, -1])
 
 
-class RNNClassifier(nn.Module):
-    """A plain (Elman) RNN, tanh, as in the texts on exploding gradients."""
-
-    def __init__(self, width: int = 64):
-        super().__init__()
-        self.rnn = nn.RNN(8, width, batch_first=True)
-        self.fc = nn.Linear(width, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.rnn(x)[0][:, -1])
-
-
 class PatchClassifier(nn.Module):
     """ViT-style: 8x8 patches by a strided conv, a class token, a learnt position parameter."""
 
@@ -174,11 +162,6 @@ class PatchClassifier(nn.Module):
 
 def resnet18() -> nn.Module:
     return torchvision.models.resnet18(num_classes=CLASSES)
-
-
-def squeezenet() -> nn.Module:
-    """ReLUs and no normalisation layer (where a large update kills units for good)."""
-    return torchvision.models.squeezenet1_1(num_classes=CLASSES)
 
 
 def mobilenet() -> nn.Module:
