@@ -282,6 +282,15 @@ def token(user):
     return ApiToken.issue(user, "scripts")[1]
 
 
+@pytest.fixture
+def client_env(server, token, tmp_path, monkeypatch):
+    """The trainwatch client of this process pointed at the test's gunicorn server."""
+    monkeypatch.setenv("TRAINWATCH_URL", server.url)
+    monkeypatch.setenv("TRAINWATCH_TOKEN", token)
+    monkeypatch.setenv("TRAINWATCH_DIR", str(tmp_path))
+    monkeypatch.delenv("TRAINWATCH_MODE", raising=False)
+
+
 ARTIFACTS = ROOT / "artifacts"  # git-ignored: screenshots taken by the browser tests
 
 

@@ -14,14 +14,6 @@ from tracker.models import Histogram, Run
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def client_env(server, token, tmp_path, monkeypatch):
-    monkeypatch.setenv("TRAINWATCH_URL", server.url)
-    monkeypatch.setenv("TRAINWATCH_TOKEN", token)
-    monkeypatch.setenv("TRAINWATCH_DIR", str(tmp_path))
-    monkeypatch.delenv("TRAINWATCH_MODE", raising=False)
-
-
 def digits(count: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(count, 16, generator=generator)

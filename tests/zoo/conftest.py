@@ -1,5 +1,5 @@
-"""What every zoo test shares: the client pointed at the test's gunicorn server, the server's
-diagnosis read at the cuts, and the table of every zoo run printed at the end of the session."""
+"""What every zoo test shares: the server's diagnosis read at the cuts, and the table of every
+zoo run printed at the end of the session (the client's server: tests/conftest.py's client_env)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,6 @@ from tracker.models import Run
 CUTS = (0.10, 0.25, 0.50, 1.0)
 # (run, cut) -> the warnings and errors found there
 TABLE: dict[tuple[str, float], list[str]] = {}
-
-
-@pytest.fixture
-def client_env(server, token, tmp_path, monkeypatch):
-    monkeypatch.setenv("TRAINWATCH_URL", server.url)
-    monkeypatch.setenv("TRAINWATCH_TOKEN", token)
-    monkeypatch.setenv("TRAINWATCH_DIR", str(tmp_path))
-    monkeypatch.delenv("TRAINWATCH_MODE", raising=False)
 
 
 def findings_at_cuts(name: str, run: Run) -> dict[float, list[tuple[str, str, str]]]:
