@@ -361,7 +361,8 @@ class Run:
         if finish is not None and self._diverged is not None and finish["status"] == "succeeded":
             step, value = self._diverged
             finish = {**finish, "status": "diverged", "message": f"the loss became {value} at step {step}"}
-            self._finish = finish
+            with self._lock:
+                self._finish = finish
         records = [ImageRecord("first_layer", step, tile_grid(tiles.cpu().numpy())) for step, tiles in images]
         heartbeat_due = time.monotonic() - self._last_payload >= HEARTBEAT_SECONDS
         if not (batch or histograms or records or describe or checks or finish or heartbeat_due):

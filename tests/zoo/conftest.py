@@ -1,5 +1,5 @@
 """What every zoo test shares: the server's diagnosis read at the cuts, and the table of every
-zoo run printed at the end of the session (the client's server: tests/conftest.py's client_env)."""
+zoo run printed at the end of the test run (the client's server: tests/conftest.py's client_env)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def loud(findings: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
 
 @pytest.fixture(scope="session", autouse=True)
 def zoo_table(request):
-    """The table of the session's zoo runs, run x cut, written at its end."""
+    """The table of this test run's zoo runs, run x cut, written at its end."""
     yield
     names = sorted({name for name, _ in TABLE})
     if not names:
