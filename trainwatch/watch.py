@@ -96,7 +96,6 @@ class Watcher:
         stepped = {id(param) for group in optimizer.param_groups for param in group["params"]}
         if not watched & stepped:
             raise ValueError("watch: the optimizer does not step this model's parameters")
-        self.names = tuple(name for name, _ in named)
         every_kind = parameter_kinds(model)
         # every parameter in the model's order, and those that do not learn (requires_grad off,
         # or left out of the optimizer): the diagnosis reads where they lie
