@@ -7,6 +7,7 @@ from torch import nn
 
 from trainer.config import RunConfig
 from trainer.instrument import (
+    HISTOGRAM_SAMPLE,
     DeviceRecorder,
     HistogramProbe,
     _count_indices,
@@ -35,6 +36,29 @@ def test_batched_histograms_match_numpy_for_each_tensor():
         assert (low, high) == pytest.approx((values.min(), values.max()))
         assert (mean, std) == pytest.approx((values.mean(), values.std()), rel=1e-4, abs=1e-6)
         assert zero == pytest.approx((values == 0).mean())
+
+
+def test_a_large_tensor_is_binned_from_a_sample_with_its_exact_range_and_its_size_in_counts():
+    torch.manual_seed(0)
+    large = torch.randn(64, 64, 3, 3 * 30) * 0.05  # 1.1M values, a conv layer's weights
+    large[0, 0, 0, 0] = 1.5  # one outlier: the range is the tensor's, not the sample's
+    small = torch.randn(100)
+    histograms = batched_histograms([large, small], 20, [None, None])
+    assert histograms.binned == (HISTOGRAM_SAMPLE, 100)
+    counts, stats = histograms.to_host()
+    values = large.numpy().ravel()
+    exact, _ = np.histogram(values, bins=20, range=(values.min(), values.max()))
+    assert abs(counts[0].sum() - values.size) <= 20  # scaled to the size, rounded per bin
+    assert np.abs(counts[0] - exact).max() < 0.01 * values.size
+    low, high, mean, std, zero, _ = stats[0].tolist()
+    assert (low, high) == pytest.approx((values.min(), 1.5))
+    assert mean == pytest.approx(values.mean(), abs=0.001) and std == pytest.approx(values.std(), rel=0.02)
+    assert zero == 0.0
+    expected, _ = np.histogram(small.numpy(), bins=20, range=(small.min().item(), small.max().item()))
+    np.testing.assert_array_equal(counts[1], expected)  # small tensors are counted whole
+    # the same values are sampled at every pass, so that a histogram changes only when the tensor does
+    again, _ = batched_histograms([large, small], 20, [None, None]).to_host()
+    np.testing.assert_array_equal(again, counts)
 
 
 def test_a_tensor_with_a_nan_gets_no_counts_and_leaves_the_others_alone():
