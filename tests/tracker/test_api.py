@@ -194,6 +194,24 @@ def test_the_layer_matrix_has_a_row_per_tensor_in_model_order_and_log10_cells(lo
     assert logged_in.get(f"/api/runs/{run.pk}/layers/?quantity=loss").status_code == 400
 
 
+def test_the_layer_matrix_holds_a_value_over_the_buckets_between_two_measurements(logged_in, user):
+    # ratios every 5 steps for the first 100 (the dense start), then every 20: 65 points on a
+    # 1,000-step run, as many equal buckets, some of which hold no measurement
+    run = Run.objects.create(project=member_of(user, "layers"), config={}, status="running")
+    steps = np.concatenate([np.arange(0, 100, 5), np.arange(100, 1000, 20)])
+    ratios = 1e-3 * (1 + steps / 1000)
+    diverged = np.where(steps >= 900, np.nan, ratios)  # a tensor whose ratio turned NaN near the end
+    ChunkWriter(run.pk).write(
+        {"update_ratio/fc1.weight": (steps, ratios), "update_ratio/fc2.weight": (steps[10:], diverged[10:])}
+    )
+    body = logged_in.get(f"/api/runs/{run.pk}/layers/?quantity=update_ratio&buckets=200").json()
+    first, second = body["values"]
+    assert len(first) == 65 and None not in first  # no blank columns between measurements
+    assert all(a <= b for a, b in zip(first, first[1:]))  # each gap shows the value before it
+    assert second[:3] == [None] * 3  # not measured before step 50 (buckets of 15.4 steps)
+    assert all(v is not None for v in second[3:58]) and second[-6:] == [None] * 6  # NaN from step 900
+
+
 def test_histograms_over_time_are_rebinned_on_one_value_grid():
     from tracker.core.layers import histogram_matrix
 

@@ -61,7 +61,8 @@ def in_model_order(names: list[str], tensors: list[str]) -> list[str]:
 
 def layer_matrix(run: Run, quantity: str, buckets: int) -> LayerMatrix:
     """Rows: the tensors (or layers) in model order; columns: equal step buckets; cells: the
-    mean of the bucket's finite values (its log10 for ratios and norms). Read from the series'
+    mean of the bucket's finite values (its log10 for ratios and norms), held over buckets
+    between two measurements. Read from the series'
     summaries (sums and counts of a few groups a bucket), so a long run costs what a short one does."""
     prefix = f"{quantity}/"
     keys = list(run.series.filter(key__startswith=prefix).values_list("key", flat=True))
@@ -90,11 +91,14 @@ def layer_matrix(run: Run, quantity: str, buckets: int) -> LayerMatrix:
             weights=np.concatenate([groups["finite"] * share, groups["finite"] * (1 - share)]),
             minlength=buckets,
         )
+        points = np.bincount(
+            column, weights=np.concatenate([groups["count"] * share, groups["count"] * (1 - share)]), minlength=buckets
+        )
         with np.errstate(divide="ignore", invalid="ignore"):
             means = sums / counts
             if log:
                 means = np.where(means > 0, np.log10(means), np.nan)
-        matrix.append([None if not np.isfinite(v) else round(float(v), 4) for v in means])
+        matrix.append(_held_over_gaps(means, points > 0))
     return LayerMatrix(
         quantity=quantity,
         log10=log,
@@ -103,6 +107,23 @@ def layer_matrix(run: Run, quantity: str, buckets: int) -> LayerMatrix:
         bucket_steps=float(edges[1] - edges[0]) if buckets else 0.0,
         values=matrix,
     )
+
+
+def _held_over_gaps(means: np.ndarray, measured: np.ndarray) -> list[float | None]:
+    """A row's cells, a bucket between two measurements (a run measured every 20 steps after a
+    dense start every 5 leaves some) showing the value before it: a quantity holds until it is
+    measured again. A measured bucket without a finite value stays empty, as do those before the
+    row's first measurement and after its last."""
+    cells: list[float | None] = []
+    seen = np.flatnonzero(measured)
+    held: float | None = None
+    for index, value in enumerate(means):
+        if measured[index]:
+            held = None if not np.isfinite(value) else round(float(value), 4)
+            cells.append(held)
+        else:
+            cells.append(held if len(seen) and seen[0] < index < seen[-1] else None)
+    return cells
 
 
 HISTOGRAM_ROWS = 40  # value rows of a histogram-over-time heatmap
