@@ -71,18 +71,24 @@
                   "system/memory_mb": ["system", 1], "system/gpu_percent": ["system", 2],
                   "system/gpu_memory_mb": ["system", 3] };
   const PER_TENSOR = [
-    { prefix: "update_ratio/", chart: "ratio", label: (name) => name, positive: true },
-    { prefix: "grad_norm/", chart: "grad", label: (name) => name, positive: true },
-    { prefix: "dead_fraction/", chart: "units", label: (name) => `${name} dead` },
-    { prefix: "saturated_fraction/", chart: "units", label: (name) => `${name} saturated` },
+    { prefix: "update_ratio/", chart: "ratio", group: "parameters", label: (name) => name, positive: true },
+    { prefix: "grad_norm/", chart: "grad", group: "parameters", label: (name) => name, positive: true },
+    { prefix: "dead_fraction/", chart: "units", group: "units", label: (name) => `${name} dead` },
+    { prefix: "saturated_fraction/", chart: "units", group: "units", label: (name) => `${name} saturated` },
   ];
-  // Past this many tensors the per-tensor lines are neither drawn nor polled: the layer
-  // heatmap shows them all, and a tensor's lines open on demand.
-  const MAX_TENSOR_LINES = 16;
-  const isPerTensor = (key) => PER_TENSOR.some((p) => key.startsWith(p.prefix));
-  const tooManyTensors = (keys) => keys.filter((k) => k.startsWith("update_ratio/")).length > MAX_TENSOR_LINES;
-  let manyTensors = tooManyTensors(page.keys);
-  let tensorKeys = manyTensors ? [] : page.keys.filter(isPerTensor);
+  // Past this many lines a group's per-tensor charts are neither drawn nor polled: the layer
+  // heatmap shows them all (its quantity menu), and a tensor's lines open on demand. Parameter
+  // tensors are counted by their ratios; activation layers by their dead and saturated lines.
+  const MAX_LINES = { parameters: 16, units: 32 };
+  const specOf = (key) => PER_TENSOR.find((p) => key.startsWith(p.prefix));
+  const linesOf = (keys, group) => keys.filter((k) => {
+    const spec = specOf(k);
+    return spec && spec.group === group && (group === "units" || spec.chart === "ratio");
+  }).length;
+  const crowdedGroups = (keys) => Object.keys(MAX_LINES).filter((group) => linesOf(keys, group) > MAX_LINES[group]);
+  let crowded = crowdedGroups(page.keys);
+  const drawn = (key) => { const spec = specOf(key); return Boolean(spec) && !crowded.includes(spec.group); };
+  let tensorKeys = page.keys.filter(drawn);
   let cursor = {};  // key -> last step received by polling
   let refetchAll = false;
   let stepsPerEpoch = page.steps_per_epoch || page.run.steps_per_epoch || 0;
@@ -295,13 +301,14 @@
       if (series.steps.length) cursor[key] = series.steps[series.steps.length - 1];
       place(key, series, false);
     }
-    if (!manyTensors && tooManyTensors(body.keys)) {
-      manyTensors = true;
-      tensorKeys = [];
-      ["ratio", "grad"].forEach((name) => { charts[name].data.datasets = []; });
-      showManyTensors(body.keys);
+    const nowCrowded = crowdedGroups(body.keys).filter((group) => !crowded.includes(group));
+    if (nowCrowded.length) {
+      crowded = crowded.concat(nowCrowded);
+      tensorKeys = tensorKeys.filter(drawn);
+      PER_TENSOR.filter((p) => nowCrowded.includes(p.group)).forEach((p) => { charts[p.chart].data.datasets = []; });
+      showCrowded(body.keys);
     }
-    const newTensorKeys = manyTensors ? [] : body.keys.filter((k) => isPerTensor(k) && !tensorKeys.includes(k));
+    const newTensorKeys = body.keys.filter((k) => drawn(k) && !tensorKeys.includes(k));
     tensorKeys = tensorKeys.concat(newTensorKeys);
     if (body.keys.some((k) => k.startsWith("update_ratio/"))) {
       window.TrainwatchLayers.refresh(full).catch((error) => console.warn("layers:", error.message));
@@ -422,15 +429,20 @@
   imageSlider.addEventListener("input", () => refreshImages(image.steps[Number(imageSlider.value)])
     .catch((error) => console.warn("images:", error.message)));
 
-  function showManyTensors(keys) {
-    const count = keys.filter((k) => k.startsWith("update_ratio/")).length;
-    document.querySelectorAll(".per-tensor").forEach((figure) => { figure.hidden = true; });
-    const note = document.getElementById("many-tensors");
-    note.hidden = false;
-    note.textContent = `${count} parameter tensors: their update ratios and gradient norms are in the Layers heatmap above; click a row for its lines.`;
+  function showCrowded(keys) {
+    const notes = {
+      parameters: `${linesOf(keys, "parameters")} parameter tensors: their update ratios and gradient norms are in the Layers heatmap above; click a row for its lines.`,
+      units: `${linesOf(keys, "units")} dead and saturated fractions of activation layers: pick them as the Layers heatmap's quantity above; click a row for its line.`,
+    };
+    for (const group of crowded) {
+      document.querySelectorAll(`[data-lines="${group}"]`).forEach((figure) => { figure.hidden = true; });
+      const note = document.getElementById(`crowded-${group}`);
+      note.hidden = false;
+      note.textContent = notes[group];
+    }
   }
 
-  if (manyTensors) showManyTensors(page.keys);
+  if (crowded.length) showCrowded(page.keys);
   window.TrainwatchLayers.init(runId, xOf, xTitle, LIMITS).catch((error) => console.warn("layers:", error.message));
   showRun(page.run);
   poll();

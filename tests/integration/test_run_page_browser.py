@@ -261,6 +261,8 @@ def test_a_run_with_200_tensors_is_shown_as_a_layer_heatmap(live_server, page_as
         batch[f"update_ratio/{tensor}"] = (steps, np.full(len(steps), 10.0 ** (-2 - 2 * index / len(tensors))))
         batch[f"grad_norm/{tensor}"] = (steps, np.full(len(steps), 0.1))
         batch[f"weight_norm/{tensor}"] = (steps, np.full(len(steps), 1.0))
+    for layer in range(1, 21):  # 20 activation layers: few enough for lines of their own
+        batch[f"dead_fraction/act{layer}"] = (steps[::10], np.full(len(steps[::10]), layer / 40))
     ChunkWriter(run.pk).write(batch)
 
     page = page_as_user
@@ -275,8 +277,15 @@ def test_a_run_with_200_tensors_is_shown_as_a_layer_heatmap(live_server, page_as
     print(f"\n200-tensor run page drawn in {page.evaluate('performance.now()') - started:.0f} ms")
     assert len(page.evaluate("window.trainwatchHeatmap.options.scales.y.labels")) == 200
     assert page.evaluate("window.trainwatchHeatmap.options.scales.y.labels[0]") == "fc1.weight"
-    assert page.is_hidden("figure.per-tensor") and "200 parameter tensors" in page.text_content("#many-tensors")
+    assert page.is_hidden("figure[data-lines=parameters]")
+    assert "200 parameter tensors" in page.text_content("#crowded-parameters")
     assert not any("update_ratio" in url for url in series_requests)  # per-tensor lines are not polled
+    # the dead fractions of the activation layers are drawn, whatever the count of parameter tensors
+    assert page.is_visible("figure[data-lines=units]") and page.is_hidden("#crowded-units")
+    units = page.evaluate(
+        "window.trainwatchCharts.units.data.datasets.map((d) => ({label: d.label, points: d.data.length}))"
+    )
+    assert len(units) == 20 and {u["points"] for u in units} == {50} and units[0]["label"] == "act1 dead"
 
     page.evaluate("window.TrainwatchLayers.open('fc50.weight')")
     page.wait_for_function(
