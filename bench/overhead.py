@@ -19,6 +19,12 @@ Ends with one line: overhead_ratio=<R> steady_overhead_ratio=<R without the dens
 overhead_us_per_step=<microseconds the instrumentation adds to a step> (and, on CUDA,
 step_syncs_per_step=<S> handoff_syncs=<H> handoffs=<N>). The ratio depends on how long the
 plain step takes on the machine; the added time, mostly op dispatch, much less.
+
+With --model resnet18 or transformer it measures the client instead, on models teams bring
+(bench/real_models.py): a script's loop with and without run.watch(model, optimizer), stepped
+side by side in one process, over a --steps run (1,000) with the defaults, dense start
+included, --repeats times (5). Ends with overhead_ratio_<model>=<median ratio>
+overhead_ms_per_step_<model>=<median milliseconds added a step>.
 """
 
 from __future__ import annotations
@@ -137,14 +143,41 @@ def bench_config(model: str, device: str, precision: str, epochs: int, folder: P
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--model", default="mlp", choices=["mlp", "cnn"])
+    parser.add_argument("--model", default="mlp", choices=["mlp", "cnn", "resnet18", "transformer"])
     parser.add_argument("--precision", default="fp32", choices=["fp32", "amp", "bf16", "fp16"])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=1000, help="resnet18 and transformer: the run's steps")
     args = parser.parse_args()
+    if args.model in ("resnet18", "transformer"):
+        watched_model(args)
+        return
     with tempfile.TemporaryDirectory() as folder:
         config = bench_config(args.model, args.device, args.precision, args.epochs, Path(folder))
         compare(config, args)
+
+
+def watched_model(args: argparse.Namespace) -> None:
+    from bench.real_models import side_by_side, workload
+
+    side_by_side(args.model, 20)  # warm-up: imports, allocator, the client's first run
+    ratios, added = [], []
+    for repeat in range(args.repeats):
+        plain, watched, sender = side_by_side(args.model, args.steps, seed=repeat)
+        ratios.append((watched + sender) / plain)
+        added.append((watched + sender - plain) * 1e3)
+        print(
+            f"repeat {repeat + 1}: plain {plain * 1e3:.3f} ms/step, watched {watched * 1e3:.3f} ms/step"
+            f" + sender thread {sender * 1e3:.3f} ms/step: ratio {ratios[-1]:.4f}",
+            flush=True,
+        )
+    print(
+        f"{workload(args.model, 1, 0).describe}; {args.steps} steps x {args.repeats} repeats on cpu "
+        f"({torch.get_num_threads()} threads), torch {torch.__version__}"
+    )
+    print(
+        f"overhead_ratio_{args.model}={statistics.median(ratios):.4f} overhead_ms_per_step_{args.model}={statistics.median(added):.3f}"
+    )
 
 
 def compare(config: RunConfig, args: argparse.Namespace) -> None:

@@ -55,7 +55,7 @@
   function renderLeaderboard() {
     const table = document.getElementById("leaderboard") || document.getElementById("report-leaderboard");
     const columns = [["rank", "#"], ["name", "run"], ...data.keys.map((k) => [`values.${k}`, k]),
-                     ["best_val_accuracy", METRIC], ["final_loss", "final loss"], ["seconds", "duration"],
+                     ["best_val_accuracy", METRIC], ["final_loss", "final loss (smoothed)"], ["seconds", "duration"],
                      ["status", "status"], ["finding", "diagnosis"]];
     const head = document.createElement("tr");
     columns.forEach(([key, text]) => {

@@ -1,7 +1,9 @@
+import datetime as dt
+
 import numpy as np
 import pytest
 
-from tracker.core.storage import ChunkWriter, read_series
+from tracker.core.storage import FINAL_LOSS_SPAN, ChunkWriter, final_loss, read_series, store_handoff
 from tracker.models import Project, Run, Series, SeriesChunk
 
 pytestmark = pytest.mark.django_db
@@ -113,3 +115,31 @@ def test_compaction_merges_chunks_without_changing_the_series(run, monkeypatch):
         np.testing.assert_array_equal(after[1], before[1])
     # a resumed writer still refuses the steps already stored
     assert ChunkWriter(run.pk).write({"loss": (np.arange(990, 1010), np.zeros(20))}) == 10
+
+
+def ema(values: np.ndarray) -> float:
+    """pandas' ewm(span=FINAL_LOSS_SPAN, adjust=False).mean() at the last value, by its definition."""
+    alpha, average = 2 / (FINAL_LOSS_SPAN + 1), values[0]
+    for value in values[1:]:
+        average = (1 - alpha) * average + alpha * value
+    return average
+
+
+def test_the_final_loss_is_an_average_of_the_last_steps_over_every_hand_off_not_the_last_batch(run):
+    rng = np.random.default_rng(0)
+    losses = np.exp(-np.arange(600) / 200) + rng.normal(0, 0.05, 600)
+    losses[-1] = 3.0  # an epoch's last batch of a few examples
+    losses[100] = np.nan  # a non-finite loss is left out
+    writer = ChunkWriter(run.pk)
+    for start in (0, 1, 250, 251, 599):  # hand-offs of 1, 249, 1, 348 and 1 steps
+        stop = {0: 1, 1: 250, 250: 251, 251: 599, 599: 600}[start]
+        steps = np.arange(start, stop)
+        store_handoff(run.pk, writer, {"loss": (steps, losses[start:stop])}, [], [], {}, dt.datetime.now(dt.UTC))
+    run.refresh_from_db()
+    finite = losses[np.isfinite(losses)]
+    assert run.final_loss == pytest.approx(ema(finite), rel=1e-9) == pytest.approx(final_loss(finite), rel=1e-9)
+    assert 0.05 < run.final_loss < 0.2  # the last 50 steps' level (about 0.06), not 3.0
+    # a hand-off with no finite loss leaves it alone
+    store_handoff(run.pk, writer, {"loss": (np.array([600]), np.array([np.inf]))}, [], [], {}, dt.datetime.now(dt.UTC))
+    run.refresh_from_db()
+    assert run.final_loss == pytest.approx(ema(finite), rel=1e-9)

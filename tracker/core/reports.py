@@ -29,7 +29,7 @@ def report_markdown(data: StudySummary) -> str:
     lines += [
         "## Leaderboard",
         "",
-        "| rank | run | " + " | ".join(data["keys"]) + " | best val acc | final loss | status | diagnosis |",
+        "| rank | run | " + " | ".join(data["keys"]) + " | best val acc | final loss (smoothed) | status | diagnosis |",
         "| --- | --- | " + " | ".join("---" for _ in data["keys"]) + " | --- | --- | --- | --- |",
     ]
     for rank, row in enumerate(data["rows"], 1):

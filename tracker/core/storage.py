@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 from django.db import connection, transaction
-from django.db.models import F
-from django.db.models.functions import Greatest
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce, Greatest
 from psycopg2.extras import execute_values
 
 from tracker.lib.downsample import min_max_downsample
@@ -223,6 +223,34 @@ def roll_up_series(run_id: int, keep_recent: int = 10) -> int:
     return saved
 
 
+# A run's final loss: an exponential moving average of its training loss over about its last
+# FINAL_LOSS_SPAN logged steps (pandas' span), not the last batch's loss (an epoch's last batch
+# can hold 8 examples). Non-finite losses are left out: a diverged run says so by its status.
+FINAL_LOSS_SPAN = 50
+_FINAL_LOSS_KEEP = 1 - 2 / (FINAL_LOSS_SPAN + 1)
+
+
+def final_loss_terms(losses: np.ndarray) -> tuple[float, float, float] | None:
+    """Of a hand-off's losses in step order, the terms that move a run's final loss on:
+    (what the previous figure keeps, what these losses add, the first of them, which stands for
+    the previous figure on the run's first losses); None when none is finite."""
+    finite = np.asarray(losses, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if not len(finite):
+        return None
+    weights = (1 - _FINAL_LOSS_KEEP) * _FINAL_LOSS_KEEP ** np.arange(len(finite) - 1, -1, -1, dtype=np.float64)
+    return float(_FINAL_LOSS_KEEP ** len(finite)), float(weights @ finite), float(finite[0])
+
+
+def final_loss(losses: np.ndarray, previous: float | None = None) -> float | None:
+    """The final loss after `losses`, from `previous` (None: the run's first losses)."""
+    terms = final_loss_terms(losses)
+    if terms is None:
+        return previous
+    kept, added, first = terms
+    return (first if previous is None else previous) * kept + added
+
+
 def store_handoff(
     run_id: int,
     writer: ChunkWriter,
@@ -233,15 +261,17 @@ def store_handoff(
     heartbeat: dt.datetime,
 ) -> bool:
     """One hand-off of a run's measurements, from a worker's sink or a client's payload, and the
-    run's summary row with it (progress, heartbeat, final loss, best validation accuracy), in the
+    run's summary row with it (progress, heartbeat, smoothed final loss, best validation accuracy), in the
     caller's transaction. Returns whether a cancel has been asked for."""
     writer.write(batch)
     write_histograms(run_id, histograms)
     write_images(run_id, images)
     updates: dict[str, Any] = {"heartbeat_at": heartbeat}
     updates.update({field: value for field, value in progress.items() if value is not None})
-    if "loss" in batch and len(batch["loss"][1]):
-        updates["final_loss"] = float(batch["loss"][1][-1])
+    terms = final_loss_terms(batch["loss"][1]) if "loss" in batch else None
+    if terms is not None:
+        kept, added, first = terms
+        updates["final_loss"] = Coalesce(F("final_loss"), Value(first)) * kept + added
     if "val_acc" in batch and len(batch["val_acc"][1]):
         # PostgreSQL's GREATEST skips NULL, so the first value simply becomes the best
         updates["best_val_accuracy"] = Greatest(F("best_val_accuracy"), float(np.nanmax(batch["val_acc"][1])))

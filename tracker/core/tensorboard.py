@@ -27,7 +27,7 @@ from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 from tracker.core.findings import diagnose_run
 from tracker.core.runs import project_for
-from tracker.core.storage import ChunkWriter, compact_series, read_many, write_histograms
+from tracker.core.storage import ChunkWriter, compact_series, final_loss, read_many, write_histograms
 from tracker.models import Histogram, Run
 from trainer.sink import HistogramRecord
 from trainer.wire import SERIES_KEY
@@ -118,7 +118,7 @@ def import_folder(folder: Path, name: str, project_name: str) -> Run:
         diagnosis = diagnose_run(run.pk, save=False)  # history, not news: an import raises no alert
         loss = batch.get("loss") or next((values for key, values in batch.items() if "loss" in key.lower()), None)
         Run.objects.filter(pk=run.pk).update(
-            **diagnosis.fields, final_loss=float(loss[1][-1]) if loss is not None and len(loss[1]) else None
+            **diagnosis.fields, final_loss=final_loss(loss[1]) if loss is not None else None
         )
     return run
 

@@ -3,6 +3,8 @@ from urllib.parse import urlencode
 from django import template
 from django.utils.html import format_html
 
+from tracker.core.storage import FINAL_LOSS_SPAN
+
 register = template.Library()
 
 
@@ -15,3 +17,12 @@ def sort_link(context, column: str, title: str) -> str:
     query = {key: value for key, value in request.GET.items() if key not in ("sort", "page") and value}
     arrow = " ▼" if current == f"-{column}" else " ▲" if current == column else ""
     return format_html('<a href="?{}" class="sort">{}{}</a>', urlencode({**query, "sort": target}), title, arrow)
+
+
+@register.simple_tag
+def final_loss_meaning() -> str:
+    """What a run's final loss is, for the title of its label."""
+    return (
+        f"the training loss averaged over about its last {FINAL_LOSS_SPAN} logged steps"
+        " (an exponential moving average; non-finite losses left out)"
+    )

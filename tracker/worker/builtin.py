@@ -46,8 +46,6 @@ def train(run: JobRun) -> None:
     finally:
         run.close_sink()
     run.final.update(device=result.device, steps_done=result.steps, epoch=result.epochs)
-    if result.final_loss is not None:
-        run.final["final_loss"] = result.final_loss
     run.finish(result.status, result.message)
 
 
