@@ -93,6 +93,8 @@ class EncoderClassifier(nn.Module):
 
 
 class Block(nn.Module):
+    mask: torch.Tensor  # a buffer
+
     def __init__(self, width: int):
         super().__init__()
         self.ln_1 = nn.LayerNorm(width)
