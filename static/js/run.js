@@ -236,7 +236,10 @@
       if (finding.raised_step != null) {
         const raised = document.createElement("span");
         raised.className = "raised muted";
-        raised.textContent = ` raised at ${atStep(finding.raised_step, finding.raised_fraction)}`;
+        // the step its evidence starts at, and the one a diagnosis first saw it (the diagnosis
+        // runs every few seconds, so the two differ)
+        const since = finding.step != null && finding.step !== finding.raised_step ? ` since step ${finding.step},` : "";
+        raised.textContent = `${since} raised at ${atStep(finding.raised_step, finding.raised_fraction)}`;
         if (finding.missed) raised.textContent += `; not found by the last ${finding.missed} diagnoses`;
         title.append(raised);
       }

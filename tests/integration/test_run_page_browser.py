@@ -123,6 +123,8 @@ def test_the_run_page_shows_the_diagnosis_and_the_checks(celery_worker_process, 
     [shown] = [f for f in raised if f["rule"] == "lr_too_high"]
     percent = round(shown["raised_fraction"] * 100)
     assert f"raised at step {shown['raised_step']} ({percent} % of the run)" in finding
+    if shown["step"] != shown["raised_step"]:  # where its evidence starts, said apart from when it was raised
+        assert f"since step {shown['step']}, raised at" in finding
     # the history of the findings: the raise, with its step
     page.click("#finding-history-panel summary")
     entry = page.text_content('#finding-history li[data-event="raised"][data-rule="lr_too_high"]')
