@@ -103,6 +103,7 @@ class RunDict(TypedDict):
     health: str
     findings: list
     finding_history: list
+    rules_waiting: list
     created_at: str
     started_at: str | None
     finished_at: str | None
@@ -233,6 +234,11 @@ class Run(models.Model):
     )
     finding_history = models.JSONField(
         default=list, blank=True, help_text="each finding raised, changed or retracted, with the step and the reason"
+    )
+    rules_waiting = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="rules of the diagnosis that cannot read the run (yet): what they need, how to log it",
     )
     health = models.CharField(
         max_length=16, blank=True, help_text="the worst finding's severity (ok, info, warning, error); '' before any"
@@ -373,6 +379,7 @@ class Run(models.Model):
             health=self.health,
             findings=self.findings,
             finding_history=self.finding_history,
+            rules_waiting=self.rules_waiting,
             created_at=self.created_at.isoformat(),
             started_at=self.started_at.isoformat() if self.started_at else None,
             finished_at=self.finished_at.isoformat() if self.finished_at else None,

@@ -38,6 +38,14 @@ class CheckResults(TypedDict):
     passed: bool
 
 
+class WaitingRules(TypedDict):
+    """Rules of the diagnosis that cannot read a run yet: what they need and how to give it."""
+
+    needs: str  # what is missing, in words
+    how: str  # what to log, or how to watch, for it
+    rules: list[str]
+
+
 class FindingDict(TypedDict):
     rule: str
     severity: str  # info | warning | error

@@ -259,6 +259,24 @@
       list.append(item);
     }
     showHistory(run.finding_history || []);
+    showWaiting(run);
+  }
+
+  /* The rules that cannot read the run, by what they miss, and how a script gives it. */
+  function showWaiting(run) {
+    const waiting = run.rules_waiting || [];
+    document.getElementById("rules-waiting-panel").hidden = !waiting.length;
+    document.getElementById("rules-waiting-yet").textContent = run.finished ? "" : " (yet)";
+    document.getElementById("rules-waiting").replaceChildren(...waiting.map((group) => {
+      const item = document.createElement("li");
+      const rules = document.createElement("strong");
+      rules.textContent = group.rules.join(", ");
+      const how = document.createElement("span");
+      how.className = "advice";
+      how.textContent = group.how;
+      item.append(rules, ` need ${group.needs}: `, how);
+      return item;
+    }));
   }
 
   function showHistory(events) {

@@ -198,3 +198,30 @@ def test_a_validation_loss_that_starts_above_the_no_signal_level_and_climbs_is_s
     assert found and "never went below 2.47" in found.evidence and "no signal: 2.3" in found.evidence
     learning = {"val_loss": series([2.47, 2.1, 1.8, 1.5], start=15, every=16)}
     assert d.validation_loss_stuck({**learning, "loss": falling_loss(64, end=1.3)}, ctx()) is None
+
+
+def test_every_rule_says_what_it_reads_and_a_run_missing_it_is_told_what_to_log():
+    import re
+    from pathlib import Path
+
+    from trainer.diagnosis import RULE_NEEDS, waiting_rules
+
+    source = Path(d.__file__).read_text()
+    rules = set(re.findall(r'Finding\(\s*"([a-z_]+)"', source)) - {"check", "gradient_check", "first_layer_noise"}
+    assert rules == set(RULE_NEEDS)
+
+    everything = ["loss", "train_acc", "val_acc", "val_loss", "update_ratio/fc1.weight", "grad_norm/fc1.weight"]
+    everything += ["weight_std/fc1.weight", "dead_fraction/act1"]
+    assert waiting_rules(everything, ctx(classes=10)) == []
+    # a GELU model: activations measured, no ReLU to count, nothing waits on them
+    gelu = [key for key in everything if not key.startswith("dead_")] + ["activation_std/mlp.1"]
+    assert waiting_rules(gelu, ctx(classes=10)) == []
+    # a script that logs only its loss, watch() not called and no classes given
+    waiting = {group["needs"]: group["rules"] for group in waiting_rules(["loss"], ctx(classes=None))}
+    assert waiting["train_acc and val_acc"] == ["overfitting", "underfitting"]
+    assert waiting["update-to-weight ratios"] == ["lr_too_high", "lr_too_low", "frozen_layer"]
+    assert waiting["activation histograms"] == ["dead_relus", "saturated_units", "collapsed_activations"]
+    assert waiting["the loss function and the number of classes"] == ["initial_loss"]
+    assert "adagrad_decayed" not in str(waiting)  # a rule of Adagrad's only
+    adagrad = waiting_rules(["loss"], ctx(classes=None, optimizer="adagrad"))
+    assert "adagrad_decayed" in [rule for group in adagrad for rule in group["rules"]]

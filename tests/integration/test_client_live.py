@@ -72,6 +72,7 @@ def test_a_script_with_the_client_shows_everything_on_its_run_page(server, token
     assert histogram_steps == [0, 25, 50, 75, 100, 150]
     assert RunImage.objects.filter(run=run).count() == 4
     assert run.health in ("ok", "info") and run.findings is not None and run.context["classes"] == 10
+    assert run.rules_waiting == []  # the script logs all the diagnosis reads
     assert run.device == "cpu" and len(read_series(run.pk, "wall_time")[0]) == 4
     # started and finished by the script's clock, not by when the server heard of them
     assert 0 < run.seconds < read_series(run.pk, "wall_time")[1][-1] + 5
@@ -99,7 +100,7 @@ def test_a_script_with_the_client_shows_everything_on_its_run_page(server, token
     page.wait_for_function("window.trainwatchDistributions && window.trainwatchDistributions.activation")
     assert page.text_content("#layer-detail-name") == "0.weight"
     assert page.evaluate("window.trainwatchDistributions.activation.data.datasets[0].data.length") > 0
-    assert page.text_content("#run-health") == run.health
+    assert page.text_content("#run-health") == run.health and page.is_hidden("#rules-waiting-panel")
     page.screenshot(path=str(ARTIFACTS / "client-run-page.png"), full_page=True)
     assert page.console_errors == [] and page.failed_responses == []
     context.close()

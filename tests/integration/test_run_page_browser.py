@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ARTIFACTS, member_of, wait_until
+from tracker.core.findings import diagnose_run
 from tracker.core.lifecycle import request_cancel
 from tracker.core.runs import create_run
 from tracker.core.storage import ChunkWriter
@@ -266,6 +267,7 @@ def test_a_run_with_200_tensors_is_shown_as_a_layer_heatmap(live_server, page_as
     for layer in range(1, 21):  # 20 activation layers: few enough for lines of their own
         batch[f"dead_fraction/act{layer}"] = (steps[::10], np.full(len(steps[::10]), layer / 40))
     ChunkWriter(run.pk).write(batch)
+    diagnose_run(run.pk)  # no accuracy was logged: two rules say what they need
 
     page = page_as_user
     series_requests = []
@@ -288,6 +290,8 @@ def test_a_run_with_200_tensors_is_shown_as_a_layer_heatmap(live_server, page_as
         "window.trainwatchCharts.units.data.datasets.map((d) => ({label: d.label, points: d.data.length}))"
     )
     assert len(units) == 20 and {u["points"] for u in units} == {50} and units[0]["label"] == "act1 dead"
+    waiting = page.text_content("#rules-waiting-panel")
+    assert "overfitting, underfitting need train_acc and val_acc: log both at each validation" in waiting
 
     page.evaluate("window.TrainwatchLayers.open('fc50.weight')")
     page.wait_for_function(

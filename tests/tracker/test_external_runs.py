@@ -131,6 +131,14 @@ def test_the_last_payload_finishes_the_run_with_its_diagnosis(client, token, run
     assert "lr_too_high" in [f["rule"] for f in run.findings] and run.health == "warning"
     assert Histogram.objects.filter(run=run).count() == 1
     assert run.optimizer_name == "adam" and run.learning_rate == 0.3
+    # no accuracies, gradient norms, activations or classes were sent: the rules that need them say so
+    waiting = {group["needs"]: group for group in run.rules_waiting}
+    assert waiting["train_acc and val_acc"]["rules"] == ["overfitting", "underfitting"]
+    assert "run.log({'train_acc'" in waiting["train_acc and val_acc"]["how"]
+    assert waiting["the loss function and the number of classes"]["rules"] == ["initial_loss"]
+    assert {"dead_relus", "vanishing_gradients", "val_loss_stuck"} <= {r for g in run.rules_waiting for r in g["rules"]}
+    assert "symmetry" not in str(run.rules_waiting)  # the weight histogram was sent
+    assert run.to_dict()["rules_waiting"] == run.rules_waiting
     ended = send(client, token, run_id, Payload(1, {"loss": (steps(400, 1), np.ones(1))}))
     assert ended.status_code == 409 and "has ended" in ended.json()["errors"]["run"]
 

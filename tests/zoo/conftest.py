@@ -20,7 +20,7 @@ def findings_at_cuts(name: str, run: Run) -> dict[float, list[tuple[str, str, st
         ended = cut == 1.0
         until = None if ended else int(run.total_steps * cut) - 1
         status = run.status if ended else "running"
-        findings, _ = stored_findings(run, status, run.message if ended else "", until)
+        findings, _, _ = stored_findings(run, status, run.message if ended else "", until)
         found[cut] = [(f.rule, f.severity, f.evidence) for f in findings]
         TABLE[(name, cut)] = [f.rule for f in findings if f.severity != "info"]
     return found

@@ -20,8 +20,17 @@ from tracker.core.alerts import alert_on_findings
 from tracker.core.storage import read_downsampled
 from tracker.models import Run
 from trainer.config import RunConfig
-from trainer.diagnosis import SEVERITY_ORDER, Context, Finding, Series, check_findings, diagnose, histogram_series
-from trainer.payloads import FindingDict
+from trainer.diagnosis import (
+    SEVERITY_ORDER,
+    Context,
+    Finding,
+    Series,
+    check_findings,
+    diagnose,
+    histogram_series,
+    waiting_rules,
+)
+from trainer.payloads import FindingDict, WaitingRules
 from trainer.tensor_names import ROUGHNESS_KEY
 
 # per series: the rules look at first values, recent windows and extremes, which
@@ -154,9 +163,11 @@ class Diagnosis:
         return self.fields["health"]
 
 
-def stored_findings(run: Run, status: str, message: str, until_step: int | None = None) -> tuple[list[Finding], Series]:
+def stored_findings(
+    run: Run, status: str, message: str, until_step: int | None = None
+) -> tuple[list[Finding], Series, list[WaitingRules]]:
     """What the rules find in the run's stored points (up to `until_step`: the run as it stood
-    then), with the series they read."""
+    then), with the series they read and the rules that could not read it."""
     keys = [
         key for key in run.series.values_list("key", flat=True) if key in SERIES_READ or key.startswith(PREFIXES_READ)
     ]
@@ -181,7 +192,7 @@ def stored_findings(run: Run, status: str, message: str, until_step: int | None 
     findings = check_findings(run.checks)
     if series:
         findings += diagnose(series, context)
-    return findings, series
+    return findings, series, waiting_rules(series.keys(), context)
 
 
 def diagnose_run(run_id: int, status: str | None = None, message: str | None = None, save: bool = True) -> Diagnosis:
@@ -190,7 +201,7 @@ def diagnose_run(run_id: int, status: str | None = None, message: str | None = N
     final status, in one update, then raises them."""
     run = Run.objects.get(pk=run_id)
     status, message = status or run.status, run.message if message is None else message
-    findings, series = stored_findings(run, status, message)
+    findings, series, waiting = stored_findings(run, status, message)
     fresh = [finding.to_dict() for finding in findings]
     last_step = max((int(steps[-1]) for steps, _ in series.values() if len(steps)), default=run.steps_done)
     moment = Moment(last_step, run.total_steps, timezone.now().isoformat(), final=status in Run.FINISHED)
@@ -204,6 +215,7 @@ def diagnose_run(run_id: int, status: str | None = None, message: str | None = N
                 "health": settled.health if (series or fresh or settled.shown) else "",
                 "finding_state": settled.state,
                 "finding_history": (locked.finding_history + settled.events)[-HISTORY_LIMIT:],
+                "rules_waiting": waiting,
             },
             settled.events,
         )
