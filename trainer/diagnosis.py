@@ -21,6 +21,7 @@ import numpy as np
 from trainer.config import RunConfig
 from trainer.payloads import CheckResults, FindingDict, WaitingRules
 from trainer.tensor_names import (
+    CARRIED_GRADIENT_KEY,
     EMBEDDING,
     KIND_WORDS,
     MATRIX_KINDS,
@@ -61,6 +62,10 @@ VANISHING_RATIO = 5e-2  # gradient norm of the first weight layer / the last one
 # input, the data, did not collapse) above the middle ones' (whose inputs did)
 VANISHING_MEDIAN_SLACK = 1.5
 EXPLODING_FACTOR = 100.0  # gradient norm grew this many times its first value
+# optimizer.zero_grad() forgotten: the share of a gradient carried over from earlier steps
+# (trainwatch.watch measures it; 0 to 1e-6 when the gradients are zeroed, 0.5 and more when
+# they are summed onto the last step's), above this at most measurements
+CARRIED_GRADIENT = 0.1
 INITIAL_LOSS_TOLERANCE = 0.5  # relative distance of the first loss from ln(C) (or C - 1)
 ADAGRAD_DECAY = 3.0  # Adagrad's update ratio fell this many times while the loss has not converged
 STALL_EPOCHS = 10  # best validation accuracy not improved for this many epochs ...
@@ -122,6 +127,7 @@ class Context:
     kinds: dict[str, str] = field(default_factory=dict)
     # tensors that do not learn: requires_grad off, or not stepped by the optimizer
     frozen: tuple[str, ...] = ()
+    own_loop: bool = False  # trained by a script's own loop (the client), not the worker's trainer
 
     @classmethod
     def from_config(
@@ -171,6 +177,7 @@ class Context:
             tuple(tensors),
             kinds=dict(kinds or {}),
             frozen=tuple(facts.get("frozen") or ()),
+            own_loop=True,
         )
 
     def kind_of(self, tensor: str) -> str:
@@ -732,6 +739,30 @@ def exploding_gradients(series: Series, ctx: Context) -> Finding | None:
     )
 
 
+def gradients_accumulate(series: Series, ctx: Context) -> Finding | None:
+    """optimizer.zero_grad() forgotten: at most measured steps, the gradient the optimizer steps
+    with holds more than what the backward passes since the last step brought."""
+    steps, carried = _finite(*series.get(CARRIED_GRADIENT_KEY, (np.empty(0), np.empty(0))))
+    # two measurements suffice: a zeroed gradient leaves 1e-6 at most, a carried one a share of 0.3 and more
+    if len(carried) < 2 or np.mean(carried > CARRIED_GRADIENT) < SUSTAINED:
+        return None
+    since = _since(steps, carried > CARRIED_GRADIENT)
+    share = float(np.median(carried))
+    return Finding(
+        "gradients_accumulate",
+        "error",
+        "gradients accumulate across steps",
+        f"at {int(np.sum(carried > CARRIED_GRADIENT))} of {len(carried)} measured steps since step {since}, "
+        f"{share:.0%} of the gradient the optimizer stepped with was left from earlier steps "
+        "(the backward passes since the last step brought the rest)",
+        "call optimizer.zero_grad() before each backward() (or after each step): each gradient is "
+        "summed onto all those before it; for gradient accumulation on purpose, zero them every N steps",
+        [CARRIED_GRADIENT_KEY, "loss"],
+        since,
+        {"carried": share},
+    )
+
+
 def expected_initial_loss(loss: str, classes: int) -> tuple[float, str]:
     """With small random weights: ln(C) for a softmax classifier, C - 1 for a multiclass SVM
     (docs/training-dynamics.md, section 2); the value and its formula in words."""
@@ -979,6 +1010,7 @@ RULES = (
     frozen_layer,
     vanishing_gradients,
     exploding_gradients,
+    gradients_accumulate,
     initial_loss_off,
     validation_stalled,
     initial_plateau,
@@ -1000,8 +1032,13 @@ def diagnose(series: Series, ctx: Context) -> list[Finding]:
             for key, (steps, values) in series.items()
         }
     findings = [diverged] if diverged else []
-    # a divergence names the rate already: the loss's climb to inf is not a second finding
-    rules = [rule for rule in RULES[1:] if not (diverged and rule is learning_rate_too_high)]
+    # a finding names the cause, not a bystander: a divergence names the rate already (the
+    # loss's climb to inf is not a second finding), and gradients summed over every step make
+    # the updates and gradients huge whatever the rate
+    bystanders: set[Any] = {learning_rate_too_high} if diverged else set()
+    if gradients_accumulate(series, ctx) is not None:
+        bystanders |= {learning_rate_too_high, exploding_gradients}
+    rules = [rule for rule in RULES[1:] if rule not in bystanders]
     findings += [finding for rule in rules if (finding := rule(series, ctx)) is not None]
     return sorted(findings, key=lambda f: -SEVERITY_ORDER[f.severity])
 
@@ -1045,13 +1082,17 @@ REQUIREMENTS = {
         "F.relu inside a forward has no module to measure)",
         lambda offered, ctx: any(prefix in offered for prefix in _ACTIVATIONS),
     ),
+    "carried": Requirement(
+        "the gradient carried over between steps", f"watch the model: {WATCH}", _has(CARRIED_GRADIENT_KEY)
+    ),
     "classes": Requirement(
         "the loss function and the number of classes",
         "run.watch(model, optimizer, loss='cross_entropy', classes=10)",
         lambda offered, ctx: ctx.classes is not None,
     ),
 }
-# rule -> what it reads (adagrad_decayed only on Adagrad; first_layer_noise only where the
+# rule -> what it reads (adagrad_decayed only on Adagrad, gradients_accumulate only in a
+# script's own loop; first_layer_noise only where the
 # first layer's filters are large enough to judge, which is no promise a script can keep)
 RULE_NEEDS: dict[str, tuple[str, ...]] = {
     "divergence": ("loss",),
@@ -1067,6 +1108,7 @@ RULE_NEEDS: dict[str, tuple[str, ...]] = {
     "frozen_layer": ("ratios",),
     "vanishing_gradients": ("gradients",),
     "exploding_gradients": ("gradients",),
+    "gradients_accumulate": ("carried",),
     "initial_loss": ("loss", "classes"),
     "validation_stalled": ("val_acc",),
     "initial_plateau": ("loss",),
@@ -1083,7 +1125,9 @@ def waiting_rules(keys: Any, ctx: Context) -> list[WaitingRules]:
     offered = set(keys) | {key.split("/", 1)[0] + "/" for key in keys if "/" in key}
     waiting: dict[str, list[str]] = {}
     for rule, needs in RULE_NEEDS.items():
-        if rule == "adagrad_decayed" and ctx.optimizer != "adagrad":
+        if (rule == "adagrad_decayed" and ctx.optimizer != "adagrad") or (
+            rule == "gradients_accumulate" and not ctx.own_loop  # the trainer zeroes them itself
+        ):
             continue
         for need in needs:
             if not REQUIREMENTS[need].offered(offered, ctx):

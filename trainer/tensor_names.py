@@ -5,6 +5,10 @@ from __future__ import annotations
 
 # the series of the first layer's filter roughness (trainer.instrument.filter_roughness)
 ROUGHNESS_KEY = "first_layer_roughness"
+# of one small weight matrix, at the measured steps of a watched model: how much of its gradient
+# at optimizer.step() is not the sum of the gradients its backward passes since the last step
+# brought (0: zeroed in between; near 1: carried over, optimizer.zero_grad() forgotten)
+CARRIED_GRADIENT_KEY = "carried_gradient"
 
 
 def layer_order(tensor: str) -> tuple[int, int, int, str]:

@@ -12,7 +12,10 @@ model, taken at its optimizer's steps through torch's step hooks.
 - every `image_every` (by default IMAGES_PER_RUN spread over the planned run, every
   IMAGE_EVERY steps when its length is unknown): the first layer's weights as an image,
   scaled on the device;
-- every step: the learning rate of the first parameter group (a host number).
+- every step: the learning rate of the first parameter group (a host number);
+- at the steps the ratios are measured: how much of the gradient of the smallest weight matrix
+  was carried over from earlier steps (optimizer.zero_grad() forgotten), from a gradient hook
+  armed from the step before.
 
 An optimizer stepped with a closure (optimizer.step(closure), as Lightning does) computes its
 gradients inside step(): its "before the update" measurements are then taken by whoever
@@ -42,7 +45,7 @@ from trainer.instrument import (
     first_layer_tiles,
     parameter_kinds,
 )
-from trainer.tensor_names import ROUGHNESS_KEY
+from trainer.tensor_names import CARRIED_GRADIENT_KEY, ROUGHNESS_KEY
 
 if TYPE_CHECKING:
     from trainwatch.run import Run
@@ -105,6 +108,13 @@ class Watcher:
             name for name, param in model.named_parameters() if not param.requires_grad or id(param) not in stepped
         )
         self.parameters = ParameterProbe(named)
+        # the gradient carried over between steps (optimizer.zero_grad() forgotten), on the
+        # smallest weight matrix the optimizer steps (any parameter where there is none): cheap
+        stepped_named = [param for _, param in named if id(param) in stepped]
+        matrices = [param for param in stepped_named if param.dim() >= 2] or stepped_named
+        self._carry_param = min(matrices, key=lambda param: param.numel())
+        self._carry_brought: torch.Tensor | None = None  # what the backward passes since the last step brought
+        self._carry_handle: torch.utils.hooks.RemovableHandle | None = None
         self.histograms = HistogramProbe(model, named, bins) if histogram_every else None
         # the worker's schedule of measurements, dense start included
         self.schedule = InstrumentConfig(
@@ -144,6 +154,7 @@ class Watcher:
         if self.schedule.measures_parameters(self.steps):
             self.parameters.before_step()
             self._measuring = step
+        self._carried(step)
 
     def _after(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         step = self.step_of() if self.step_of is not None else self.run._measured_step(self.steps)
@@ -164,6 +175,34 @@ class Watcher:
         self.steps += 1
         if self.histograms is not None and self.schedule.measures_histograms(self.steps):
             self.histograms.arm()  # the next step is measured: catch its forward pass
+        if self.schedule.measures_parameters(self.steps) and self._carry_handle is None:
+            self._carry_brought = None
+            self._carry_handle = self._carry_param.register_hook(self._bring)
+
+    def _bring(self, grad: torch.Tensor) -> None:
+        """A backward pass's gradient of the watched matrix, before it is added to its .grad."""
+        brought = grad.detach()
+        self._carry_brought = brought.clone() if self._carry_brought is None else self._carry_brought.add_(brought)
+
+    @torch.no_grad()
+    def _carried(self, step: int) -> None:
+        """At a measured step (whose previous step armed the hook): the share of the watched
+        matrix's gradient that its backward passes since that step did not bring, as the norm of
+        what is left of .grad once its projection on what they brought is taken away (so that a
+        gradient scaled since, by unscaling or clipping, counts as brought), over .grad's norm."""
+        if self._carry_handle is None:
+            return
+        self._carry_handle.remove()
+        self._carry_handle = None
+        grad, brought = self._carry_param.grad, self._carry_brought
+        self._carry_brought = None
+        if grad is None or brought is None:
+            return
+        g, b = grad.detach().float().reshape(-1), brought.float().reshape(-1)
+        along = torch.dot(g, b) / torch.dot(b, b).clamp_min(1e-30)
+        left = torch.linalg.vector_norm(g - along * b) / torch.linalg.vector_norm(g).clamp_min(1e-30)
+        with self.run._lock:
+            self.run._recorder.add(CARRIED_GRADIENT_KEY, step, left)
 
     def _image_every(self) -> int:
         """The given `image_every`, or IMAGES_PER_RUN over the run's planned steps."""
@@ -173,6 +212,9 @@ class Watcher:
         return max(1, total // IMAGES_PER_RUN) if total else IMAGE_EVERY
 
     def close(self) -> None:
+        if self._carry_handle is not None:
+            self._carry_handle.remove()
+            self._carry_handle = None
         for handle in self._handles:
             handle.remove()
         if self.histograms is not None:

@@ -233,3 +233,44 @@ def test_first_layer_images_are_spread_over_the_planned_run():
     train(run, model, optimizer, torch.randn(16, 64), torch.randint(0, 10, (16,)), 40)
     run.finish()
     assert [image.step for image in gathered(run)[2]] == [0, 4, 8, 12, 16, 20, 24, 28, 32, 36]
+
+
+@pytest.mark.parametrize(
+    ("loop", "carried"),
+    [
+        ("zeroed", False),
+        ("zeroed after the step", False),
+        ("accumulated over 4 micro-batches, zeroed every step", False),
+        ("clipped, through a gradient scaler", False),
+        ("never zeroed", True),
+    ],
+)
+def test_the_gradient_carried_over_between_steps_is_measured(loop, carried):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 5))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, enabled=loop.startswith("clipped"))
+    inputs, targets = torch.randn(64, 20), torch.randint(0, 5, (64,))
+    run = trainwatch.init(project="p")
+    run.watch(model, optimizer)
+    for _ in range(60):
+        if loop == "zeroed":
+            optimizer.zero_grad()
+        for part in range(4 if "micro" in loop else 1):
+            batch = slice(part * 16, part * 16 + 16) if "micro" in loop else slice(None)
+            scaler.scale(nn.functional.cross_entropy(model(inputs[batch]), targets[batch])).backward()
+        if loop.startswith("clipped"):
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), 0.1)
+        scaler.step(optimizer)
+        scaler.update()
+        if loop in ("zeroed after the step", "clipped, through a gradient scaler") or "micro" in loop:
+            optimizer.zero_grad()
+    run.finish()
+    steps, values = gathered(run)[0]["carried_gradient"]
+    # every ratio step but the first (its hook is armed at the step before): 5, 10, ... 55
+    assert steps.tolist() == list(range(5, 60, 5))
+    if carried:
+        assert np.median(values) > 0.3, values
+    else:
+        assert values.max() < 1e-4, values

@@ -200,6 +200,24 @@ def test_a_validation_loss_that_starts_above_the_no_signal_level_and_climbs_is_s
     assert d.validation_loss_stuck({**learning, "loss": falling_loss(64, end=1.3)}, ctx()) is None
 
 
+def test_gradients_carried_over_steps_are_named_by_their_cause_not_as_a_rate_too_high():
+    carried = {"carried_gradient": series([0.0] + [0.7] * 12, start=5, every=5)}
+    ratios = {f"update_ratio/layer{i}.weight": series([5e-2] * 40, every=5) for i in range(4)}
+    run = {**carried, **ratios, "loss": falling_loss(n=101, end=2.0)}
+    found = {f.rule: f for f in d.diagnose(run, ctx())}
+    assert found["gradients_accumulate"].severity == "error" and found["gradients_accumulate"].step in (5, 10)
+    assert (
+        "70% of the gradient the optimizer stepped with was left from earlier steps"
+        in found["gradients_accumulate"].evidence
+    )
+    assert "zero_grad()" in found["gradients_accumulate"].advice
+    assert "lr_too_high" not in found  # a bystander of the summed gradients
+    # zeroed gradients leave nothing over but rounding; a rate too high is then named
+    zeroed = {**run, "carried_gradient": series([1e-7] * 13, start=5, every=5)}
+    rules = [f.rule for f in d.diagnose(zeroed, ctx())]
+    assert "lr_too_high" in rules and "gradients_accumulate" not in rules
+
+
 def test_every_rule_says_what_it_reads_and_a_run_missing_it_is_told_what_to_log():
     import re
     from pathlib import Path
@@ -223,5 +241,7 @@ def test_every_rule_says_what_it_reads_and_a_run_missing_it_is_told_what_to_log(
     assert waiting["activation histograms"] == ["dead_relus", "saturated_units", "collapsed_activations"]
     assert waiting["the loss function and the number of classes"] == ["initial_loss"]
     assert "adagrad_decayed" not in str(waiting)  # a rule of Adagrad's only
+    assert "gradients_accumulate" not in str(waiting)  # the worker's trainer zeroes the gradients itself
+    assert waiting_rules(everything, ctx(classes=10, own_loop=True))[0]["rules"] == ["gradients_accumulate"]
     adagrad = waiting_rules(["loss"], ctx(classes=None, optimizer="adagrad"))
     assert "adagrad_decayed" in [rule for group in adagrad for rule in group["rules"]]

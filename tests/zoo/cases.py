@@ -94,4 +94,14 @@ PLANTED = {
     "vit overfitting a tiny training split": Case(
         models.PatchClassifier, tiny_noisy_images, Recipe("adamw", 2e-3, "constant"), 40, "overfitting"
     ),
+    "transformer forgotten optimizer.zero_grad()": Case(
+        models.EncoderClassifier,
+        models.sequences,
+        Recipe("adamw", 2e-3, "warmup_cosine", zero_grad=False),
+        6,
+        "gradients_accumulate",
+    ),
+    "resnet18 forgotten optimizer.zero_grad()": Case(
+        models.resnet18, models.images, Recipe("sgd", 0.05, "cosine", zero_grad=False), 3, "gradients_accumulate"
+    ),
 }
