@@ -104,4 +104,7 @@ PLANTED = {
     "resnet18 forgotten optimizer.zero_grad()": Case(
         models.resnet18, models.images, Recipe("sgd", 0.05, "cosine", zero_grad=False), 3, "gradients_accumulate"
     ),
+    "rnn exploding gradients, no clipping": Case(
+        models.RNNClassifier, models.signals, Recipe("sgd", 0.5, "constant"), 8, "exploding_gradients"
+    ),
 }

@@ -2,8 +2,8 @@
 
 torchvision's own resnet18 and mobilenet_v3_small (BatchNorm, residuals, ReLU6/Hardswish), an
 nn.TransformerEncoder classifier (LayerNorm, GELU inside the layer), a GPT-style decoder
-(token and learnt position embeddings, LayerNorm, weight tying), a GRU classifier and a
-ViT-style patch model (class token, position parameter)."""
+(token and learnt position embeddings, LayerNorm, weight tying), GRU and plain RNN classifiers
+and a ViT-style patch model (class token, position parameter)."""
 
 from __future__ import annotations
 
@@ -138,6 +138,18 @@ class GRUClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.gru(x)[0][:, -1])
+
+
+class RNNClassifier(nn.Module):
+    """A plain (tanh) RNN: the model whose gradients explode through time without clipping."""
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        self.rnn = nn.RNN(8, width, batch_first=True)
+        self.fc = nn.Linear(width, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.rnn(x)[0][:, -1])
 
 
 class PatchClassifier(nn.Module):
