@@ -23,6 +23,7 @@ from trainer.payloads import CheckResults, FindingDict, WaitingRules
 from trainer.tensor_names import (
     CARRIED_GRADIENT_KEY,
     EMBEDDING,
+    EVAL_IN_TRAIN_MODE_KEY,
     KIND_WORDS,
     MATRIX_KINDS,
     NORM_SCALE,
@@ -763,6 +764,27 @@ def gradients_accumulate(series: Series, ctx: Context) -> Finding | None:
     )
 
 
+def evaluated_in_train_mode(series: Series, ctx: Context) -> Finding | None:
+    """model.eval() forgotten: forward passes without gradients (an evaluation) through a model in
+    training mode that has dropout or batch norm (trainwatch.watch counts them)."""
+    steps, passes = _finite(*series.get(EVAL_IN_TRAIN_MODE_KEY, (np.empty(0), np.empty(0))))
+    if not len(passes) or passes.sum() <= 0:
+        return None
+    first = int(steps[np.argmax(passes > 0)])
+    return Finding(
+        "eval_in_train_mode",
+        "warning",
+        "evaluated in training mode",
+        f"{int(passes.sum())} forward passes without gradients (an evaluation) ran with the model in training "
+        f"mode, its dropout dropping units and its batch norm updating its statistics, first at step {first}",
+        "call model.eval() before evaluating and model.train() after: the validation figures are of a "
+        "model that drops units at random (and batch norm learns the validation data's statistics)",
+        [EVAL_IN_TRAIN_MODE_KEY, "val_acc"],
+        first,
+        {"passes": float(passes.sum())},
+    )
+
+
 def expected_initial_loss(loss: str, classes: int) -> tuple[float, str]:
     """With small random weights: ln(C) for a softmax classifier, C - 1 for a multiclass SVM
     (docs/training-dynamics.md, section 2); the value and its formula in words."""
@@ -1011,6 +1033,7 @@ RULES = (
     vanishing_gradients,
     exploding_gradients,
     gradients_accumulate,
+    evaluated_in_train_mode,
     initial_loss_off,
     validation_stalled,
     initial_plateau,
@@ -1091,8 +1114,8 @@ REQUIREMENTS = {
         lambda offered, ctx: ctx.classes is not None,
     ),
 }
-# rule -> what it reads (adagrad_decayed only on Adagrad, gradients_accumulate only in a
-# script's own loop; first_layer_noise only where the
+# rule -> what it reads (adagrad_decayed only on Adagrad, gradients_accumulate and
+# eval_in_train_mode, measured by run.watch, only in a script's own loop; first_layer_noise only where the
 # first layer's filters are large enough to judge, which is no promise a script can keep)
 RULE_NEEDS: dict[str, tuple[str, ...]] = {
     "divergence": ("loss",),
@@ -1109,6 +1132,7 @@ RULE_NEEDS: dict[str, tuple[str, ...]] = {
     "vanishing_gradients": ("gradients",),
     "exploding_gradients": ("gradients",),
     "gradients_accumulate": ("carried",),
+    "eval_in_train_mode": ("ratios",),
     "initial_loss": ("loss", "classes"),
     "validation_stalled": ("val_acc",),
     "initial_plateau": ("loss",),
@@ -1126,7 +1150,7 @@ def waiting_rules(keys: Any, ctx: Context) -> list[WaitingRules]:
     waiting: dict[str, list[str]] = {}
     for rule, needs in RULE_NEEDS.items():
         if (rule == "adagrad_decayed" and ctx.optimizer != "adagrad") or (
-            rule == "gradients_accumulate" and not ctx.own_loop  # the trainer zeroes them itself
+            rule in ("gradients_accumulate", "eval_in_train_mode") and not ctx.own_loop  # the trainer does it right
         ):
             continue
         for need in needs:

@@ -9,6 +9,9 @@ ROUGHNESS_KEY = "first_layer_roughness"
 # at optimizer.step() is not the sum of the gradients its backward passes since the last step
 # brought (0: zeroed in between; near 1: carried over, optimizer.zero_grad() forgotten)
 CARRIED_GRADIENT_KEY = "carried_gradient"
+# forward passes without gradients (an evaluation) of a watched model left in training mode
+# while it has dropout or batch norm, counted since the last optimizer step
+EVAL_IN_TRAIN_MODE_KEY = "eval_in_train_mode"
 
 
 def layer_order(tensor: str) -> tuple[int, int, int, str]:

@@ -13,6 +13,8 @@ model, taken at its optimizer's steps through torch's step hooks.
   IMAGE_EVERY steps when its length is unknown): the first layer's weights as an image,
   scaled on the device;
 - every step: the learning rate of the first parameter group (a host number);
+- forward passes without gradients (an evaluation) while the model is in training mode, when
+  it has dropout or batch norm: counted, and recorded at the next step (model.eval() forgotten);
 - at the steps the ratios are measured: how much of the gradient of the smallest weight matrix
   was carried over from earlier steps (optimizer.zero_grad() forgotten), from a gradient hook
   armed from the step before.
@@ -45,11 +47,15 @@ from trainer.instrument import (
     first_layer_tiles,
     parameter_kinds,
 )
-from trainer.tensor_names import CARRIED_GRADIENT_KEY, ROUGHNESS_KEY
+from trainer.tensor_names import CARRIED_GRADIENT_KEY, EVAL_IN_TRAIN_MODE_KEY, ROUGHNESS_KEY
 
 if TYPE_CHECKING:
     from trainwatch.run import Run
 
+
+# layers that compute differently in training mode: a forward pass without gradients through
+# them in training mode is an evaluation that forgot model.eval() (dropout of p = 0 does nothing)
+TRAIN_MODE_LAYERS = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
 
 IMAGES_PER_RUN = 10
 IMAGE_EVERY = 1000  # when the run's length is unknown
@@ -115,6 +121,13 @@ class Watcher:
         self._carry_param = min(matrices, key=lambda param: param.numel())
         self._carry_brought: torch.Tensor | None = None  # what the backward passes since the last step brought
         self._carry_handle: torch.utils.hooks.RemovableHandle | None = None
+        # an evaluation in training mode (model.eval() forgotten) changes what a model with dropout
+        # or batch norm computes: its forward passes without gradients are counted
+        self._evaluated_in_train_mode = 0
+        if any(isinstance(m, TRAIN_MODE_LAYERS) and getattr(m, "p", 1.0) != 0 for m in model.modules()):
+            self._handles_model = [model.register_forward_pre_hook(self._forward)]
+        else:
+            self._handles_model = []
         self.histograms = HistogramProbe(model, named, bins) if histogram_every else None
         # the worker's schedule of measurements, dense start included
         self.schedule = InstrumentConfig(
@@ -163,6 +176,9 @@ class Watcher:
                 self.parameters.after_step(self.run._recorder, self._measuring)
                 self._measuring = None
             self.run._recorder.add_host("lr", step, float(optimizer.param_groups[0]["lr"]))
+            if self._evaluated_in_train_mode:
+                self.run._recorder.add_host(EVAL_IN_TRAIN_MODE_KEY, step, float(self._evaluated_in_train_mode))
+                self._evaluated_in_train_mode = 0
         every = self._image_every()
         if every and self.steps % every == 0:
             tiles = first_layer_tiles(self.model, self.image_shape)
@@ -178,6 +194,10 @@ class Watcher:
         if self.schedule.measures_parameters(self.steps) and self._carry_handle is None:
             self._carry_brought = None
             self._carry_handle = self._carry_param.register_hook(self._bring)
+
+    def _forward(self, module: nn.Module, args: Any) -> None:
+        if module.training and not torch.is_grad_enabled():
+            self._evaluated_in_train_mode += 1
 
     def _bring(self, grad: torch.Tensor) -> None:
         """A backward pass's gradient of the watched matrix, before it is added to its .grad."""
@@ -212,6 +232,13 @@ class Watcher:
         return max(1, total // IMAGES_PER_RUN) if total else IMAGE_EVERY
 
     def close(self) -> None:
+        if self._evaluated_in_train_mode:  # an evaluation after the last step
+            with self.run._lock:
+                step = max(0, self.run._last_step)
+                self.run._recorder.add_host(EVAL_IN_TRAIN_MODE_KEY, step, float(self._evaluated_in_train_mode))
+            self._evaluated_in_train_mode = 0
+        for handle in self._handles_model:
+            handle.remove()
         if self._carry_handle is not None:
             self._carry_handle.remove()
             self._carry_handle = None

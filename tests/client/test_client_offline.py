@@ -274,3 +274,34 @@ def test_the_gradient_carried_over_between_steps_is_measured(loop, carried):
         assert np.median(values) > 0.3, values
     else:
         assert values.max() < 1e-4, values
+
+
+@pytest.mark.parametrize(
+    ("dropout", "evaluate_in_eval_mode", "counted"), [(0.5, False, True), (0.5, True, False), (0.0, False, False)]
+)
+def test_an_evaluation_in_training_mode_is_counted_where_the_mode_matters(dropout, evaluate_in_eval_mode, counted):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Dropout(dropout), nn.Linear(32, 5))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    inputs, targets = torch.randn(64, 20), torch.randint(0, 5, (64,))
+    run = trainwatch.init(project="p")
+    run.watch(model, optimizer)
+    for step in range(30):
+        model.train()
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(inputs), targets).backward()
+        optimizer.step()
+        if step % 10 == 9:  # validation, twice a pass over two batches
+            if evaluate_in_eval_mode:
+                model.eval()
+            with torch.no_grad():
+                accuracy = torch.cat([model(inputs[:32]), model(inputs[32:])]).argmax(1).eq(targets).float().mean()
+            run.log({"val_acc": accuracy}, step=step)
+    run.finish()
+    series = gathered(run)[0]
+    if counted:
+        steps, passes = series["eval_in_train_mode"]
+        # at the step after each; the last validation, after the last step, at the run's end
+        assert steps.tolist() == [10, 20, 29] and passes.tolist() == [2.0, 2.0, 2.0]
+    else:
+        assert "eval_in_train_mode" not in series

@@ -218,6 +218,14 @@ def test_gradients_carried_over_steps_are_named_by_their_cause_not_as_a_rate_too
     assert "lr_too_high" in rules and "gradients_accumulate" not in rules
 
 
+def test_an_evaluation_in_training_mode_is_named():
+    run = {"loss": falling_loss(), "eval_in_train_mode": (np.array([19, 39, 59]), np.array([2.0, 2.0, 2.0]))}
+    finding = d.evaluated_in_train_mode(run, ctx())
+    assert finding is not None and finding.step == 19 and "6 forward passes without gradients" in finding.evidence
+    assert "model.eval()" in finding.advice
+    assert d.evaluated_in_train_mode({"loss": falling_loss()}, ctx()) is None
+
+
 def test_every_rule_says_what_it_reads_and_a_run_missing_it_is_told_what_to_log():
     import re
     from pathlib import Path

@@ -107,4 +107,11 @@ PLANTED = {
     "rnn exploding gradients, no clipping": Case(
         models.RNNClassifier, models.signals, Recipe("sgd", 0.5, "constant"), 8, "exploding_gradients"
     ),
+    "transformer dropout 0.5, validated without model.eval()": Case(
+        functools.partial(models.EncoderClassifier, dropout=0.5),
+        models.sequences,
+        Recipe("adamw", 2e-3, "warmup_cosine", eval_mode=False),
+        6,
+        "eval_in_train_mode",
+    ),
 }

@@ -78,11 +78,11 @@ def signals(count: int = 512, seed: int = 0) -> Task:
 
 
 class EncoderClassifier(nn.Module):
-    def __init__(self, width: int = 32, layers: int = 2):
+    def __init__(self, width: int = 32, layers: int = 2, dropout: float = 0.0):
         super().__init__()
         self.embedding = nn.Embedding(VOCABULARY, width)
         self.pos_embedding = nn.Parameter(torch.randn(1, SEQUENCE, width) * 0.02)
-        layer = nn.TransformerEncoderLayer(width, 4, 64, dropout=0.0, activation="gelu", batch_first=True)
+        layer = nn.TransformerEncoderLayer(width, 4, 64, dropout=dropout, activation="gelu", batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, 4)

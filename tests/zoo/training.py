@@ -24,6 +24,7 @@ class Recipe:
     label_smoothing: float = 0.0
     clip: float | None = None
     zero_grad: bool = True  # False: the forgotten optimizer.zero_grad()
+    eval_mode: bool = True  # False: the forgotten model.eval() before validating
 
 
 def optimizer_for(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
@@ -96,7 +97,8 @@ def fit(
                 schedule.step()
                 run.log({"loss": loss.detach()}, step=step)
                 step += 1
-            model.eval()
+            if recipe.eval_mode:
+                model.eval()
             with torch.no_grad():
                 subset = slice(0, len(task.y_val))
                 train_scores = model(task.x_train[subset])

@@ -31,7 +31,7 @@ from trainer.diagnosis import (
     waiting_rules,
 )
 from trainer.payloads import FindingDict, WaitingRules
-from trainer.tensor_names import CARRIED_GRADIENT_KEY, ROUGHNESS_KEY
+from trainer.tensor_names import CARRIED_GRADIENT_KEY, EVAL_IN_TRAIN_MODE_KEY, ROUGHNESS_KEY
 
 # per series: the rules look at first values, recent windows and extremes, which
 # min/max downsampling keeps; a long run's series come from its summaries (tracker.lib.summaries):
@@ -40,7 +40,7 @@ DIAGNOSIS_POINTS = 2000
 # ... and each per-tensor series (ratios, norms, dead and saturated fractions: dozens of them)
 # at about this many, which on a run of millions of steps reads 2,048-point groups
 LAYER_DIAGNOSIS_POINTS = 400
-SERIES_READ = ("loss", "train_acc", "val_acc", "val_loss", ROUGHNESS_KEY, CARRIED_GRADIENT_KEY)
+SERIES_READ = ("loss", "train_acc", "val_acc", "val_loss", ROUGHNESS_KEY, CARRIED_GRADIENT_KEY, EVAL_IN_TRAIN_MODE_KEY)
 PREFIXES_READ = ("update_ratio/", "grad_norm/", "weight_norm/", "dead_fraction/", "saturated_fraction/")
 # On a running run: a warning shows once found by this many diagnoses in a row (an error at once) ...
 CONFIRMATIONS = 2
