@@ -1,6 +1,6 @@
 """Cost of run.watch() on models teams train, in the client's hands: torchvision's resnet18
-(batch 32 of CIFAR-size synthetic images, SGD momentum 0.9, cosine) and an nn.TransformerEncoder
-classifier (AdamW with warmup), each a script's own loop watched with the defaults
+(batch 32 of CIFAR-size synthetic images, SGD momentum 0.9, cosine), an nn.TransformerEncoder
+classifier (AdamW with warmup) and, for the time added to a tiny step, the digits MLP, each a script's own loop watched with the defaults
 (`run.watch(model, optimizer)`, `run.log({"loss": loss})` every step, an offline run spooling in
 the background).
 
@@ -8,7 +8,7 @@ Two copies of the model (same initialisation, same batches) are stepped in turn,
 one watched, so that whatever else the machine is doing falls on both alike; each step is timed
 on its own. The watched side is charged with its steps and with the CPU time of the client's
 sender thread (which runs beside training and would otherwise slow the plain steps as much as
-the watched ones). Used by bench/overhead.py (--model resnet18 | transformer).
+the watched ones). Used by bench/overhead.py (--model resnet18 | transformer | watched-mlp).
 """
 
 from __future__ import annotations
@@ -58,6 +58,23 @@ def workload(model: str, steps: int, seed: int) -> Workload:
             x,
             y,
             (3, 32, 32),
+        )
+    if model == "mlp":
+        from trainer.config import DataConfig
+        from trainer.data import load_dataset
+
+        data = load_dataset(DataConfig(), seed)  # the bundled digits, as bench/overhead.py's MLP
+        net = nn.Sequential(nn.Linear(data.num_features, 64), nn.ReLU(), nn.Linear(64, data.num_classes))
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+        return Workload(
+            "digits MLP (64 hidden), batch 32, SGD momentum 0.9 + cosine",
+            net,
+            optimizer,
+            schedule,
+            data.x_train,
+            data.y_train,
+            None,
         )
     net = EncoderClassifier(width=128, layers=4)
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
