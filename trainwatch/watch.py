@@ -124,10 +124,6 @@ class Watcher:
         # an evaluation in training mode (model.eval() forgotten) changes what a model with dropout
         # or batch norm computes: its forward passes without gradients are counted
         self._evaluated_in_train_mode = 0
-        if any(isinstance(m, TRAIN_MODE_LAYERS) and getattr(m, "p", 1.0) != 0 for m in model.modules()):
-            self._handles_model = [model.register_forward_pre_hook(self._forward)]
-        else:
-            self._handles_model = []
         self.histograms = HistogramProbe(model, named, bins) if histogram_every else None
         # the worker's schedule of measurements, dense start included
         self.schedule = InstrumentConfig(
@@ -145,6 +141,8 @@ class Watcher:
         self._handles = [optimizer.register_step_post_hook(self._after)]
         if before == "step":
             self._handles.append(optimizer.register_step_pre_hook(self._before))
+        if any(isinstance(m, TRAIN_MODE_LAYERS) and getattr(m, "p", 1.0) != 0 for m in model.modules()):
+            self._handles.append(model.register_forward_pre_hook(self._forward))
         if self.histograms is not None:
             self.histograms.arm()  # step 0 is measured: its forward pass comes next
 
@@ -237,8 +235,6 @@ class Watcher:
                 step = max(0, self.run._last_step)
                 self.run._recorder.add_host(EVAL_IN_TRAIN_MODE_KEY, step, float(self._evaluated_in_train_mode))
             self._evaluated_in_train_mode = 0
-        for handle in self._handles_model:
-            handle.remove()
         if self._carry_handle is not None:
             self._carry_handle.remove()
             self._carry_handle = None
