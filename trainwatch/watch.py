@@ -165,7 +165,8 @@ class Watcher:
         if self.schedule.measures_parameters(self.steps):
             self.parameters.before_step()
             self._measuring = step
-        self._carried(step)
+        if self._carry_handle is not None:  # armed at the step before: this step is measured
+            self._carried(step)
 
     def _after(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         step = self.step_of() if self.step_of is not None else self.run._measured_step(self.steps)
@@ -208,8 +209,7 @@ class Watcher:
         matrix's gradient that its backward passes since that step did not bring, as the norm of
         what is left of .grad once its projection on what they brought is taken away (so that a
         gradient scaled since, by unscaling or clipping, counts as brought), over .grad's norm."""
-        if self._carry_handle is None:
-            return
+        assert self._carry_handle is not None
         self._carry_handle.remove()
         self._carry_handle = None
         grad, brought = self._carry_param.grad, self._carry_brought
