@@ -92,6 +92,8 @@ def encode(payload: Payload) -> bytes:
         header["scalars"].append([key, len(steps)])
         body += [np.asarray(steps, dtype=STEP).tobytes(), np.asarray(values, dtype=VALUE).tobytes()]
     for h in payload.histograms:
+        if not (math.isfinite(h.low) and math.isfinite(h.high)):
+            continue  # a tensor with inf or NaN values (a run diverging): no range, no counts to send
         counts = np.asarray(h.counts, dtype=STEP)
         header["histograms"].append(
             [
@@ -193,8 +195,12 @@ def decode(data: bytes) -> Payload:
         low, high, mean, std, zero, saturated = (_number(v, what) for v in (*entry[2:4], *entry[5:9]))
         bins = _whole(entry[4], f"{what} bins", 1, MAX_BINS)
         counts = reader.take(bins, STEP, f"{what} ({key!r}) counts")
-        if not (math.isfinite(low) and math.isfinite(high)) or high < low:
-            raise WireError(f"{what} ({key!r}): needs finite low <= high, got {low}, {high}")
+        if not (math.isfinite(low) and math.isfinite(high)):
+            # a tensor with inf or NaN values, from a client that sent it (a run diverging): it has
+            # no range and no counts; the rest of the payload, the divergence's steps, is stored
+            continue
+        if high < low:
+            raise WireError(f"{what} ({key!r}): needs low <= high, got {low}, {high}")
         payload.histograms.append(
             HistogramRecord(key, step, low, high, counts.astype(np.int64), mean, std, zero, saturated)
         )

@@ -11,6 +11,7 @@ from django.utils import timezone
 from tracker.core.lifecycle import reap_lost_runs, request_cancel
 from tracker.core.storage import read_series
 from tracker.models import ApiToken, Histogram, Project, Run
+from trainer import wire
 from trainer.sink import HistogramRecord
 from trainer.wire import Payload, encode
 
@@ -113,6 +114,46 @@ def test_nan_and_inf_are_stored_and_served_as_in_worker_runs(client, token, run_
     client.force_login(user)
     served = client.get(f"/api/runs/{run_id}/series/?series=loss").json()["series"]["loss"]["values"]
     assert served == [2.3, None, None, 1.0]
+
+
+def rewritten(body: bytes, change) -> bytes:
+    """An encoded payload with its JSON header changed by `change`, the bytes it returns put first in the body."""
+    (length,) = wire._LENGTH.unpack_from(body, 4)
+    header = json.loads(body[8 : 8 + length])
+    extra = change(header)
+    raw = json.dumps(header).encode()
+    return wire.MAGIC + wire._LENGTH.pack(len(raw)) + raw + extra + body[8 + length :]
+
+
+def test_a_histogram_of_a_diverged_tensor_does_not_lose_the_payload(client, token, run_id):
+    # a run diverging: its activations hold NaN, their histograms have no range; the loss that
+    # shows the divergence and the other histograms are stored, from this client or an older one
+    nan_range = HistogramRecord("activation/relu", 240, math.nan, math.nan, np.zeros(30, np.int64), 0, 0)
+    weights = HistogramRecord("weight/fc1.weight", 240, -1.0, 1.0, np.ones(30, np.int64), 0.0, 0.5)
+    payload = Payload(0, {"loss": (steps(238, 3), np.array([2.1, 40.0, math.nan]))}, histograms=[nan_range, weights])
+    body = encode(payload)
+    assert b"activation/relu" not in body  # this client leaves it out
+
+    def as_an_older_client_sent_it(header):
+        header["histograms"].insert(0, ["activation/relu", 240, math.nan, math.nan, 30, 0, 0, 0, 0])
+        return np.zeros(30, np.int64).tobytes()
+
+    older = rewritten(body, as_an_older_client_sent_it)
+    for seq, sent in enumerate((body, older)):
+        sent = rewritten(sent, lambda header, seq=seq: header.update(seq=seq) or b"")
+        response = client.post(
+            f"/api/runs/{run_id}/ingest/",
+            sent,
+            content_type="application/octet-stream",
+            HTTP_AUTHORIZATION=f"Bearer {token}",
+        )
+        assert response.status_code == 200, response.content
+    assert read_series(run_id, "loss")[0].tolist() == [238, 239, 240]
+    assert set(Histogram.objects.filter(run_id=run_id).values_list("key", flat=True)) == {"weight/fc1.weight"}
+    # a finite range the wrong way round is still refused, naming the entry
+    inverted = rewritten(body, lambda header: header["histograms"][0].__setitem__(3, -2.0) or b"")
+    with pytest.raises(wire.WireError, match=r"histograms\[0\] \('weight/fc1.weight'\): needs low <= high"):
+        wire.decode(inverted)
 
 
 def test_the_last_payload_finishes_the_run_with_its_diagnosis(client, token, run_id):

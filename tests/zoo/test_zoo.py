@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.zoo import models
 from tests.zoo.cases import HEALTHY, PLANTED, Case
 from tests.zoo.conftest import findings_at_cuts, loud
 from tests.zoo.training import fit
@@ -50,3 +51,31 @@ def test_a_planted_mistake_on_a_real_model_is_named_by_its_rule(client_env, name
     run = train(name, case)
     found = findings_at_cuts(name, run)
     assert case.rule in [rule for rule, _, _ in found[1.0]], f"{name}: {found[1.0]}"
+
+
+def test_a_run_whose_activations_turn_nan_keeps_every_step_to_its_divergence(client_env):
+    # histograms every 5 steps: the passes after the blow-up measure tensors of NaN and inf,
+    # which have no range; the run must still deliver everything and end diverged
+    import trainwatch
+
+    torch.manual_seed(0)
+    task = models.images(count=256)
+    model = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10)
+    )
+    optimizer = torch.optim.SGD(model.parameters(), lr=50.0, momentum=0.9)
+    with trainwatch.init(project="zoo", name="an MLP at lr 50, histograms every 5 steps", total_steps=80) as client_run:
+        client_run.watch(model, optimizer, histogram_every=5, image_shape=(3, 32, 32))
+        for step in range(80):
+            index = torch.arange(step * 32, step * 32 + 32) % len(task.y_train)
+            loss = torch.nn.functional.cross_entropy(model(task.x_train[index]), task.y_train[index])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            client_run.log({"loss": loss.detach()}, step=step)
+    run = Run.objects.get(pk=client_run.id)
+    steps, losses = read_series(run.pk, "loss")
+    assert run.status == "diverged" and client_run.status == "diverged", run.message
+    assert steps.tolist() == list(range(80)) and not np.isfinite(losses[-1])
+    assert run.histograms.filter(key__startswith="weight/").exists()
+    assert "divergence" in [finding["rule"] for finding in run.findings]
