@@ -140,6 +140,22 @@ def test_the_study_page_api_report_and_exports(logged_in, user):
     assert "Adam wins" in logged_in.get(f"/studies/{study.pk}/report/?format=md").content.decode()
 
 
+def test_the_csv_report_quotes_text_a_spreadsheet_would_run_as_a_formula():
+    import csv
+    import io
+
+    from tracker.core.reports import report_csv
+
+    row = {"id": 7, "name": '=HYPERLINK("http://evil.example","x")', "stage": "@SUM(A1)", "values": {"tag": "+1+2"}}
+    row |= {"best_val_accuracy": 0.5, "final_loss": -0.25, "status": "succeeded", "health": "ok", "seconds": 3.0}
+    row["finding"] = "-cmd|' /C calc'!A0"
+    data = {"keys": ["tag", "optimizer.lr"], "rows": [{**row, "values": {**row["values"], "optimizer.lr": "-0.5"}}]}
+    cells = list(csv.reader(io.StringIO(report_csv(data))))[1]
+    assert cells[2] == '\'=HYPERLINK("http://evil.example","x")' and cells[3] == "'@SUM(A1)"
+    assert cells[4] == "'+1+2" and cells[5] == "-0.5"  # a number stays a number
+    assert cells[7] == "-0.25" and cells[10] == "'-cmd|' /C calc'!A0"
+
+
 def test_the_web_form_refuses_a_bad_spec_and_creates_a_good_one(logged_in):
     response = logged_in.post("/studies/", {"project": "p", "name": "s", "spec": "kind: random\nruns: 3\nparams: {}"})
     assert response.status_code == 400 and "spec.params" in response.content.decode()

@@ -67,7 +67,25 @@ def report_markdown(data: StudySummary) -> str:
     return "\n".join(lines)
 
 
+# a spreadsheet runs a cell that starts with one of these as a formula (OWASP's CSV injection)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    """A text cell that a spreadsheet would run as a formula, quoted with a leading ' so that it
+    shows as the text it is; numbers, and text that reads as a number (-0.5), are left alone."""
+    if not isinstance(value, str) or not value.startswith(FORMULA_STARTS):
+        return value
+    try:
+        float(value)
+    except ValueError:
+        return "'" + value
+    return value
+
+
 def report_csv(data: StudySummary) -> str:
+    """The study's leaderboard as CSV; run names, config values and findings are people's text,
+    so a cell that would run as a formula in a spreadsheet is quoted."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(
@@ -87,7 +105,8 @@ def report_csv(data: StudySummary) -> str:
     )
     for rank, row in enumerate(data["rows"], 1):
         writer.writerow(
-            [
+            _cell(cell)
+            for cell in [
                 rank,
                 row["id"],
                 row["name"],
