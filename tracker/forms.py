@@ -16,6 +16,7 @@ from tracker.core.layers import QUANTITIES
 from tracker.core.runs import MAX_NAME_LENGTH, MAX_PROJECT_NAME_LENGTH
 from tracker.core.studies import MAX_NAME, MAX_NOTES, create_study
 from tracker.models import PRIORITY_MAX, PRIORITY_MIN, Project, Run, Study
+from trainer import safe_json
 from trainer.config import ConfigError
 from trainer.presets import PRESETS
 from trainer.search import parse_spec_text
@@ -111,7 +112,7 @@ class CloneForm(forms.Form):
 
     def clean_config(self) -> object:
         try:
-            return json.loads(self.cleaned_data["config"])
+            return safe_json.loads(self.cleaned_data["config"])
         except json.JSONDecodeError as error:
             raise ValidationError(f"not valid JSON: {error}") from None
 

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from trainer import safe_json
 from trainer.sink import HistogramRecord, ImageRecord, ScalarBatch
 from trainer.tensor_names import PARAMETER_KINDS
 
@@ -168,7 +169,7 @@ def decode(data: bytes) -> Payload:
     if length > MAX_HEADER_BYTES or 8 + length > len(data):
         raise WireError(f"header: {length} bytes announced, {len(data) - 8} present (at most {MAX_HEADER_BYTES})")
     try:
-        header = json.loads(data[8 : 8 + length])
+        header = safe_json.loads(data[8 : 8 + length])
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise WireError(f"header: not valid JSON: {error}") from None
     if not isinstance(header, dict):

@@ -295,3 +295,12 @@ def test_the_learning_rate_shown_is_the_schedules_peak_and_its_last_value(client
     send(client, token, run_id, Payload(1, {"lr": (steps(10, 10), warmup[10:])}))
     run = Run.objects.get(pk=run_id)
     assert run.learning_rate == pytest.approx(1e-3) and run.context["lr_last"] == pytest.approx(1e-5)
+
+
+def test_a_payload_header_nested_too_deep_is_refused_by_name():
+    body = encode(Payload(0, {"loss": (steps(0, 2), np.ones(2))}))
+    nested: list = []
+    for _ in range(200):  # within json's own recursion, past the bound
+        nested = [nested]
+    with pytest.raises(wire.WireError, match="nested deeper than 64 levels"):
+        wire.decode(rewritten(body, lambda header: header.update(describe={"context": nested}) or b""))

@@ -263,3 +263,15 @@ def test_notes_have_one_limit_on_every_path(logged_in, user):
     assert logged_in.post(f"/studies/{study.pk}/notes/", {"notes": "Adam wins."}).status_code == 302
     study.refresh_from_db()
     assert study.notes == "Adam wins."
+
+
+def test_a_yaml_alias_bomb_and_deep_nesting_are_refused_with_a_message(logged_in):
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: [*b, *b, *b, *b, *b]\n"
+    response = logged_in.post("/studies/", {"project": "p", "name": "s", "spec": bomb})
+    assert response.status_code == 400 and "aliases (*name) are not accepted" in response.content.decode()
+    assert len(response.content) < 50_000  # the spec is not expanded into the page
+    deep = "[" * 100_000 + "]" * 100_000
+    response = logged_in.post("/studies/", {"project": "p", "name": "s", "spec": deep})
+    assert response.status_code == 400 and "nested deeper than 64 levels" in response.content.decode()
+    api = logged_in.post("/api/runs/", deep, content_type="application/json")
+    assert api.status_code == 400 and "nested deeper than 64 levels" in api.json()["errors"]["body"]

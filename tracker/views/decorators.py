@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from tracker.models import ApiToken
+from trainer import safe_json
 
 MAX_BODY_BYTES = 256 * 1024
 
@@ -75,7 +76,7 @@ def read_json_object(request: HttpRequest, allowed: tuple[str, ...]) -> tuple[di
     if len(request.body) > MAX_BODY_BYTES:
         return {}, bad_request({"body": f"must be at most {MAX_BODY_BYTES} bytes"})
     try:
-        body = json.loads(request.body or b"null")
+        body = safe_json.loads(request.body or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         return {}, bad_request({"body": f"is not valid JSON: {error}"})
     if not isinstance(body, dict):
