@@ -7,6 +7,7 @@ run) starts them and sets both, and `manage.py` sets both from them when they ru
 
 from __future__ import annotations
 
+import datetime
 import os
 from pathlib import Path
 
@@ -61,6 +62,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.postgres",
+    "axes",
     "tracker",
 ]
 
@@ -73,7 +75,20 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # last, as django-axes asks: it turns a locked-out login into its answer
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Login throttling (django-axes): after TRAINWATCH_LOGIN_FAILURES wrong passwords for one user
+# name from one address, its logins (the site's and the admin's) are refused for
+# TRAINWATCH_LOGIN_COOLOFF_MINUTES; a good login clears the count. API tokens are not passwords
+# and are not counted.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = envint("TRAINWATCH_LOGIN_FAILURES", "10")
+AXES_COOLOFF_TIME = datetime.timedelta(minutes=envint("TRAINWATCH_LOGIN_COOLOFF_MINUTES", "15"))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
 
 ROOT_URLCONF = "tracker.urls"
 WSGI_APPLICATION = "tracker.wsgi.application"

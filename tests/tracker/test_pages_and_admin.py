@@ -158,3 +158,20 @@ def test_paging_keeps_the_filters_and_the_sort(logged_in, project):
     second = logged_in.get("/runs/?status=failed&sort=-created&page=2")
     assert [run.pk for run in second.context["rows"]] == made[:5][::-1]
     assert [row["status"] for row in rows(second)] == ["failed"] * 5
+
+
+@pytest.mark.parametrize("login", ["/accounts/login/", "/admin/login/"])
+def test_wrong_passwords_lock_a_user_name_out_of_both_logins_for_a_while(client, django_user_model, login):
+    from axes.models import AccessAttempt
+
+    django_user_model.objects.create_user("mallory", password="right horse battery", is_staff=True)
+    for attempt in range(1, settings.AXES_FAILURE_LIMIT + 1):
+        wrong = client.post(login, {"username": "mallory", "password": "wrong"})
+        # the form again, until the last allowed failure locks the name out
+        assert wrong.status_code == (429 if attempt == settings.AXES_FAILURE_LIMIT else 200)
+    locked = client.post(login, {"username": "mallory", "password": "right horse battery"})
+    assert locked.status_code == 429 and not locked.wsgi_request.user.is_authenticated
+    other = "/admin/login/" if login == "/accounts/login/" else "/accounts/login/"
+    assert client.post(other, {"username": "mallory", "password": "right horse battery"}).status_code == 429
+    AccessAttempt.objects.all().delete()  # the cool-off over (or `manage.py axes_reset`)
+    assert client.post(login, {"username": "mallory", "password": "right horse battery"}).status_code == 302
