@@ -80,11 +80,12 @@ MIDDLEWARE = [
 ]
 
 # Login throttling (django-axes): after TRAINWATCH_LOGIN_FAILURES wrong passwords for one user
-# name from one address, its logins (the site's and the admin's) are refused for
+# name from one address, its next logins (the site's and the admin's, right or wrong) are refused for
 # TRAINWATCH_LOGIN_COOLOFF_MINUTES; a good login clears the count. API tokens are not passwords
 # and are not counted.
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
-AXES_FAILURE_LIMIT = envint("TRAINWATCH_LOGIN_FAILURES", "10")
+# axes locks at the failure that reaches its limit: TRAINWATCH_LOGIN_FAILURES are answered as usual
+AXES_FAILURE_LIMIT = envint("TRAINWATCH_LOGIN_FAILURES", "10") + 1
 AXES_COOLOFF_TIME = datetime.timedelta(minutes=envint("TRAINWATCH_LOGIN_COOLOFF_MINUTES", "15"))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
