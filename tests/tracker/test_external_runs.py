@@ -64,7 +64,16 @@ def test_a_client_starts_an_external_run_and_a_retried_start_finds_it_again(clie
 
 @pytest.mark.parametrize(
     "field, value",
-    [("client_id", "short"), ("config", [1]), ("source", {"hostname": "x"}), ("tags", "one"), ("project", "")],
+    [
+        ("client_id", "short"),
+        ("config", [1]),
+        ("source", {"hostname": "x"}),
+        ("tags", "one"),
+        ("project", ""),
+        ("project", "mine\nBcc: everyone@example.com"),  # a newline breaks an alert e-mail's header
+        ("name", "resnet\r\nSubject: hi"),
+        ("name", "resnet\u2028next line"),
+    ],
 )
 def test_a_bad_start_names_the_field_and_creates_nothing(client, token, field, value):
     response = start(client, token, **{field: value})

@@ -32,8 +32,9 @@ MAX_NAME_LENGTH = 200
 MAX_PROJECT_NAME_LENGTH = 100
 MAX_TAGS = 10
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
-# PostgreSQL text cannot hold NUL, and the other control characters have no place in a name
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# PostgreSQL text cannot hold NUL, and the other control characters have no place in a name:
+# a newline (or a line or paragraph separator) in one breaks the header of an alert e-mail
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def queue_for(config: RunConfig | EntryJob) -> str:
