@@ -17,6 +17,9 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# the data folder (TRAINWATCH_DATA_DIRS) of the suite's gunicorn servers and workers: a member's
+# jobs read only inside it
+TEST_DATA_DIR = ROOT / ".trainwatch" / "test-data"
 
 
 def wait_until(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
@@ -90,9 +93,11 @@ def start_worker(name: str, queues: str, log_path: Path, concurrency: int = 1, *
         DATABASE_URL=database_url_for(connection.settings_dict["NAME"]),
         TRAINWATCH_WORKER_CONCURRENCY=str(concurrency),
         TRAINWATCH_DIAGNOSE_SECONDS="1",
+        TRAINWATCH_DATA_DIRS=str(TEST_DATA_DIR),
         PYTHONUNBUFFERED="1",
         **env,
     )
+    TEST_DATA_DIR.mkdir(parents=True, exist_ok=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "w")  # noqa: SIM115 - stays open while the worker runs; stop_worker closes it
     proc = subprocess.Popen(
@@ -236,7 +241,9 @@ class WebServer:
             "DATABASE_URL": database_url_for(connection.settings_dict["NAME"]),
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "TRAINWATCH_DIAGNOSE_SECONDS": "1",
+            "TRAINWATCH_DATA_DIRS": str(TEST_DATA_DIR),
         }
+        TEST_DATA_DIR.mkdir(parents=True, exist_ok=True)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -329,7 +336,9 @@ class WebhookReceiver:
 
 
 @pytest.fixture
-def webhook_receiver() -> Iterator[WebhookReceiver]:
+def webhook_receiver(settings) -> Iterator[WebhookReceiver]:
+    """A receiver on a loopback address, which this process's alerts may reach (the allow-list)."""
+    settings.TRAINWATCH_WEBHOOK_ALLOW = ["127.0.0.1"]
     receiver = WebhookReceiver()
     try:
         yield receiver

@@ -20,6 +20,8 @@ from django.db.models import F, OrderBy
 from django.urls import reverse
 from django.utils import timezone
 
+from tracker.lib.outbound import validate_webhook_url
+
 
 class Project(models.Model):
     name = models.CharField(max_length=100, unique=True)
@@ -33,11 +35,13 @@ class Project(models.Model):
     # where an error finding, a divergence, a lost or a failed run is announced (tracker.core.alerts)
     alert_emails = ArrayField(models.EmailField(), default=list, blank=True, help_text="e-mail addresses")
     alert_webhooks = ArrayField(
-        models.URLField(max_length=500, validators=[URLValidator(schemes=["http", "https"])]),
+        models.URLField(max_length=500, validators=[URLValidator(schemes=["http", "https"]), validate_webhook_url]),
         default=list,
         blank=True,
-        help_text="http(s) URLs that get a JSON POST",
+        help_text="http(s) URLs that get a JSON POST (public addresses, or TRAINWATCH_WEBHOOK_ALLOW)",
     )
+    # the latest "Send a test alert": {"started", "by", "targets", "outcomes": {target: '' or error}, "done"}
+    alert_test = models.JSONField(default=dict, blank=True)
 
     def __str__(self) -> str:
         return self.name
@@ -202,6 +206,10 @@ class Run(models.Model):
         default=0, help_text=f"{PRIORITY_MIN} to {PRIORITY_MAX}; higher runs first; editable while the run is queued"
     )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    reads_any_path = models.BooleanField(
+        default=False,
+        help_text="queued by staff or an operator's CLI: its job may read files outside TRAINWATCH_DATA_DIRS",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -219,6 +219,11 @@ TRAINWATCH_DB_OUTAGE_SECONDS = float(os.getenv("TRAINWATCH_DB_OUTAGE_SECONDS", "
 # A run config's data.path (MNIST, CIFAR-10, .npz files) must lie inside one of these folders
 # of the workers' hosts, unless a staff user queued it (comma-separated).
 TRAINWATCH_DATA_DIRS = envlist("TRAINWATCH_DATA_DIRS", str(BASE_DIR / "data"))
+# Alert webhooks go to public addresses only (tracker.lib.outbound); these host names,
+# addresses and networks (comma-separated, e.g. chat.internal,10.20.0.0/16) may be internal.
+TRAINWATCH_WEBHOOK_ALLOW = envlist("TRAINWATCH_WEBHOOK_ALLOW", "")
+# One delivery to a webhook, connecting, sending and reading its answer, ends within this.
+TRAINWATCH_WEBHOOK_DEADLINE_SECONDS = float(os.getenv("TRAINWATCH_WEBHOOK_DEADLINE_SECONDS", "10"))
 # Where people reach this server: the run links of alerts (e-mails and webhooks) start with it.
 TRAINWATCH_PUBLIC_URL = os.getenv("TRAINWATCH_PUBLIC_URL", "http://localhost:8000")
 # The largest payload a client may send in one request (it splits larger hand-offs).

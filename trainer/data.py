@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from trainer.config import DataConfig
-from trainer.files import DataError, existing, read_cifar10
+from trainer.files import DataError, existing, read_bytes, read_cifar10
 
 __all__ = ["DataError", "Dataset", "load_dataset"]
 
@@ -137,7 +137,7 @@ def _npz(config: DataConfig, seed: int) -> Arrays:
 
 
 def _read_maybe_gzip(path: Path) -> bytes:
-    data = path.read_bytes()
+    data = read_bytes(path, "data.path")
     return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
 
 

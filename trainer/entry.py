@@ -281,7 +281,8 @@ def read_entry_job(raw: Any, catalog: Mapping[str, EntryInfo], where: str, check
     params: dict[str, Any] = {}
     if "entry" not in top.raw:
         errors["entry"] = "is required: the name of a registered entry point; " + _registered_phrase(catalog, where)
-    elif name == BUILTIN:
+    elif name == BUILTIN or (info is not None and info.get("name") == BUILTIN):
+        # by its name or by its module:function: its data paths are a run config's, checked as such
         errors["entry"] = "the built-in trainer takes a run config (job 'train' or 'check'), not params"
     elif info is None and "entry" not in errors:
         errors["entry"] = f"{name!r} is not a registered entry point: " + _registered_phrase(catalog, where)

@@ -25,6 +25,7 @@ def mail_settings(folder) -> dict[str, str]:
         "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
         "EMAIL_FILE_PATH": str(folder),
         "TRAINWATCH_PUBLIC_URL": "https://tw.example.com",
+        "TRAINWATCH_WEBHOOK_ALLOW": "127.0.0.1",  # the test's receiver
     }
 
 

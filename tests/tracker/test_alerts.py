@@ -203,5 +203,23 @@ def test_an_unreachable_webhook_is_an_error_not_a_crash(project, mailoutbox, dja
     with django_capture_on_commit_callbacks() as callbacks:
         finish_run(run.pk, "failed", "ValueError: bad", error="ValueError: bad")
     alert = sent(run, "failed", callbacks)
-    assert "ConnectionError" in alert.deliveries["http://127.0.0.1:9/nothing-listens"]["error"]
+    assert alert.deliveries["http://127.0.0.1:9/nothing-listens"]["error"] == (
+        "could not connect (refused, unreachable or no answer)"
+    )
     assert len(mailoutbox) == 1
+
+
+def test_a_webhook_to_an_internal_address_is_refused_at_delivery(
+    project, mailoutbox, settings, django_capture_on_commit_callbacks
+):
+    """Saved before the operator took the address off the allow-list (or written to the
+    database by hand): each delivery checks again."""
+    settings.TRAINWATCH_WEBHOOK_ALLOW = []
+    Project.objects.filter(pk=project.pk).update(alert_webhooks=["http://169.254.169.254/latest/meta-data/"])
+    run = running(project)
+    with django_capture_on_commit_callbacks() as callbacks:
+        finish_run(run.pk, "failed", "ValueError: bad", error="ValueError: bad")
+    alert = sent(run, "failed", callbacks)
+    assert alert.deliveries["http://169.254.169.254/latest/meta-data/"]["error"].startswith(
+        "refused: its host '169.254.169.254' is not a public address"
+    )

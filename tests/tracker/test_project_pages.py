@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import member_of
+from tests.conftest import member_of, wait_until
 from tracker.models import Alert, Project, Run
 
 pytestmark = pytest.mark.django_db
@@ -63,24 +63,43 @@ def test_too_many_targets_say_the_limit(logged_in, user):
     )
 
 
-def test_a_test_alert_goes_to_every_target_now(logged_in, user, mailoutbox, webhook_receiver):
+def latest_test(project) -> dict:
+    return wait_until(
+        lambda: (
+            Project.objects.filter(pk=project.pk, alert_test__done=True).values_list("alert_test", flat=True).first()
+        ),
+        30,
+        "the test alert's outcomes",
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_test_alert_goes_to_every_target_in_the_background(logged_in, user, mailoutbox, webhook_receiver):
     project = member_of(user, "vision")
     Project.objects.filter(pk=project.pk).update(
         alert_emails=["team@example.com"], alert_webhooks=[webhook_receiver.url]
     )
-    response = logged_in.post(f"/projects/{project.pk}/alerts/test/", follow=True)
-    page = response.content.decode()
-    assert "Test alert sent to the e-mail." in page and f"Test alert sent to {webhook_receiver.url}." in page
+    page = logged_in.post(f"/projects/{project.pk}/alerts/test/", follow=True).content.decode()
+    assert "Sending a test alert to 2 targets: each outcome shows below." in page
+    test = latest_test(project)
+    assert test["outcomes"] == {"mail": "", webhook_receiver.url: ""} and test["by"] == "alice"
     assert mailoutbox[0].subject == "[Trainwatch] test alert of project vision"
     assert webhook_receiver.posts[0]["json"]["alert"] == "test"
     assert f"/projects/{project.pk}/alerts/" in webhook_receiver.posts[0]["json"]["text"]
+    page = logged_in.get(f"/projects/{project.pk}/alerts/").content.decode()
+    assert page.count('data-state="sent"') == 2 and 'http-equiv="refresh"' not in page
 
 
-def test_a_test_alert_that_fails_says_why(logged_in, user):
+@pytest.mark.django_db(transaction=True)
+def test_a_test_alert_that_fails_says_why_in_words(logged_in, user, settings):
+    settings.TRAINWATCH_WEBHOOK_ALLOW = ["127.0.0.1"]
     project = member_of(user, "vision")
     Project.objects.filter(pk=project.pk).update(alert_webhooks=["http://127.0.0.1:9/nothing"])
-    page = logged_in.post(f"/projects/{project.pk}/alerts/test/", follow=True).content.decode()
-    assert "Test alert to http://127.0.0.1:9/nothing failed: ConnectionError" in page
+    logged_in.post(f"/projects/{project.pk}/alerts/test/")
+    latest_test(project)
+    page = logged_in.get(f"/projects/{project.pk}/alerts/").content.decode()
+    assert 'data-state="failed"' in page
+    assert "failed: could not connect (refused, unreachable or no answer)" in page
 
 
 def test_a_test_alert_with_no_target_says_to_add_one(logged_in, user):

@@ -15,13 +15,13 @@ import logging
 import threading
 from typing import Any
 
-import requests
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from tracker.lib.outbound import post_json
 from tracker.models import Alert, Project, Run
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 # the run endings that are announced, and under which key (a divergence is also a finding)
 ENDINGS = {Run.Status.DIVERGED: "divergence", Run.Status.FAILED: "failed", Run.Status.LOST: "lost"}
 RETRY_DELAYS = (60, 300, 1800, 7200)  # seconds before the 2nd, 3rd, ... attempt; then it gives up
-WEBHOOK_TIMEOUT = 10.0
 CLAIM_SECONDS = 120  # one sender at a time per alert: the thread, or beat's sweep
 MAX_ALERT_TARGETS = 20  # addresses, and webhooks, per project
 MAIL = "mail"  # the deliveries' key of the e-mail (one message to all the addresses)
@@ -169,20 +168,54 @@ def send_to(target: str, subject: str, body: str, emails: list[str], payload: di
         if target == MAIL:
             send_mail(subject, body, None, emails)
         else:
-            response = requests.post(target, json=payload, timeout=WEBHOOK_TIMEOUT)
-            response.raise_for_status()
+            return post_json(target, payload)
     except Exception as error:  # any failure of a target is reported, never raised
         return f"{type(error).__name__}: {error}"[:500]
     return ""
 
 
-def send_test(project: Project, url: str) -> dict[str, str]:
-    """A test message to each of the project's targets, now: target -> '' or the error."""
+def start_test(project: Project, url: str, user: Any) -> int:
+    """Send a test message to each of the project's targets, in the background (a slow target
+    must not hold a web worker); the outcomes land in project.alert_test as they come. Returns
+    how many targets there are (0: nothing to send to)."""
+    targets = ([MAIL] if project.alert_emails else []) + list(project.alert_webhooks)
+    if not targets:
+        return 0
+    started: dict[str, Any] = {
+        "started": timezone.now().isoformat(),
+        "by": getattr(user, "username", ""),
+        "targets": targets,
+        "outcomes": {},
+        "done": False,
+    }
+    Project.objects.filter(pk=project.pk).update(alert_test=started)
+
+    def send() -> None:
+        try:
+            send_test(project.pk, url)
+        except Exception:
+            log.exception("project %s: the test alert failed", project.pk)
+        finally:
+            connection.close()  # this thread's own connection
+
+    transaction.on_commit(lambda: threading.Thread(target=send, name=f"alert-test-{project.pk}", daemon=True).start())
+    return len(targets)
+
+
+def send_test(project_id: int, url: str) -> dict[str, str]:
+    """The test message to each target of the project's latest test, one after the other, each
+    outcome stored as it comes: target -> '' or the error."""
+    project = Project.objects.get(pk=project_id)
+    test = dict(project.alert_test)
     text = f"Trainwatch: a test alert of project {project.name}. Alerts of its runs come here. {url}"
     payload = {"text": text, "alert": "test", "run": None, "headline": "test alert", "evidence": "", "finding": None}
-    targets = ([MAIL] if project.alert_emails else []) + list(project.alert_webhooks)
     subject = f"[Trainwatch] test alert of project {project.name}"
-    return {target: send_to(target, subject, text, list(project.alert_emails), payload) for target in targets}
+    outcomes: dict[str, str] = {}
+    for target in test.get("targets", []):
+        outcomes[target] = send_to(target, subject, text, list(project.alert_emails), payload)
+        Project.objects.filter(pk=project_id).update(alert_test={**test, "outcomes": outcomes})
+    Project.objects.filter(pk=project_id).update(alert_test={**test, "outcomes": outcomes, "done": True})
+    return outcomes
 
 
 def deliver_due() -> int:

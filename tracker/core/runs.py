@@ -4,7 +4,6 @@ tracker.core.lifecycle's."""
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ from tracker.core.dispatch import send_train_token
 from tracker.models import PRIORITY_MAX, PRIORITY_MIN, Project, Run, RunCheckpoint, Worker
 from trainer.config import ConfigError, RunConfig
 from trainer.entry import BUILTIN, EntryError, EntryInfo, EntryJob, find, is_entry_job, load, read_entry_job, spec_of
+from trainer.files import outside, outside_message, real_roots
 
 if TYPE_CHECKING:
     from tracker.models import Study
@@ -197,19 +197,23 @@ def check_data_path(config: RunConfig, user: AnyUser | None, errors: dict[str, s
         check_path(config.data.path, "config.data.path", user, errors)
 
 
-def check_path(given: str, field: str, user: AnyUser | None, errors: dict[str, str]) -> None:
-    """A path a worker reads must lie inside one of TRAINWATCH_DATA_DIRS: a worker must not read
-    (or even say whether there is) any file of its host that a member names. Staff, who run the
-    workers, and the CLI, run by an operator on the server, may read any path."""
+def reads_any_path(user: AnyUser | None) -> bool:
+    """Staff, who run the workers, and the CLI, run by an operator on the server, may name any
+    path; a member's job reads only inside TRAINWATCH_DATA_DIRS."""
     acting = acting_user(user)
-    if acting is None or acting.is_staff:
-        return
-    roots = [os.path.realpath(root) for root in settings.TRAINWATCH_DATA_DIRS]
-    # realpath: neither `..` nor a symbolic link leads out of a root
-    path = os.path.realpath(os.path.expanduser(given))
-    if not any(os.path.commonpath([root, path]) == root for root in roots):
-        allowed = ", ".join(roots) if roots else "none is configured"
-        errors[field] = f"must be inside one of the data directories (TRAINWATCH_DATA_DIRS: {allowed}); got {given!r}"
+    return acting is None or acting.is_staff
+
+
+def data_roots() -> tuple[str, ...]:
+    return real_roots(settings.TRAINWATCH_DATA_DIRS)
+
+
+def check_path(given: str, field: str, user: AnyUser | None, errors: dict[str, str]) -> None:
+    """A path a member's job reads must lie inside one of TRAINWATCH_DATA_DIRS: a worker must not
+    read (or even say whether there is) any file of its host that a member names. Checked here
+    so that the form says so at once, and again on the worker right before each file is read."""
+    if not reads_any_path(user) and outside(given, data_roots()):
+        errors[field] = outside_message(given, data_roots())
 
 
 def create_run(
@@ -244,6 +248,7 @@ def create_run(
             config=resolved,
             queue=queue,
             created_by=acting_user(user),
+            reads_any_path=reads_any_path(user),
             celery_task_id=str(uuid.uuid4()),
         )
         send_train_token(run.queue, run.celery_task_id)

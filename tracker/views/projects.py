@@ -3,6 +3,9 @@ message, and the alerts sent lately with how each target took them)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Max, Q
@@ -12,7 +15,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from tracker.core.access import visible_projects
-from tracker.core.alerts import MAIL, send_test
+from tracker.core.alerts import MAIL, start_test
 from tracker.forms import ProjectAlertsForm
 from tracker.models import Alert, Run
 
@@ -47,22 +50,39 @@ def project_alerts(request: HttpRequest, project_id: int) -> HttpResponse:
     return render(
         request,
         "tracker/project_alerts.html",
-        {"project": project, "form": form, "alerts": alerts[:RECENT_ALERTS], "mail": MAIL},
+        {
+            "project": project,
+            "form": form,
+            "alerts": alerts[:RECENT_ALERTS],
+            "mail": MAIL,
+            "test": project.alert_test,
+            "test_rows": test_rows(project.alert_test),
+            "deadline": settings.TRAINWATCH_WEBHOOK_DEADLINE_SECONDS,
+        },
         status=400 if request.method == "POST" else 200,
     )
+
+
+def test_rows(test: dict[str, Any]) -> list[dict[str, str]]:
+    """The latest test alert, a row a target: sending, sent or failed (with the error)."""
+    outcomes = test.get("outcomes", {})
+    rows = []
+    for target in test.get("targets", []):
+        error = outcomes.get(target)
+        state = "sending" if error is None else "failed" if error else "sent"
+        rows.append({"target": target, "state": state, "error": error or ""})
+    return rows
 
 
 @login_required
 @require_POST
 def project_alerts_test(request: HttpRequest, project_id: int) -> HttpResponse:
     project = get_object_or_404(visible_projects(request.user), pk=project_id)
-    outcomes = send_test(project, request.build_absolute_uri(reverse("project-alerts", args=[project.pk])))
-    if not outcomes:
+    count = start_test(project, request.build_absolute_uri(reverse("project-alerts", args=[project.pk])), request.user)
+    if not count:
         messages.error(request, "Nothing to send to: add an e-mail address or a webhook URL first.")
-    for target, error in outcomes.items():
-        name = "the e-mail" if target == MAIL else target
-        if error:
-            messages.error(request, f"Test alert to {name} failed: {error}")
-        else:
-            messages.success(request, f"Test alert sent to {name}.")
+    else:
+        messages.info(
+            request, f"Sending a test alert to {count} target{'s' if count > 1 else ''}: each outcome shows below."
+        )
     return redirect("project-alerts", project.pk)

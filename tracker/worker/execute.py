@@ -12,12 +12,14 @@ from django.db.models import F
 from django.utils import timezone
 
 from tracker.core.lifecycle import finish_run
+from tracker.core.runs import data_roots
 from tracker.core.storage import truncate_run
 from tracker.models import Run, RunCheckpoint
 from tracker.worker.jobs import JobRun, pick_device
 from trainer import checkpoint
 from trainer.config import ConfigError
 from trainer.entry import BUILTIN, RESERVED, EntryError, EntryJob, is_entry_job, load, read_params, run_check, spec_of
+from trainer.files import DataError, allowed, read_roots
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +67,13 @@ def execute_run(run_id: int) -> str:
     job_run: JobRun | None = None
     final: dict[str, Any] = {}
     try:
-        function = load(name)
-        if is_entry_job(run.config):
-            config = _checked_again(function, config)
-        job_run = JobRun(run, config, pick_device(str(config.get("device", "auto"))), resume)
-        function(job_run)
+        # a member's job reads only inside the data folders, checked as each file is opened
+        with read_roots(None if run.reads_any_path else data_roots()):
+            function = load(name)
+            if is_entry_job(run.config):
+                config = _checked_again(function, config)
+            job_run = JobRun(run, config, pick_device(str(config.get("device", "auto"))), resume)
+            function(job_run)
         job_run.finish()
         final = job_run.end()
     except Exception as error:  # the run records any failure; the worker itself carries on
@@ -102,6 +106,12 @@ def _checked_again(function: Any, config: dict[str, Any]) -> dict[str, Any]:
     params = {key: value for key, value in config.items() if key not in RESERVED}
     if spec.params is not None:
         params = read_params(spec.params, params, errors, "params")
+        for key, declared in spec.params.items():
+            if declared.get("type") == "path" and params.get(key) and not errors:
+                try:
+                    params[key] = str(allowed(params[key], f"params.{key}"))
+                except DataError as error:
+                    errors[f"params.{key}"] = str(error).removeprefix(f"params.{key}: ")
     elif spec.check is not None:
         params = run_check(spec.check, params, errors)
     if errors:

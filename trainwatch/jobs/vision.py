@@ -21,7 +21,7 @@ from torch import nn
 
 import trainwatch
 from trainer.config import OPTIMIZER_SETTINGS, SCHEDULE_SETTINGS, ConfigError, RunConfig
-from trainer.files import DataError, read_cifar10
+from trainer.files import DataError, current_roots, read_cifar10, resolve_within
 from trainer.optim import build_optimizer
 from trainer.schedules import Schedule
 
@@ -122,6 +122,20 @@ def _tensor_splits(params: dict[str, Any], seed: int, device: torch.device) -> t
     return split(images, labels), split(test_images, test_labels), classes, (CIFAR_MEAN, CIFAR_STD)
 
 
+class GuardedImageLoader:
+    """torchvision's image loader behind the data-folder rule, for each image as it is read (in
+    the DataLoader's processes, which carry the roots with them): a link in the tree that leads
+    out of the data folders is refused."""
+
+    def __init__(self, roots: tuple[str, ...] | None) -> None:
+        self.roots = roots
+
+    def __call__(self, path: str) -> Any:
+        from torchvision.datasets.folder import default_loader  # noqa: PLC0415
+
+        return default_loader(str(resolve_within(path, self.roots, "params.path")))
+
+
 def _folder_splits(params: dict[str, Any], seed: int) -> tuple[Split, Split, int, tuple]:
     from pathlib import Path  # noqa: PLC0415
 
@@ -134,11 +148,13 @@ def _folder_splits(params: dict[str, Any], seed: int) -> tuple[Split, Split, int
         )
     size = params["image_size"]
     normalize = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+    loader = GuardedImageLoader(current_roots())
     train_set = datasets.ImageFolder(
         str(root / "train"),
         transforms.Compose(
             [transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip(), transforms.ToTensor(), normalize]
         ),
+        loader=loader,
     )
     val_root = root / "val" if (root / "val").is_dir() else root / "train"
     val_set = datasets.ImageFolder(
@@ -146,6 +162,7 @@ def _folder_splits(params: dict[str, Any], seed: int) -> tuple[Split, Split, int
         transforms.Compose(
             [transforms.Resize(int(size * 1.14)), transforms.CenterCrop(size), transforms.ToTensor(), normalize]
         ),
+        loader=loader,
     )
     generator = torch.Generator().manual_seed(seed)
     common = {
