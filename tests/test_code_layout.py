@@ -77,6 +77,22 @@ def test_there_is_no_import_cycle_in_tracker_or_trainer():
     assert cycles(graph, "trainer") == []
 
 
+def test_every_json_answer_and_page_goes_through_the_one_finite_encoder():
+    """A NaN written by Python's json is refused by every browser's JSON.parse."""
+    strays = []
+    for path in (ROOT / "tracker").rglob("*.py"):
+        text = path.read_text()
+        if path.name != "finite_json.py" and (
+            "from django.http import" in text
+            and "JsonResponse" in text.split("from django.http import")[1].split("\n")[0]
+        ):
+            strays.append(str(path.relative_to(ROOT)))
+    for path in (ROOT / "templates").rglob("*.html"):
+        if "|json_script" in path.read_text():
+            strays.append(str(path.relative_to(ROOT)))
+    assert strays == []
+
+
 def test_ruff_finds_nothing_and_the_code_is_formatted():
     lint = run_tool("ruff", "check", "--no-cache", ".")
     assert lint.returncode == 0, lint.stdout[-4000:]

@@ -112,9 +112,13 @@ class CloneForm(forms.Form):
 
     def clean_config(self) -> object:
         try:
-            return safe_json.loads(self.cleaned_data["config"])
+            config = safe_json.loads(self.cleaned_data["config"])
         except json.JSONDecodeError as error:
             raise ValidationError(f"not valid JSON: {error}") from None
+        problem = safe_json.unclean(config, "config")
+        if problem:
+            raise ValidationError(problem)
+        return config
 
     def clean_tags(self) -> list[str]:
         return [tag.strip() for tag in self.cleaned_data["tags"].split(",") if tag.strip()]

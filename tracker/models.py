@@ -268,6 +268,9 @@ class Run(models.Model):
         help_text="the client's id for the run: a retried creation finds it again",
     )
     ingest_seq = models.BigIntegerField(default=-1, help_text="the last payload stored from the client")
+    # payloads refused for what they held (their place in the order taken, the rest of the run
+    # stored): [{"seq", "error", "at"}], the latest MAX_REFUSED_PAYLOADS
+    ingest_refused = models.JSONField(default=list, blank=True)
     tensors = models.JSONField(default=list, blank=True, help_text="parameter tensors in the model's order")
     tensor_kinds = models.JSONField(
         default=dict, blank=True, help_text="each parameter tensor's kind (weight, bias, norm_scale, ...)"

@@ -245,13 +245,17 @@ def parse_spec_text(text: str) -> Any:
     """A spec as JSON, or YAML (a superset of JSON) for people who write it by hand;
     raises ConfigError on `spec` when it is neither."""
     try:
-        return safe_json.loads(text)
+        value = safe_json.loads(text)
     except json.JSONDecodeError as json_error:
         try:
-            return _yaml_loads(text)
+            value = _yaml_loads(text)
         except yaml.YAMLError as yaml_error:
             first_line = str(yaml_error).splitlines()[0]
             raise ConfigError({"spec": f"is neither JSON ({json_error}) nor YAML ({first_line})"}) from None
+    problem = safe_json.unclean(value, "spec")
+    if problem:
+        raise ConfigError({"spec": problem.removeprefix("spec: ").removeprefix("spec")})
+    return value
 
 
 def resolve_builtin(config: dict[str, Any]) -> dict[str, Any]:

@@ -160,6 +160,19 @@ def _entries(header: dict[str, Any], name: str, size: int) -> list[list[Any]]:
     return entries
 
 
+def announced_seq(data: bytes) -> int | None:
+    """The seq a payload's header announces, when it can be read at all: a payload refused for
+    what it holds still takes its place in the run's order."""
+    try:
+        (length,) = _LENGTH.unpack_from(data, 4)
+        if data[:4] != MAGIC or length > MAX_HEADER_BYTES:
+            return None
+        seq = safe_json.loads(data[8 : 8 + length]).get("seq")
+    except (struct.error, ValueError, AttributeError):
+        return None
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq <= MAX_STEP else None
+
+
 def decode(data: bytes) -> Payload:
     if data[:4] != MAGIC:
         raise WireError("not a Trainwatch payload (it must start with TWB1); send it with the trainwatch client")
@@ -178,6 +191,10 @@ def decode(data: bytes) -> Payload:
     if unknown:
         raise WireError(f"header: unknown fields {', '.join(sorted(unknown))}")
     payload = Payload(seq=_whole(header.get("seq"), "seq"))
+    for part in ("progress", "describe", "checks", "finish"):
+        problem = safe_json.unclean(header.get(part), part)
+        if problem:
+            raise WireError(problem)
     reader = _Reader(memoryview(data)[8 + length :])
     for index, (key, count) in enumerate(_entries(header, "scalars", 2)):
         what = f"scalars[{index}]"

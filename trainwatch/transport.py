@@ -39,7 +39,8 @@ class Unreachable(Exception):
 
 
 class Refused(Exception):
-    """The server answered no (401, 403, 404, 400, 413): trying again will not help."""
+    """The server answered no to the run (401, 403, 404, or its start refused): trying again
+    will not help. A payload refused for what it holds (400, 413) is set aside, not this."""
 
 
 @dataclass
@@ -106,6 +107,9 @@ class Connection:
             return {"expected": int(body["expected"])}
         if response.status_code == 409:
             return {"ended": body.get("status", "ended")}
+        if response.status_code in (400, 413):
+            # this payload, for what it holds: sending it again will not change the answer
+            return {"rejected": str(self._refusal(response))}
         if response.status_code != 200:
             raise self._refusal(response)
         return body
@@ -148,6 +152,15 @@ class Spool:
     def pending(self) -> list[Path]:
         return sorted(self.payloads.glob("*.twb"))
 
+    def reject(self, path: Path, reason: str) -> Path:
+        """Keep a payload the server refused, with why, out of the way of the run's delivery:
+        TRAINWATCH_DIR/rejected/<client id>/, which outlives the spool."""
+        kept = home() / "rejected" / self.folder.name
+        kept.mkdir(parents=True, exist_ok=True)
+        path.replace(kept / path.name)
+        (kept / f"{path.stem}.txt").write_text(reason + "\n")
+        return kept
+
     def remove(self) -> None:
         self._removed_state = self.state()
         for path in self.payloads.iterdir():
@@ -166,6 +179,7 @@ class Uploader:
         self.connection = connection
         self.stop_requested = False
         self.ended: str | None = None  # the server's status once the run has ended there
+        self.rejected = 0  # payloads the server refused for what they held
         self.max_bytes: int | None = None
 
     def upload(self) -> bool:
@@ -192,6 +206,17 @@ class Uploader:
             if "ended" in answer:
                 self.ended = answer["ended"]
                 return True
+            if "rejected" in answer:
+                kept = self.spool.reject(path, answer["rejected"])
+                self.rejected += 1
+                log.error(
+                    "trainwatch: the server refused payload %s of run %s (%s); it is kept in %s and the run goes on",
+                    int(path.stem),
+                    state["run_id"],
+                    answer["rejected"],
+                    kept,
+                )
+                continue
             self.stop_requested = self.stop_requested or bool(answer.get("stop"))
             path.unlink()
             if answer.get("status") not in (None, "running"):

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import math
 import re
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DataError, IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from pydantic import TypeAdapter, ValidationError
 
 from tracker.core.access import visible_runs
 from tracker.core.findings import diagnose_run
@@ -22,8 +24,10 @@ from tracker.core.lifecycle import finish_run
 from tracker.core.runs import acting_user, check_name, check_project, check_tags, project_for
 from tracker.core.storage import ChunkWriter, roll_up_series, store_handoff
 from tracker.models import Run
+from trainer import safe_json
 from trainer.config import ConfigError
-from trainer.wire import Payload
+from trainer.payloads import CheckResults
+from trainer.wire import Payload, WireError, announced_seq, decode
 
 if TYPE_CHECKING:
     from tracker.core.runs import AnyUser
@@ -43,6 +47,8 @@ SOURCE_FIELDS = {
     "cuda": str,
 }
 MAX_SOURCE_TEXT = 500
+MAX_REFUSED_PAYLOADS = 20
+log = logging.getLogger(__name__)
 # a client's clock may run this much ahead of the server's
 CLOCK_SKEW = dt.timedelta(minutes=5)
 
@@ -77,10 +83,11 @@ def _check_source(source: Any, errors: dict[str, str]) -> dict[str, Any]:
         if kind is None:
             errors[f"source.{name}"] = f"unknown; allowed: {', '.join(SOURCE_FIELDS)}"
         elif value is not None and (
-            not isinstance(value, kind) or (isinstance(value, str) and len(value) > MAX_SOURCE_TEXT)
+            not isinstance(value, kind)
+            or (isinstance(value, str) and (len(value) > MAX_SOURCE_TEXT or "\x00" in value))
         ):
             errors[f"source.{name}"] = f"must be {kind.__name__}" + (
-                f" of at most {MAX_SOURCE_TEXT} characters" if kind is str else ""
+                f" of at most {MAX_SOURCE_TEXT} characters, without NUL" if kind is str else ""
             )
         else:
             clean[name] = value
@@ -93,6 +100,10 @@ def _check_config(config: Any, errors: dict[str, str]) -> dict[str, Any]:
         return {}
     if not isinstance(config, dict):
         errors["config"] = "must be a JSON object (the script's hyperparameters)"
+        return {}
+    problem = safe_json.unclean(config, "config")
+    if problem:
+        errors["config"] = problem.removeprefix("config: ")
         return {}
     if len(json.dumps(config)) > MAX_CONFIG_BYTES:
         errors["config"] = f"must be at most {MAX_CONFIG_BYTES} bytes as JSON"
@@ -164,6 +175,54 @@ def start_external_run(
     return run, True
 
 
+_CHECKS = TypeAdapter(CheckResults)
+
+
+def checked_checks(checks: dict[str, Any]) -> CheckResults:
+    """A client's check results in the shape the diagnosis and the run page read (raises
+    WireError naming the first wrong field): a malformed entry must not break either."""
+    try:
+        return _CHECKS.validate_python(checks, strict=True)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = "checks" + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"])
+        raise WireError(f"{where}: {first['msg']}") from None
+
+
+class PayloadRefused(Exception):
+    """A payload refused for what it holds (sending it again will not change that); it took its
+    place in the run's order when it was the next one, so its client goes on with the rest."""
+
+
+UNSTORABLE = "the database refused a value it holds (a number out of range, text it cannot keep)"
+
+
+def receive(run: Run, data: bytes, diagnose: bool = True) -> tuple[Payload, IngestAnswer]:
+    """Decode and store one payload as it came from a client (over HTTP, or a job's channel on
+    a worker); raises PayloadRefused, SeqError or RunEnded."""
+    try:
+        payload = decode(data)
+        return payload, ingest(run, payload, diagnose)
+    except (WireError, DataError) as error:
+        message = str(error) if isinstance(error, WireError) else UNSTORABLE
+        refuse_payload(run, announced_seq(data), message)
+        raise PayloadRefused(message) from None
+
+
+def refuse_payload(run: Run, seq: int | None, error: str) -> bool:
+    """A payload refused for what it holds takes its place in the run's order (when it is the
+    next one), so that its client goes on with the rest of the run; the run keeps what was
+    refused and why. True when it took its place."""
+    with transaction.atomic():
+        locked = Run.objects.select_for_update().get(pk=run.pk)
+        if seq is None or locked.is_finished or seq != locked.ingest_seq + 1:
+            return False
+        refused = [*locked.ingest_refused, {"seq": seq, "error": error[:500], "at": timezone.now().isoformat()}]
+        Run.objects.filter(pk=run.pk).update(ingest_seq=seq, ingest_refused=refused[-MAX_REFUSED_PAYLOADS:])
+    log.warning("run %s: payload %s refused: %s", run.pk, seq, error)
+    return True
+
+
 def ingest(run: Run, payload: Payload, diagnose: bool = True) -> IngestAnswer:
     """Store one payload of the run's client: in order (payload n after n - 1; one already
     stored is answered again, never stored twice), in one transaction. A worker's job diagnoses
@@ -204,7 +263,7 @@ def ingest(run: Run, payload: Payload, diagnose: bool = True) -> IngestAnswer:
         if rates is not None:
             updates["context"] = rates
         if payload.checks is not None:
-            updates["checks"] = payload.checks
+            updates["checks"] = checked_checks(payload.checks)
         Run.objects.filter(pk=run.pk).update(**updates)
     if payload.finish is not None:
         status = Run.Status.CANCELLED if stop and payload.finish["status"] == "succeeded" else payload.finish["status"]

@@ -68,8 +68,8 @@ def resolver(user: AnyUser | None) -> Resolver:
 def check_notes(notes: Any, errors: dict[str, str]) -> str:
     if notes is None:
         return ""
-    if not isinstance(notes, str) or len(notes) > MAX_NOTES:
-        errors["notes"] = f"must be text of at most {MAX_NOTES} characters"
+    if not isinstance(notes, str) or len(notes) > MAX_NOTES or "\x00" in notes:
+        errors["notes"] = f"must be text of at most {MAX_NOTES} characters, without NUL (\\u0000) characters"
         return ""
     return notes
 

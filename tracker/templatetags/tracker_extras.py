@@ -1,9 +1,11 @@
+from typing import Any
 from urllib.parse import urlencode
 
 from django import template
 from django.utils.html import format_html
 
 from tracker.core.storage import FINAL_LOSS_SPAN
+from tracker.lib.finite_json import finite_json_script as _finite_json_script
 
 register = template.Library()
 
@@ -26,3 +28,10 @@ def final_loss_meaning() -> str:
         f"the training loss averaged over about its last {FINAL_LOSS_SPAN} logged steps"
         " (an exponential moving average; non-finite losses left out)"
     )
+
+
+@register.filter
+def finite_json_script(value: Any, element_id: str) -> str:
+    """json_script with the API's encoder: a NaN (a diverged run's loss) is written as null,
+    which a page's JSON.parse reads, where NaN would lose the whole page's data."""
+    return _finite_json_script(value, element_id)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from django.db.models import QuerySet
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -16,6 +14,7 @@ from tracker.core.layers import histogram_matrix, layer_matrix
 from tracker.core.runs import create_run, registered_jobs
 from tracker.core.storage import read_downsampled, read_series
 from tracker.forms import AtStepQuery, CompareQuery, LayersQuery, SeriesQuery, first_errors
+from tracker.lib.finite_json import JsonResponse
 from tracker.models import Histogram, RunImage, Series, run_ordering
 from tracker.views.decorators import api_login_required, bad_request, read_json_object
 from trainer.config import ConfigError
@@ -24,14 +23,6 @@ from trainer.tensor_names import ROUGHNESS_KEY
 # a heatmap of step x bin needs no more columns than this
 MAX_HISTOGRAM_STEPS = 400
 RUN_FIELDS = ("project", "name", "config", "tags", "priority")
-
-
-def _jsonable(values: np.ndarray) -> list[float | None]:
-    """JSON has no NaN or infinity: they travel as null (a gap on the chart)."""
-    out: list[float | None] = values.tolist()
-    if not np.isfinite(values).all():
-        out = [v if v is not None and math.isfinite(v) else None for v in out]
-    return out
 
 
 @require_GET
@@ -56,7 +47,7 @@ def run_series(request: HttpRequest, run_id: int) -> JsonResponse:
         lower_bounds[key] = max(bounds) if bounds else None
     series = {}
     for key, (steps, values) in read_downsampled(run.pk, lower_bounds, until, query.cleaned_data["max_points"]).items():
-        series[key] = {"steps": steps.tolist(), "values": _jsonable(values)}
+        series[key] = {"steps": steps.tolist(), "values": values.tolist()}  # NaN travels as null: a gap
     keys = list(run.series.order_by("key").values_list("key", flat=True))
     response = JsonResponse({"run": run.to_dict(), "keys": keys, "series": series})
     # an ended run's series never change: let the browser reuse the answer

@@ -4,15 +4,15 @@ order. Token or session login, project membership, and a 400 that names what is 
 from __future__ import annotations
 
 from django.conf import settings
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_POST
 
 from tracker.core.access import visible_runs
-from tracker.core.external import RunEnded, SeqError, ingest, start_external_run
+from tracker.core.external import PayloadRefused, RunEnded, SeqError, receive, start_external_run
+from tracker.lib.finite_json import JsonResponse
 from tracker.views.decorators import api_login_required, bad_request, read_json_object
 from trainer.config import ConfigError
-from trainer.wire import WireError, decode
 
 START_FIELDS = ("project", "name", "config", "tags", "source", "client_id", "started_at")
 
@@ -80,10 +80,9 @@ def ingest_payload(request: HttpRequest, run_id: int) -> JsonResponse:
     # read(), not .body: a payload may exceed Django's form-size limit, ours is checked above
     data = request.read(limit + 1)
     try:
-        payload = decode(data)
-        answer = ingest(run, payload)
-    except WireError as error:
-        return bad_request({"payload": str(error)})
+        _, answer = receive(run, data)
+    except PayloadRefused as refused:
+        return bad_request({"payload": str(refused)})
     except SeqError as error:
         return JsonResponse({"errors": {"seq": str(error)}, "expected": error.expected}, status=409)
     except RunEnded as error:

@@ -6,13 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET
 
 from tracker.core import dashboard as team
 from tracker.core.access import visible_projects, visible_runs
+from tracker.lib.finite_json import JsonResponse
 from tracker.models import Run
 from tracker.views.decorators import api_login_required, current_user
 

@@ -9,11 +9,12 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from tracker.lib.finite_json import JsonResponse
 from tracker.models import ApiToken
 from trainer import safe_json
 
@@ -84,4 +85,9 @@ def read_json_object(request: HttpRequest, allowed: tuple[str, ...]) -> tuple[di
     unknown = sorted(set(body) - set(allowed))
     if unknown:
         return {}, bad_request({key: f"unknown field; allowed: {', '.join(allowed)}" for key in unknown})
+    problems = {
+        key: problem.removeprefix(f"{key}: ") for key in body if (problem := safe_json.unclean(body[key], key))
+    }
+    if problems:
+        return {}, bad_request(problems)
     return body, None

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -18,6 +18,7 @@ from tracker.core.access import visible_projects
 from tracker.core.reports import report_csv, report_markdown
 from tracker.core.studies import create_study, evaluate_ensemble, promote, set_notes, summary
 from tracker.forms import StudyForm
+from tracker.lib.finite_json import JsonResponse
 from tracker.models import Study
 from tracker.views.decorators import api_login_required, bad_request, read_json_object
 from trainer.config import ConfigError

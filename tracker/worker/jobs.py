@@ -18,11 +18,10 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
-from tracker.core.external import RunEnded, SeqError, ingest
+from tracker.core.external import PayloadRefused, RunEnded, SeqError, receive
 from tracker.core.studies import early_stop_reason, early_stopping_of
 from tracker.models import Run, RunCheckpoint, Worker
 from tracker.worker.sink import DatabaseSink, LiveUpkeep
-from trainer.wire import decode
 from trainwatch import run as client
 from trainwatch.transport import Spool, Started, Unreachable
 
@@ -49,9 +48,8 @@ class WorkerConnection:
         raise AssertionError("a job's spool names its run from the start")
 
     def send(self, run_id: int, data: bytes) -> dict[str, Any]:
-        payload = decode(data)
         try:
-            answer = ingest(self.run, payload, diagnose=False)
+            payload, answer = receive(self.run, data, diagnose=False)
             stop = answer["stop"]
             if self.early_stopping is not None and "val_acc" in payload.scalars and not stop:
                 # judged at epoch ends, against the study's other runs of the same stage, as for built-in runs
@@ -61,6 +59,8 @@ class WorkerConnection:
             return {"expected": error.expected}
         except RunEnded:
             return {"ended": "ended"}
+        except PayloadRefused as refused:
+            return {"rejected": str(refused)}
         except (OperationalError, InterfaceError) as error:
             connection.close()  # a new connection at the next try, once the database is back
             raise Unreachable(f"the database: {str(error).strip() or type(error).__name__}") from None
