@@ -183,7 +183,23 @@ def test_a_web_process_serves_every_page_without_importing_torch(staff):
         "/admin/tracker/alert/",
         "/admin/tracker/apitoken/",
     ]
-    posts = {"/api/runs/": {"project": "web", "config": {"epochs": 1}}}
+    from django.utils import timezone
+
+    from tracker.models import Worker
+    from trainer.entry import describe_registered
+
+    now = timezone.now()
+    Worker.objects.create(
+        name="cpu0@web", hostname="web", queues=["cpu"], entry_points=describe_registered(), started_at=now, seen_at=now
+    )
+    posts = {
+        "/api/runs/": {"project": "web", "config": {"epochs": 1}},
+        # a function that validates its params by code: checked in a child process
+        "/api/runs/?checked": {
+            "project": "web",
+            "config": {"job": "entry", "entry": "testjobs-checked", "params": {"width": 4}},
+        },
+    }
     environment = {**os.environ, "DATABASE_URL": database_url_for(connection.settings_dict["NAME"])}
     result = subprocess.run(
         [sys.executable, "-c", WEB_PROCESS, json.dumps(pages + api + admin), json.dumps(posts)],

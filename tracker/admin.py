@@ -170,7 +170,7 @@ class RunAdmin(admin.ModelAdmin):
             **self.admin_site.each_context(request),
             "title": f"Clone and edit run #{source.pk}",
             "form": form,
-            "entry_points": run_actions.registered_jobs(),
+            "entry_points": run_actions.registered_jobs(with_errors=True),
             "source": source,
             "opts": self.model._meta,
         }

@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "axes",
+    "csp",
     "tracker",
 ]
 
@@ -75,6 +76,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     # last, as django-axes asks: it turns a locked-out login into its answer
     "axes.middleware.AxesMiddleware",
 ]
@@ -140,9 +142,38 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = os.getenv("STATIC_ROOT") or None
 WHITENOISE_USE_FINDERS = True
 
+# --- Behind TLS (README, Security): a production deployment sets all of these -------
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = envbool("SECURE_COOKIES", "0")
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# http:// is answered with a redirect to https://
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", "0")
+# browsers use https:// only, for this long (one year: 31536000)
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", "0")
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", "0")
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", "0")
+# only behind a proxy that terminates TLS and sets X-Forwarded-Proto itself (else a client
+# could claim https): links and redirects then say https://
+if envbool("SECURE_PROXY_SSL_HEADER", "0"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Content-Security-Policy (django-csp): scripts, styles, images and requests from this server
+# only; no inline script (every page's script is a static file), no plugin, no framing.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        # style attributes set by the templates (bar widths, colours); no inline script
+        "style-src": ["'self'", "'unsafe-inline'"],
+        # first-layer weights travel as PNG data URLs
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 LOGGING = {
     "version": 1,

@@ -8,6 +8,7 @@ and the resumed run draws the same permutation again from it.
 
 from __future__ import annotations
 
+import collections
 import io
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +56,33 @@ def save(
     buffer = io.BytesIO()
     torch.save(state, buffer)
     return buffer.getvalue()
+
+
+# what torch.load(weights_only=True) rebuilds: a job's checkpoint is read back as data, never code
+_PLAIN = (str, bytes, int, float, bool, type(None), torch.Tensor, torch.Size, torch.dtype, torch.device)
+
+
+def not_plain(state: Any, path: str = "state") -> str | None:
+    """Where a job's checkpoint state holds something other than tensors, numbers, text and
+    dicts, lists and tuples of them (an object of the job's own class, a NumPy array), which a
+    resume would refuse to load; None when all of it loads. Walked without recursion."""
+    stack: list[tuple[Any, str]] = [(state, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, dict):
+            if type(item) not in (dict, collections.OrderedDict):
+                return f"{where} is a {type(item).__name__}, not a dict"
+            for key, child in item.items():
+                if not isinstance(key, (str, int)):
+                    return f"{where} has a key of type {type(key).__name__}"
+                stack.append((child, f"{where}[{key!r}]"))
+        elif isinstance(item, (list, tuple)):
+            if type(item) not in (list, tuple):
+                return f"{where} is a {type(item).__name__}, not a list or tuple"
+            stack.extend((child, f"{where}[{index}]") for index, child in enumerate(item))
+        elif not isinstance(item, _PLAIN):
+            return f"{where} is a {type(item).__module__}.{type(item).__qualname__}"
+    return None
 
 
 def load(blob: bytes) -> dict[str, Any]:

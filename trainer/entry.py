@@ -25,8 +25,11 @@ they have (`describe_registered`); the server validates a config against those r
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import math
 import re
+import subprocess
+import sys
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -287,7 +290,10 @@ def read_entry_job(raw: Any, catalog: Mapping[str, EntryInfo], where: str, check
     elif info is None and "entry" not in errors:
         errors["entry"] = f"{name!r} is not a registered entry point: " + _registered_phrase(catalog, where)
     elif info is not None and info.get("error"):
-        errors["entry"] = f"{info['name']!r} cannot be imported on the workers: {info['error']}"
+        # why (a traceback from a worker's host) is for staff: the admin's job queue shows it
+        errors["entry"] = (
+            f"{info['name']!r} could not be imported on the workers; staff see why in the admin's job queue"
+        )
     elif info is not None:
         name = info["name"]
         if info.get("params") is not None:
@@ -361,3 +367,65 @@ def describe_registered() -> list[EntryInfo]:
             info["epochs"], info["doc"] = spec.epochs, spec.doc
         described.append(info)
     return described
+
+
+# --- validation by code, away from the web process -------------------------------
+
+
+def check_in_child(name: str, timeout: float = 60.0) -> Check:
+    """A `check` for read_entry_job that runs the entry point's own validation function in a
+    short-lived Python process: importing a team's package (and the torch it imports, about
+    600 MB) must not grow the web server's processes. Raises EntryError when the package cannot
+    be imported here, or the check does not answer within `timeout` seconds."""
+
+    def check(params: dict[str, Any]) -> Any:
+        try:
+            child = subprocess.run(
+                [sys.executable, "-m", "trainer.entry", "check", name],
+                input=json.dumps(params),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired:
+            raise ValueError(f"{name!r}'s own validation did not answer within {timeout:g} s") from None
+        lines = child.stdout.strip().splitlines()
+        answer: dict[str, Any] = (
+            json.loads(lines[-1]) if child.returncode == 0 and lines else {"unavailable": child.stderr[-500:]}
+        )
+        if "errors" in answer:
+            raise ConfigError(answer["errors"])
+        if "error" in answer:
+            raise ValueError(answer["error"])
+        if "unavailable" in answer:
+            raise EntryError(answer["unavailable"])
+        return answer["params"]
+
+    return check
+
+
+def _check_here(name: str) -> dict[str, Any]:
+    """The child's side: the params on stdin, checked by the entry point's function."""
+    params = json.loads(sys.stdin.read())
+    try:
+        check = spec_of(load(name)).check
+    except EntryError as error:
+        return {"unavailable": str(error)}
+    if check is None:
+        return {"unavailable": f"{name!r} declares no validation function"}
+    try:
+        return {"params": dict(check(params))}
+    except ConfigError as error:
+        return {"errors": error.errors}
+    except (ValueError, TypeError) as error:
+        return {"error": str(error) or type(error).__name__}
+
+
+if __name__ == "__main__":
+    # the module as the package imports it (trainwatch.job marks functions with its JobSpec), not __main__
+    from trainer import entry
+
+    if len(sys.argv) == 3 and sys.argv[1] == "check":
+        print(json.dumps(entry._check_here(sys.argv[2])))
+    else:
+        sys.exit("usage: python -m trainer.entry check ENTRY_POINT_NAME < params.json")

@@ -40,7 +40,7 @@ class Unreachable(Exception):
 
 class Refused(Exception):
     """The server answered no to the run (401, 403, 404, or its start refused): trying again
-    will not help. A payload refused for what it holds (400, 413) is set aside, not this."""
+    will not help. A payload refused for what it holds (400) is set aside, not this."""
 
 
 @dataclass
@@ -107,8 +107,9 @@ class Connection:
             return {"expected": int(body["expected"])}
         if response.status_code == 409:
             return {"ended": body.get("status", "ended")}
-        if response.status_code in (400, 413):
-            # this payload, for what it holds: sending it again will not change the answer
+        if response.status_code == 400:
+            # this payload, for what it holds: sending it again will not change the answer, and
+            # the server has let it take its place in the run's order
             return {"rejected": str(self._refusal(response))}
         if response.status_code != 200:
             raise self._refusal(response)

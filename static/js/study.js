@@ -246,3 +246,6 @@
   render();
   setTimeout(poll, 3000);
 })();
+
+// the report's Print button (no inline handler: the Content-Security-Policy allows none)
+document.getElementById("print-report")?.addEventListener("click", () => window.print());

@@ -219,7 +219,10 @@ def test_a_malformed_payload_is_a_400_naming_what_is_wrong(client, token, run_id
         assert response.status_code == 400 and needle in response.json()["errors"]["payload"], response.json()
     bad_key = send(client, token, run_id, Payload(0, {"no spaces please": (steps(0, 1), np.ones(1))}))
     assert bad_key.status_code == 400 and "no spaces please" in bad_key.json()["errors"]["payload"]
-    assert Run.objects.get(pk=run_id).ingest_seq == -1
+    # the first refused payload took its place (payload 0); the same seq again is refused alone
+    run = Run.objects.get(pk=run_id)
+    assert run.ingest_seq == 0 and [refused["seq"] for refused in run.ingest_refused] == [0]
+    assert "8 bytes short" in run.ingest_refused[0]["error"]
 
 
 def test_an_oversized_payload_is_a_413_naming_the_limit(client, token, run_id, settings):

@@ -79,7 +79,8 @@ def test_an_entry_job_is_read_against_the_catalog(catalog):
     assert "testjobs-mlp" in refused.value.errors["entry"]
     with pytest.raises(ConfigError) as broken:
         read_entry_job({"job": "entry", "entry": "testjobs-broken"}, catalog, "the workers")
-    assert "cannot be imported on the workers" in broken.value.errors["entry"]
+    assert "could not be imported on the workers; staff see why" in broken.value.errors["entry"]
+    assert "ModuleNotFoundError" not in broken.value.errors["entry"]  # a traceback of the worker's host
     with pytest.raises(ConfigError) as builtin:
         read_entry_job({"job": "entry", "entry": "builtin"}, catalog, "the workers")
     assert "run config" in builtin.value.errors["entry"]

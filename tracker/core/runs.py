@@ -19,7 +19,17 @@ from tracker.core.access import may_use_project
 from tracker.core.dispatch import send_train_token
 from tracker.models import PRIORITY_MAX, PRIORITY_MIN, Project, Run, RunCheckpoint, Worker
 from trainer.config import ConfigError, RunConfig
-from trainer.entry import BUILTIN, EntryError, EntryInfo, EntryJob, find, is_entry_job, load, read_entry_job, spec_of
+from trainer.entry import (
+    BUILTIN,
+    EntryError,
+    EntryInfo,
+    EntryJob,
+    check_in_child,
+    find,
+    is_entry_job,
+    read_entry_job,
+    registered,
+)
 from trainer.files import outside, outside_message, real_roots
 
 if TYPE_CHECKING:
@@ -60,9 +70,13 @@ def entry_catalog(queue: str) -> dict[str, EntryInfo]:
     return catalog
 
 
-def registered_jobs() -> list[dict[str, Any]]:
+IMPORT_FAILED = "could not be imported on the workers; staff see why in the admin's job queue"
+
+
+def registered_jobs(with_errors: bool = False) -> list[dict[str, Any]]:
     """Every training function the workers can run (Trainwatch's own trainer aside), with the
-    queues whose workers have it: what the API and the admin offer."""
+    queues whose workers have it: what the API and the admin offer. Why a function could not be
+    imported (a traceback from a worker's host) is for staff only (with_errors)."""
     offered: dict[str, dict[str, Any]] = {}
     for queue in ("cpu", "gpu"):
         for name, info in entry_catalog(queue).items():
@@ -73,6 +87,10 @@ def registered_jobs() -> list[dict[str, Any]]:
                 entry["queues"].append(queue)
                 entry.pop("error", None)
                 entry.update({key: value for key, value in info.items() if key != "error"})
+    if not with_errors:
+        for entry in offered.values():
+            if "error" in entry:
+                entry["error"] = IMPORT_FAILED
     return sorted(offered.values(), key=lambda entry: entry["name"])
 
 
@@ -84,14 +102,15 @@ def resolve_entry_job(config: Any, user: AnyUser | None, errors: dict[str, str])
     catalog = entry_catalog(queue)
     check = None
     info = find(catalog, str(config.get("entry", ""))) if isinstance(config, dict) else None
-    if info is not None and info.get("check") and not info.get("error"):
-        # validated by code: only ever a function registered under trainwatch.jobs, loaded by name
-        try:
-            check = spec_of(load(info["name"])).check
-        except EntryError:
-            check = None  # not installed where the web server runs: read_entry_job says so
+    if info is not None and info.get("check") and not info.get("error") and info["name"] in registered():
+        # validated by code: only ever a function registered under trainwatch.jobs, loaded by
+        # name, in a process of its own (the package imports torch; this one never does)
+        check = check_in_child(info["name"])
     try:
         job = read_entry_job(config, catalog, f"the workers of the {queue} queue", check)
+    except EntryError as error:
+        errors["config.entry"] = f"{info and info['name']!r} cannot validate its params here: {error}"
+        return None
     except ConfigError as error:
         errors.update({f"config.{field}": message for field, message in error.errors.items()})
         return None

@@ -91,7 +91,7 @@ def runs(request: HttpRequest) -> JsonResponse:
 def jobs(request: HttpRequest) -> JsonResponse:
     """GET /api/jobs/: the training functions a run config may name ({"job": "entry", "entry": name,
     "params": {...}}), as the workers reported them: params schema, default epochs, queues."""
-    return JsonResponse({"entry_points": registered_jobs()})
+    return JsonResponse({"entry_points": registered_jobs(with_errors=request.user.is_staff)})
 
 
 def _at_step(rows: QuerySet, step: int) -> object | None:

@@ -85,9 +85,7 @@ def read_json_object(request: HttpRequest, allowed: tuple[str, ...]) -> tuple[di
     unknown = sorted(set(body) - set(allowed))
     if unknown:
         return {}, bad_request({key: f"unknown field; allowed: {', '.join(allowed)}" for key in unknown})
-    problems = {
-        key: problem.removeprefix(f"{key}: ") for key in body if (problem := safe_json.unclean(body[key], key))
-    }
+    problems = {key: problem.removeprefix(f"{key}: ") for key in body if (problem := safe_json.unclean(body[key], key))}
     if problems:
         return {}, bad_request(problems)
     return body, None

@@ -7,6 +7,7 @@ from django import forms
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from tracker.models import ApiToken
@@ -17,6 +18,7 @@ class TokenForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="what the token is for, e.g. the script or the machine")
 
 
+@never_cache  # it shows a new token once: no browser or proxy may keep a copy
 @login_required
 @require_http_methods(["GET", "POST"])
 def tokens(request: HttpRequest) -> HttpResponse:

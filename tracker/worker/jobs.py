@@ -22,6 +22,7 @@ from tracker.core.external import PayloadRefused, RunEnded, SeqError, receive
 from tracker.core.studies import early_stop_reason, early_stopping_of
 from tracker.models import Run, RunCheckpoint, Worker
 from tracker.worker.sink import DatabaseSink, LiveUpkeep
+from trainer import checkpoint
 from trainwatch import run as client
 from trainwatch.transport import Spool, Started, Unreachable
 
@@ -136,6 +137,12 @@ class JobRun(client.Run):
     def checkpoint(self, state: Any) -> bool:
         """Store `state` beside every step logged so far (they are sent first): a requeued run
         resumes from it with the steps after it removed, so that no step is stored twice."""
+        problem = checkpoint.not_plain(state)
+        if problem:
+            raise TypeError(
+                f"run.checkpoint: {problem}; a checkpoint holds tensors, numbers, text and dicts, lists and "
+                "tuples of them (state_dict() gives those), so that a resume reads it back as data, never code"
+            )
         if not self.flush(settings.TRAINWATCH_DB_OUTAGE_SECONDS):
             log.warning("run %s: the measurements could not be stored; checkpoint skipped", self.row.pk)
             return False
@@ -162,8 +169,8 @@ class JobRun(client.Run):
     def restore(self) -> Any:
         if self._resume is None:
             return None
-        # written by this worker code into the run's own row, never uploaded: safe to unpickle
-        saved = torch.load(io.BytesIO(self._resume), map_location=self._device, weights_only=False)
+        # data only (checkpoint() refused anything else): bytes swapped in the database cannot run code
+        saved = torch.load(io.BytesIO(self._resume), map_location=self._device, weights_only=True)
         return saved["state"]
 
     def finish(
