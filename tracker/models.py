@@ -125,6 +125,7 @@ class HistogramDict(TypedDict):
     std: float
     zero_fraction: float
     saturated_fraction: float
+    nonfinite: int
 
 
 @dataclass(frozen=True)
@@ -480,6 +481,9 @@ class Histogram(models.Model):
     std = models.FloatField()
     zero_fraction = models.FloatField(default=0.0)
     saturated_fraction = models.FloatField(default=0.0)
+    nonfinite = models.BigIntegerField(
+        default=0, help_text="values that were NaN or infinite; then low, high, mean and std are NaN, the counts zero"
+    )
 
     class Meta:
         constraints = [
@@ -500,6 +504,7 @@ class Histogram(models.Model):
             std=self.std,
             zero_fraction=self.zero_fraction,
             saturated_fraction=self.saturated_fraction,
+            nonfinite=self.nonfinite,
         )
 
 

@@ -34,7 +34,11 @@ class TrainedRun:
         for key in self.sink.series:
             steps, values = self.sink.get(key)
             series[key] = (steps[steps < limit], values[steps < limit])
-        series.update(histogram_series([(h.key, h.step, h.std) for h in self.sink.histogram_records if h.step < limit]))
+        series.update(
+            histogram_series(
+                [(h.key, h.step, h.std, h.nonfinite) for h in self.sink.histogram_records if h.step < limit]
+            )
+        )
         status, message = (self.result.status, self.result.message) if ended else ("running", "")
         return diagnose(
             series,

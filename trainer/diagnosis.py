@@ -265,18 +265,35 @@ def _loss_progress(series: Series) -> tuple[float, float] | None:
 # rules
 
 
+# diagnosis series of the tensors whose histograms held NaN or infinite values (histogram_series)
+NONFINITE = "nonfinite/"
+
+
 def divergence(series: Series, ctx: Context) -> Finding | None:
     steps, losses = series.get("loss", (np.empty(0), np.empty(0)))
     bad = ~np.isfinite(losses)
-    if not bad.any() and ctx.status != "diverged":
+    # the first histogram of a tensor that held NaN or infinite values: (step, count, what)
+    broken = min(
+        (
+            (int(held[0][0]), int(held[1][0]), key.removeprefix(NONFINITE))
+            for key, held in series.items()
+            if key.startswith(NONFINITE) and len(held[0])
+        ),
+        default=None,
+    )
+    if not bad.any() and ctx.status != "diverged" and broken is None:
         return None
     step = int(steps[np.argmax(bad)]) if bad.any() else None
-    what = f"the loss became {losses[np.argmax(bad)]} at step {step}" if bad.any() else ctx.message
+    what = f"the loss became {losses[np.argmax(bad)]} at step {step} (loss series)" if bad.any() else ctx.message
+    if broken is not None:
+        held_at, count, tensor = broken
+        step = held_at if step is None else min(step, held_at)
+        what = f"{what}; {tensor} held {count:,} NaN or infinite values at step {held_at} (histograms)".lstrip("; ")
     return Finding(
         "divergence",
         "error",
         "training diverged",
-        f"{what} (loss series)",
+        what,
         f"lower the base learning rate (optimizer.lr={ctx.lr:g}, e.g. to {ctx.lr / 10:g}) and restart",
         ["loss"],
         step,
@@ -1205,12 +1222,17 @@ def check_findings(checks: CheckResults | None) -> list[Finding]:
     return findings
 
 
-def histogram_series(summaries: list[tuple[str, int, float]]) -> Series:
-    """activation_std/<layer> and weight_std/<tensor> series from (histogram key, step, std)."""
+def histogram_series(summaries: list[tuple[str, int, float, int]]) -> Series:
+    """activation_std/<layer> and weight_std/<tensor> series from (histogram key, step, std,
+    NaN and infinite values), and nonfinite/<histogram key> where a tensor held such values."""
     collected: dict[str, tuple[list[int], list[float]]] = {}
-    for key, step, std in sorted(summaries, key=lambda item: (item[0], item[1])):
+    for key, step, std, nonfinite in sorted(summaries, key=lambda item: (item[0], item[1])):
         kind, _, name = key.partition("/")
-        if kind in ("activation", "weight"):
+        if nonfinite:
+            steps, values = collected.setdefault(f"{NONFINITE}{key}", ([], []))
+            steps.append(step)
+            values.append(float(nonfinite))
+        elif kind in ("activation", "weight"):
             steps, values = collected.setdefault(f"{kind}_std/{name}", ([], []))
             steps.append(step)
             values.append(std)

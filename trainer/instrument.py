@@ -176,8 +176,13 @@ class DeviceRecorder:
             end = counts_end + histograms.per_tensor.numel()
             block_counts, block_stats = histograms.on_host(host[offset:counts_end], host[counts_end:end])
             offset = end
-            for index, (key, (low, high, mean, std, zero, saturated)) in enumerate(zip(keys, block_stats.tolist())):
-                records.append(HistogramRecord(key, step, low, high, block_counts[index], mean, std, zero, saturated))
+            for index, (key, row) in enumerate(zip(keys, block_stats.tolist())):
+                low, high, mean, std, zero, saturated, nonfinite = row
+                records.append(
+                    HistogramRecord(
+                        key, step, low, high, block_counts[index], mean, std, zero, saturated, int(nonfinite)
+                    )
+                )
         for key, (steps, values) in self._host.items():
             collected.setdefault(key, []).append((np.asarray(steps, np.int64), np.asarray(values, np.float64)))
         self._series = {}
@@ -283,8 +288,9 @@ class DeviceHistograms:
     those steps would be an op of its own on the device, costing its dispatch whatever n is."""
 
     counts: torch.Tensor  # (n * bins + 1,): tensor i's counts at i * bins, then an element to drop
-    # (5 * n + s,): lows, highs, sums and L2 norms of the binned values above the low, their
-    # non-zero counts; then the saturated fraction of each of the s tensors in `saturating`
+    # (6 * n + s,): lows, highs, sums and L2 norms of the binned values above the low, their
+    # non-zero counts, their NaN and infinite counts; then the saturated fraction of each of
+    # the s tensors in `saturating`
     per_tensor: torch.Tensor
     sizes: tuple[int, ...]  # each tensor's values
     saturating: tuple[int, ...]
@@ -294,26 +300,37 @@ class DeviceHistograms:
     @property
     def saturated_fractions(self) -> torch.Tensor:
         """The saturated fractions of the tensors in `saturating`, on the device (a view)."""
-        return self.per_tensor[5 * len(self.sizes) :]
+        return self.per_tensor[6 * len(self.sizes) :]
 
     def on_host(self, counts: np.ndarray, per_tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Counts (n, bins), int64, and stats (n, 6): low, high, mean, std, fraction exactly zero,
-        fraction saturated (0 for a tensor that is not tanh- or sigmoid-like). A sampled
-        tensor's counts are scaled to its size: a histogram counts a tensor's values."""
+        """Counts (n, bins), int64, and stats (n, 7): low, high, mean, std, fraction exactly zero,
+        fraction saturated (0 for a tensor that is not tanh- or sigmoid-like), and how many of
+        its values are NaN or infinite. A sampled tensor's counts are scaled to its size: a
+        histogram counts a tensor's values. A tensor with NaN or infinite values (a run
+        diverging) has no range to bin over: its counts are zero and its low, high, mean, std
+        and zero fraction NaN; its NaN and infinite count is what it has."""
         n = len(self.sizes)
-        lows, highs, sums, roots, nonzero = per_tensor[: 5 * n].reshape(5, n)
+        lows, highs, sums, roots, nonzero, nonfinite = per_tensor[: 6 * n].reshape(6, n)
         sizes = np.asarray(self.sizes, dtype=np.float64)
         binned = np.asarray(self.binned, dtype=np.float64) if self.binned else sizes
         saturated = np.zeros(n)
-        saturated[list(self.saturating)] = per_tensor[5 * n :]
+        saturated[list(self.saturating)] = per_tensor[6 * n :]
         with np.errstate(invalid="ignore", over="ignore"):  # a tensor with a NaN or an inf: NaN stats
             mean_above_low = sums / binned
             # shifted by the minimum, the squares' sum loses no precision that matters
             stds = np.sqrt(np.maximum(roots**2 / binned - mean_above_low**2, 0.0))
-            stats = np.stack([lows, highs, lows + mean_above_low, stds, 1.0 - nonzero / binned, saturated], axis=1)
+            nonfinite = np.round(nonfinite * (sizes / binned))
+            stats = np.stack(
+                [lows, highs, lows + mean_above_low, stds, 1.0 - nonzero / binned, saturated, nonfinite], axis=1
+            )
         table = counts[: n * self.bins].reshape(n, self.bins)
         if self.binned:
             table = table * (sizes / binned)[:, None]
+        broken = (nonfinite > 0) | ~np.isfinite(lows) | ~np.isfinite(highs)
+        if broken.any():
+            stats[broken, :5] = np.nan
+            stats[broken, 6] = np.maximum(stats[broken, 6], 1)  # a sampled tensor may hide its few
+            table = np.where(broken[:, None], 0, table)
         return table.round().astype(np.int64), stats
 
     def to_host(self) -> tuple[np.ndarray, np.ndarray]:
@@ -358,6 +375,8 @@ def batched_histograms(tensors: list[torch.Tensor], bins: int, saturation: list[
         + list(torch._foreach_norm(above_low, 1))
         + list(torch._foreach_norm(above_low, 2))
         + list(torch._foreach_norm(sampled, ord=0))  # the count of non-zero values
+        # the count of NaN and infinite values: times zero they are NaN, every other value 0
+        + list(torch._foreach_norm(torch._foreach_mul(sampled, 0.0), ord=0))
         + saturated
     )
     # each value's (tensor, bin) index, i * bins + its bin in tensor i; a segment id per value

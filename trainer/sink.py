@@ -49,6 +49,9 @@ class HistogramRecord:
     std: float
     zero_fraction: float = 0.0
     saturated_fraction: float = 0.0
+    # values that are NaN or infinite (a run diverging); when there are any, the tensor has no
+    # range: low, high, mean and std are NaN and the counts zero
+    nonfinite: int = 0
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ what the body holds, and the body is the packed little-endian arrays themselves.
 
     header: {"seq": n,
              "scalars": [[key, count], ...],        body: count int64 steps, then count float64 values
-             "histograms": [[key, step, low, high, bins, mean, std, zero_fraction, saturated_fraction], ...],
-                                                    body: bins int64 counts
+             "histograms": [[key, step, low, high, bins, mean, std, zero_fraction, saturated_fraction,
+                             nonfinite], ...],     body: bins int64 counts (zeros when nonfinite > 0,
+                                                    and low ... zero_fraction NaN: no range)
              "images": [[key, step, height, width, channels], ...],
                                                     body: height * width * channels uint8
              "progress": {"step": n, "epoch": e, "total_steps": n|null, "steps_per_epoch": n|null} | null,
@@ -93,8 +94,6 @@ def encode(payload: Payload) -> bytes:
         header["scalars"].append([key, len(steps)])
         body += [np.asarray(steps, dtype=STEP).tobytes(), np.asarray(values, dtype=VALUE).tobytes()]
     for h in payload.histograms:
-        if not (math.isfinite(h.low) and math.isfinite(h.high)):
-            continue  # a tensor with inf or NaN values (a run diverging): no range, no counts to send
         counts = np.asarray(h.counts, dtype=STEP)
         header["histograms"].append(
             [
@@ -107,6 +106,7 @@ def encode(payload: Payload) -> bytes:
                 float(h.std),
                 float(h.zero_fraction),
                 float(h.saturated_fraction),
+                int(h.nonfinite),
             ]
         )
         body.append(counts.tobytes())
@@ -153,10 +153,12 @@ def _number(value: Any, what: str) -> float:
     return float(value)
 
 
-def _entries(header: dict[str, Any], name: str, size: int) -> list[list[Any]]:
+def _entries(header: dict[str, Any], name: str, size: int, largest: int | None = None) -> list[list[Any]]:
     entries = header.get(name, [])
-    if not isinstance(entries, list) or any(not isinstance(e, list) or len(e) != size for e in entries):
-        raise WireError(f"{name}: must be a list of [{size} fields] entries")
+    sizes = range(size, (largest or size) + 1)
+    if not isinstance(entries, list) or any(not isinstance(e, list) or len(e) not in sizes for e in entries):
+        fields = f"{size}" if largest is None else f"{size} or {largest}"
+        raise WireError(f"{name}: must be a list of [{fields} fields] entries")
     return entries
 
 
@@ -207,20 +209,26 @@ def decode(data: bytes) -> Payload:
         if count and (steps.min() < 0 or steps.max() > MAX_STEP):
             raise WireError(f"{what} ({key!r}): steps must be from 0 to {MAX_STEP}")
         payload.scalars[key] = (steps.astype(np.int64), values.astype(np.float64))
-    for index, entry in enumerate(_entries(header, "histograms", 9)):
+    for index, entry in enumerate(_entries(header, "histograms", 9, 10)):
         what = f"histograms[{index}]"
         key, step = _key(entry[0], what), _whole(entry[1], f"{what} step")
         low, high, mean, std, zero, saturated = (_number(v, what) for v in (*entry[2:4], *entry[5:9]))
         bins = _whole(entry[4], f"{what} bins", 1, MAX_BINS)
+        # NaN and infinite values (a run diverging); a client before this field sent none
+        nonfinite = _whole(entry[9], f"{what} nonfinite") if len(entry) == 10 else 0
         counts = reader.take(bins, STEP, f"{what} ({key!r}) counts")
-        if not (math.isfinite(low) and math.isfinite(high)):
-            # a tensor with inf or NaN values, from a client that sent it (a run diverging): it has
-            # no range and no counts; the rest of the payload, the divergence's steps, is stored
-            continue
-        if high < low:
+        if nonfinite:
+            # no range to bin over: kept as what it is, a tensor with this many NaN or infinite values
+            low = high = mean = std = zero = math.nan
+            counts = np.zeros(bins, dtype=STEP)
+        elif not (math.isfinite(low) and math.isfinite(high)):
+            if len(entry) == 9:
+                continue  # an older client's histogram of a diverged tensor: no range, no count
+            raise WireError(f"{what} ({key!r}): a range of {low}, {high} needs a count of NaN and infinite values")
+        elif high < low:
             raise WireError(f"{what} ({key!r}): needs low <= high, got {low}, {high}")
         payload.histograms.append(
-            HistogramRecord(key, step, low, high, counts.astype(np.int64), mean, std, zero, saturated)
+            HistogramRecord(key, step, low, high, counts.astype(np.int64), mean, std, zero, saturated, nonfinite)
         )
     for index, entry in enumerate(_entries(header, "images", 5)):
         what = f"images[{index}]"

@@ -188,8 +188,10 @@ window.TrainwatchLayers = (function () {
     const histograms = entry.body.histograms;
     slider.max = String(histograms.length - 1);
     const h = histograms[Math.min(Number(slider.value), histograms.length - 1)];
-    const width = (h.high - h.low) / h.counts.length;
-    const labels = h.counts.map((_, i) => Number((h.low + width * (i + 0.5)).toPrecision(3)));
+    // a tensor that held NaN or infinite values (a run diverging) has no range: nothing to bin
+    const unranged = h.nonfinite > 0 || h.low === null || h.high === null;
+    const width = unranged ? 0 : (h.high - h.low) / h.counts.length;
+    const labels = h.counts.map((_, i) => (unranged ? "" : Number((h.low + width * (i + 0.5)).toPrecision(3))));
     if (stepChart) stepChart.destroy();
     stepChart = new Chart(document.getElementById("dist-at-step"), {
       type: "bar", data: { labels, datasets: [{ label: `${kind} at step ${h.step}`, data: h.counts,
@@ -198,9 +200,10 @@ window.TrainwatchLayers = (function () {
                  scales: { x: { title: { display: true, text: "value" }, ticks: { maxTicksLimit: 8 } },
                            y: { title: { display: true, text: "count" } } } },
     });
-    document.getElementById("dist-step-label").textContent =
-      `step ${h.step}: mean ${T.formatNumber(h.mean)}, std ${T.formatNumber(h.std)}, zeros ${(h.zero_fraction * 100).toFixed(1)}%`
-      + (h.saturated_fraction ? `, saturated ${(h.saturated_fraction * 100).toFixed(1)}%` : "");
+    document.getElementById("dist-step-label").textContent = unranged
+      ? `step ${h.step}: ${Number(h.nonfinite).toLocaleString()} values NaN or infinite; no range to draw`
+      : `step ${h.step}: mean ${T.formatNumber(h.mean)}, std ${T.formatNumber(h.std)}, zeros ${(h.zero_fraction * 100).toFixed(1)}%`
+        + (h.saturated_fraction ? `, saturated ${(h.saturated_fraction * 100).toFixed(1)}%` : "");
     window.trainwatchDistributionAtStep = stepChart;
   }
 

@@ -253,3 +253,24 @@ def test_every_rule_says_what_it_reads_and_a_run_missing_it_is_told_what_to_log(
     assert waiting_rules(everything, ctx(classes=10, own_loop=True))[0]["rules"] == ["gradients_accumulate"]
     adagrad = waiting_rules(["loss"], ctx(classes=None, optimizer="adagrad"))
     assert "adagrad_decayed" in [rule for group in adagrad for rule in group["rules"]]
+
+
+def test_divergence_reads_the_histograms_of_tensors_that_held_nan_or_infinite_values():
+    held = d.histogram_series(
+        [
+            ("activation/relu", 200, 0.5, 0),
+            ("activation/relu", 235, float("nan"), 8192),
+            ("weight/fc1.weight", 240, float("nan"), 12),
+        ]
+    )
+    assert list(held["nonfinite/activation/relu"][0]) == [235] and "activation_std/relu" in held
+    loss = series([2.3] * 238 + [float("nan")] * 2)
+    found = d.divergence({"loss": loss, **held}, ctx())
+    assert found.step == 235 and found.evidence == (
+        "the loss became nan at step 238 (loss series); activation/relu held 8,192 NaN or infinite values"
+        " at step 235 (histograms)"
+    )
+    assert found.series == ["loss"]  # the chart it points at; the histograms are on the layers panel
+    # activations gone bad while the loss still reads: named all the same
+    alone = d.divergence({"loss": series([2.3] * 240), **held}, ctx())
+    assert alone.step == 235 and alone.evidence.startswith("activation/relu held 8,192")

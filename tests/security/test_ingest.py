@@ -96,7 +96,11 @@ def test_a_diverged_runs_pages_and_api_answer_json_a_browser_parses(site, client
     run = Run.objects.get(pk=client_run.id)
     steps, losses = read_series(run.pk, "loss")
     assert run.status == "diverged" and steps.tolist() == list(range(60)) and not np.isfinite(losses[-1])
-    assert run.histograms.filter(key__startswith="weight/").exists()
+    assert run.histograms.filter(key__startswith="weight/", nonfinite=0).exists()
+    # the histograms of the tensors that turned NaN are kept, with how many values did
+    assert run.histograms.filter(nonfinite__gt=0).exists()
+    [divergence] = [finding for finding in run.findings if finding["rule"] == "divergence"]
+    assert "NaN or infinite values at step" in divergence["evidence"]
     token = member["token"]
     for path in (
         "/api/runs/",

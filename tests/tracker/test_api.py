@@ -139,6 +139,7 @@ def test_the_histogram_endpoint_lists_keys_and_serves_a_key_over_time(logged_in,
         "std": 0.5,
         "zero_fraction": 0.0,
         "saturated_fraction": 0.0,
+        "nonfinite": 0,
     }
     at = logged_in.get(f"/api/runs/{run.pk}/histograms/?key=weight/fc1.weight&step=150").json()
     assert [h["step"] for h in at["histograms"]] == [100]

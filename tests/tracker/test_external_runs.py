@@ -134,22 +134,23 @@ def rewritten(body: bytes, change) -> bytes:
     return wire.MAGIC + wire._LENGTH.pack(len(raw)) + raw + extra + body[8 + length :]
 
 
-def test_a_histogram_of_a_diverged_tensor_does_not_lose_the_payload(client, token, run_id):
-    # a run diverging: its activations hold NaN, their histograms have no range; the loss that
-    # shows the divergence and the other histograms are stored, from this client or an older one
-    nan_range = HistogramRecord("activation/relu", 240, math.nan, math.nan, np.zeros(30, np.int64), 0, 0)
+def test_a_histogram_of_a_diverged_tensor_is_kept_with_its_nan_and_infinite_count(client, token, run_id):
+    # a run diverging: its activations hold NaN and have no range; the histogram is kept as what
+    # it is, with its count of NaN and infinite values, beside the loss and the other histograms.
+    # An older client's entry (9 fields, no count) of such a tensor is left out, the rest stored.
+    nan_range = HistogramRecord("activation/relu", 240, math.nan, math.nan, np.zeros(30, np.int64), 0, 0, nonfinite=512)
     weights = HistogramRecord("weight/fc1.weight", 240, -1.0, 1.0, np.ones(30, np.int64), 0.0, 0.5)
     payload = Payload(0, {"loss": (steps(238, 3), np.array([2.1, 40.0, math.nan]))}, histograms=[nan_range, weights])
     body = encode(payload)
-    assert b"activation/relu" not in body  # this client leaves it out
 
     def as_an_older_client_sent_it(header):
-        header["histograms"].insert(0, ["activation/relu", 240, math.nan, math.nan, 30, 0, 0, 0, 0])
-        return np.zeros(30, np.int64).tobytes()
+        header["histograms"] = [entry[:9] for entry in header["histograms"]]
+        header["histograms"][0][0] = "activation/older"
+        header["seq"] = 1
+        return b""
 
     older = rewritten(body, as_an_older_client_sent_it)
-    for seq, sent in enumerate((body, older)):
-        sent = rewritten(sent, lambda header, seq=seq: header.update(seq=seq) or b"")
+    for sent in (body, older):
         response = client.post(
             f"/api/runs/{run_id}/ingest/",
             sent,
@@ -158,10 +159,22 @@ def test_a_histogram_of_a_diverged_tensor_does_not_lose_the_payload(client, toke
         )
         assert response.status_code == 200, response.content
     assert read_series(run_id, "loss")[0].tolist() == [238, 239, 240]
-    assert set(Histogram.objects.filter(run_id=run_id).values_list("key", flat=True)) == {"weight/fc1.weight"}
-    # a finite range the wrong way round is still refused, naming the entry
-    inverted = rewritten(body, lambda header: header["histograms"][0].__setitem__(3, -2.0) or b"")
-    with pytest.raises(wire.WireError, match=r"histograms\[0\] \('weight/fc1.weight'\): needs low <= high"):
+    kept = Histogram.objects.get(run_id=run_id, key="activation/relu")
+    assert kept.nonfinite == 512 and math.isnan(kept.low) and bytes(kept.counts) == bytes(240)
+    assert set(Histogram.objects.filter(run_id=run_id).values_list("key", flat=True)) == {
+        "activation/relu",
+        "weight/fc1.weight",
+    }
+    served = client.get(
+        f"/api/runs/{run_id}/histograms/?key=activation/relu", HTTP_AUTHORIZATION=f"Bearer {token}"
+    ).content.decode()
+    assert "NaN" not in served and '"low": null' in served and '"nonfinite": 512' in served
+    # a range that is not finite needs its count; a finite range the wrong way round is refused
+    uncounted = rewritten(body, lambda header: header["histograms"][0].__setitem__(9, 0) or b"")
+    with pytest.raises(wire.WireError, match=r"histograms\[0\] \('activation/relu'\): a range of nan, nan needs"):
+        wire.decode(uncounted)
+    inverted = rewritten(body, lambda header: header["histograms"][1].__setitem__(3, -2.0) or b"")
+    with pytest.raises(wire.WireError, match=r"histograms\[1\] \('weight/fc1.weight'\): needs low <= high"):
         wire.decode(inverted)
 
 

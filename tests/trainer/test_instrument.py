@@ -32,7 +32,8 @@ def test_batched_histograms_match_numpy_for_each_tensor():
         values = tensor.numpy().ravel()
         expected, _ = np.histogram(values, bins=10, range=(values.min(), values.max()))
         np.testing.assert_array_equal(row, expected)
-        low, high, mean, std, zero, _ = stat.tolist()
+        low, high, mean, std, zero, _, nonfinite = stat.tolist()
+        assert nonfinite == 0
         assert (low, high) == pytest.approx((values.min(), values.max()))
         assert (mean, std) == pytest.approx((values.mean(), values.std()), rel=1e-4, abs=1e-6)
         assert zero == pytest.approx((values == 0).mean())
@@ -50,7 +51,7 @@ def test_a_large_tensor_is_binned_from_a_sample_with_its_exact_range_and_its_siz
     exact, _ = np.histogram(values, bins=20, range=(values.min(), values.max()))
     assert abs(counts[0].sum() - values.size) <= 20  # scaled to the size, rounded per bin
     assert np.abs(counts[0] - exact).max() < 0.01 * values.size
-    low, high, mean, std, zero, _ = stats[0].tolist()
+    low, high, mean, std, zero, _, _ = stats[0].tolist()
     assert (low, high) == pytest.approx((values.min(), 1.5))
     assert mean == pytest.approx(values.mean(), abs=0.001) and std == pytest.approx(values.std(), rel=0.02)
     assert zero == 0.0
@@ -61,11 +62,21 @@ def test_a_large_tensor_is_binned_from_a_sample_with_its_exact_range_and_its_siz
     np.testing.assert_array_equal(again, counts)
 
 
-def test_a_tensor_with_a_nan_gets_no_counts_and_leaves_the_others_alone():
-    tensors = [torch.tensor([1.0, math.nan, 2.0]), torch.tensor([0.0, 1.0, 2.0, 3.0])]
-    counts, stats = batched_histograms(tensors, 4, [None, None]).to_host()
-    assert counts.tolist() == [[0, 0, 0, 0], [1, 1, 1, 1]]
-    assert np.isnan(stats[0, :4]).all() and stats[1, :3].tolist() == [0.0, 3.0, 1.5]
+def test_a_tensor_with_a_nan_or_an_inf_gets_its_count_and_leaves_the_others_alone():
+    tensors = [
+        torch.tensor([1.0, math.nan, 2.0]),
+        torch.tensor([0.0, 1.0, 2.0, 3.0]),
+        torch.tensor([1.0, math.inf, -math.inf, 2.0]),
+    ]
+    counts, stats = batched_histograms(tensors, 4, [None, None, None]).to_host()
+    assert counts.tolist() == [[0, 0, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0]]
+    assert np.isnan(stats[0, :5]).all() and stats[1, :3].tolist() == [0.0, 3.0, 1.5]
+    assert stats[:, 6].tolist() == [1, 0, 2]  # NaN and infinite values
+    # a sampled tensor's count is scaled to its size
+    large = torch.zeros(200_000)
+    large[:100_000] = math.nan
+    _, stats = batched_histograms([large], 4, [None]).to_host()
+    assert 0.45 < stats[0, 6] / 200_000 < 0.55
 
 
 def test_the_cpu_and_gpu_ways_of_counting_bin_indices_agree():

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from tracker.core.alerts import alert_on_findings
@@ -177,10 +178,10 @@ def stored_findings(
         run.pk, dict.fromkeys(k for k in keys if k not in layer_keys), until_step, DIAGNOSIS_POINTS
     )
     series.update(read_downsampled(run.pk, dict.fromkeys(layer_keys), until_step, LAYER_DIAGNOSIS_POINTS))
-    summaries = run.histograms.filter(key__regex=r"^(activation|weight)/")
+    summaries = run.histograms.filter(Q(key__regex=r"^(activation|weight)/") | Q(nonfinite__gt=0))
     if until_step is not None:
         summaries = summaries.filter(step__lte=until_step)
-    series.update(histogram_series(list(summaries.values_list("key", "step", "std"))))
+    series.update(histogram_series(list(summaries.values_list("key", "step", "std", "nonfinite"))))
     if run.measured_by_client:
         context = Context.from_facts(
             run.context, run.tensors, run.steps_per_epoch, status, message, kinds=run.tensor_kinds

@@ -3,6 +3,7 @@ replaces hundreds of lines on deep models."""
 
 from __future__ import annotations
 
+import math
 from typing import TypedDict
 
 import numpy as np
@@ -135,13 +136,18 @@ def histogram_matrix(histograms: list[HistogramDict], rows: int = HISTOGRAM_ROWS
     of a step x value heatmap, as fractions of each step's total."""
     if not histograms:
         return HistogramMatrix(steps=[], edges=[], fractions=[])
-    low = min(h["low"] for h in histograms)
-    high = max(h["high"] for h in histograms)
+    # a tensor that held NaN or infinite values has no range: its column stays empty
+    ranged = [h for h in histograms if not h.get("nonfinite") and math.isfinite(h["low"]) and math.isfinite(h["high"])]
+    low = min((h["low"] for h in ranged), default=0.0)
+    high = max((h["high"] for h in ranged), default=1.0)
     if high <= low:
         high = low + 1e-12
     edges = np.linspace(low, high, rows + 1)
     columns = []
     for h in histograms:
+        if h not in ranged:
+            columns.append([0.0] * rows)
+            continue
         counts = np.asarray(h["counts"], dtype=float)
         bin_edges = np.linspace(h["low"], h["high"], len(counts) + 1)
         grid = np.zeros(rows)

@@ -292,6 +292,7 @@ def write_histograms(run_id: int, records: Iterable[HistogramRecord]) -> None:
             float(r.std),
             float(r.zero_fraction),
             float(r.saturated_fraction),
+            int(r.nonfinite),
         )
         for r in records
     ]
@@ -301,7 +302,7 @@ def write_histograms(run_id: int, records: Iterable[HistogramRecord]) -> None:
         execute_values(
             cursor.cursor,
             "INSERT INTO tracker_histogram (run_id, key, step, low, high, counts, mean, std, zero_fraction,"
-            " saturated_fraction) VALUES %s ON CONFLICT (run_id, key, step) DO NOTHING",
+            " saturated_fraction, nonfinite) VALUES %s ON CONFLICT (run_id, key, step) DO NOTHING",
             rows,
             page_size=1000,
         )

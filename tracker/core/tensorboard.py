@@ -152,7 +152,8 @@ def export_run(run: Run, folder: Path) -> Path:
     for key, (steps, values) in series.items():
         for step, value in zip(steps.tolist(), values.tolist()):
             writer.add_event(_event(wall(step), step, summary_pb2.Summary.Value(tag=key, simple_value=value)))
-    for histogram in Histogram.objects.filter(run=run).order_by("key", "step").iterator():
+    # a histogram of a tensor that held NaN or infinite values has no range for TensorBoard to draw
+    for histogram in Histogram.objects.filter(run=run, nonfinite=0).order_by("key", "step").iterator():
         counts = np.frombuffer(bytes(histogram.counts), dtype="<i8")
         total = float(counts.sum())
         proto = summary_pb2.HistogramProto(
