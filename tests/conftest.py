@@ -191,10 +191,12 @@ def browser():
         browser.close()
 
 
-def logged_in_page(browser, live_server, username: str, login_path: str, landing: str):
+def logged_in_page(browser, live_server, username: str, login_path: str, landing: str, enforce_csp: bool = False):
     """A browser page logged in through the real login form; collects console errors and
-    every response that failed (4xx, 5xx)."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    every response that failed (4xx, 5xx). Playwright's wait_for_function evaluates its
+    predicate as a string, which the pages' Content-Security-Policy forbids, so a test's page
+    sets the policy aside unless it asks for it (tests/security/test_csp_browser.py does)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, bypass_csp=not enforce_csp)
     page = context.new_page()
     page.console_errors = []
     page.failed_responses = []
