@@ -36,6 +36,7 @@ def test_check_deploy_is_clean_with_the_documented_production_settings():
     from django.db import connection
 
     environment = {**os.environ, **PRODUCTION, "DATABASE_URL": database_url_for(connection.settings_dict["NAME"])}
+    environment.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # the browser tests' setting, never a deployment's
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,
