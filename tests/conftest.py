@@ -218,14 +218,18 @@ def logged_in_page(browser, live_server, username: str, login_path: str, landing
 def page_as_user(browser, live_server, user):
     context, page = logged_in_page(browser, live_server, "alice", "/accounts/login/", "/")  # lands on the dashboard
     yield page
+    errors = list(page.console_errors)
     context.close()
+    assert errors == [], f"console errors on the pages this test opened: {errors}"
 
 
 @pytest.fixture
 def page_as_staff(browser, live_server, staff):
     context, page = logged_in_page(browser, live_server, "root", "/admin/login/?next=/admin/", "/admin/")
     yield page
+    errors = list(page.console_errors)
     context.close()
+    assert errors == [], f"console errors on the pages this test opened: {errors}"
 
 
 class WebServer:

@@ -1,4 +1,5 @@
-/* Shared chart helpers for every page (Chart.js 4, vendored). */
+/* Shared helpers of every page: charts (Chart.js 4, vendored, where a page draws one), numbers,
+   requests and the one polling loop of the live pages. */
 "use strict";
 
 window.Trainwatch = (function () {
@@ -126,6 +127,34 @@ window.Trainwatch = (function () {
     return response.json();
   }
 
+  /* The one polling loop of the live pages: `step` runs every `every` ms and returns false when
+     there is nothing more to wait for (every run shown has ended), true to go on, or "now" to go
+     on at once. A failed step is retried after three times the interval; a hidden tab is not
+     polled until it is shown again. When it stops, body[data-polling-stopped] is "1".
+     `first`: ms before the first step (default: one interval). */
+  function poll(step, every, first = every) {
+    let timer = null;
+    async function tick() {
+      timer = null;
+      if (document.hidden) {
+        document.addEventListener("visibilitychange", () => { if (!timer) tick(); }, { once: true });
+        return;
+      }
+      let next = every;
+      try {
+        const more = await step();
+        if (more === false) { document.body.dataset.pollingStopped = "1"; return; }
+        if (more === "now") next = 0;
+      } catch (error) {
+        console.warn("refresh failed, retrying:", error.message);
+        next = every * 3;
+      }
+      document.body.dataset.lastPoll = String(Date.now());
+      timer = setTimeout(tick, next);
+    }
+    timer = setTimeout(tick, first);
+  }
+
   /* Smoothing of a dataset's raw values: bias-corrected EMA (docs, section 3) or a
      plain moving average over about 1 / (1 - weight) points. */
   function smooth(values, method, weight) {
@@ -197,5 +226,5 @@ window.Trainwatch = (function () {
   }
 
   return { palette, lineChart, logTick, markerRadius, smooth, toCSV, toolbar, emaExtend, formatNumber, formatSeconds,
-           fetchJSON, interp, wallClock };
+           fetchJSON, interp, wallClock, poll };
 })();

@@ -48,20 +48,16 @@
   }
 
   async function refresh() {
-    try {
-      const body = await T.fetchJSON("/api/dashboard/");
-      showRunning(body.running, body.panels.running);
-      for (const name of ["queue", "attention", "best", "workers"]) {
-        document.getElementById(`panel-${name}`).innerHTML = body.panels[name];
-      }
-      document.body.dataset.lastRefresh = String(Date.now());
-    } catch (error) {
-      console.warn("dashboard:", error.message);
+    const body = await T.fetchJSON("/api/dashboard/");
+    showRunning(body.running, body.panels.running);
+    for (const name of ["queue", "attention", "best", "workers"]) {
+      document.getElementById(`panel-${name}`).innerHTML = body.panels[name];
     }
-    setTimeout(refresh, REFRESH_MS);
+    document.body.dataset.lastRefresh = String(Date.now());
+    return true;  // the dashboard watches for new runs, whatever it shows now
   }
 
   showRunning(JSON.parse(document.getElementById("running-data").textContent));
   document.body.dataset.lastRefresh = String(Date.now());
-  setTimeout(refresh, REFRESH_MS);
+  T.poll(refresh, REFRESH_MS);
 })();

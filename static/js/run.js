@@ -309,10 +309,8 @@
     try {
       body = await T.fetchJSON(`/api/runs/${runId}/series/?series=${encodeURIComponent(spec)}`);
     } catch (error) {
-      console.warn("poll failed, retrying:", error.message);
       refetchAll = refetchAll || full;
-      setTimeout(poll, POLL_MS * 3);
-      return;
+      throw error;  // T.poll tries again, later
     }
     stepsPerEpoch = body.run.steps_per_epoch || stepsPerEpoch;
     if (full) clearCharts();
@@ -338,9 +336,8 @@
     showRun(body.run);
     document.body.dataset.lastPoll = String(Date.now());
     if (body.keys.includes("epoch")) refreshImages().catch((error) => console.warn("images:", error.message));
-    if (newTensorKeys.length) return poll();
-    if (!body.run.finished) setTimeout(poll, POLL_MS);
-    else document.body.dataset.pollingStopped = "1";
+    if (newTensorKeys.length) return "now";  // their points, at once
+    return !body.run.finished;
   }
 
   /* Zoomed: the visible step range of this chart's series, at full resolution up to 1000 points. */
@@ -368,7 +365,7 @@
     chart.$onRange = (c) => zoomTo(name, c).catch((error) => console.warn("zoom:", error.message));
     T.toolbar(chart.canvas.closest("figure"), chart, {
       name: `run-${runId}-${name}`, xName: xTitle,
-      onReset: () => { refetchAll = true; chart.$zoomedRange = null; if (document.body.dataset.pollingStopped) poll(); },
+      onReset: () => { refetchAll = true; chart.$zoomedRange = null; if (document.body.dataset.pollingStopped) poll().catch((error) => console.warn(error.message)); },
     });
   });
 
@@ -466,5 +463,5 @@
   if (crowded.length) showCrowded(page.keys);
   window.TrainwatchLayers.init(runId, xOf, xTitle, LIMITS).catch((error) => console.warn("layers:", error.message));
   showRun(page.run);
-  poll();
+  T.poll(poll, POLL_MS, 0);
 })();

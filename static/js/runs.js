@@ -7,38 +7,35 @@
   const table = document.getElementById("runs-table");
   if (!live || !table) return;
 
-  function format(run, field) {
-    if (field === "status") return run.status;
-    if (field === "health") return run.health || "–";
-    if (field === "progress") return run.total_steps ? `${run.epoch} / ${run.epochs} epochs` : "–";
-    if (field === "seconds") return run.seconds === null ? "–" : `${run.seconds.toFixed(1)} s`;
-    const value = run[field];
-    return value === null || value === undefined ? "–" : value.toFixed(4);
-  }
+  // what changes while a run is live, written as the server's template writes it; the other
+  // cells (name, optimizer, schedule, learning rate) never change and are left alone
+  const FORMAT = {
+    status: (run) => run.status,
+    health: (run) => run.health || "–",
+    progress: (run) => (run.total_steps ? `${run.epoch} / ${run.epochs} epochs` : "–"),
+    best_val_accuracy: (run) => (run.best_val_accuracy === null ? "–" : run.best_val_accuracy.toFixed(4)),
+    final_loss: (run) => (run.final_loss === null ? "–" : run.final_loss.toFixed(4)),
+    seconds: (run) => (run.seconds === null ? "–" : `${run.seconds.toFixed(1)} s`),
+  };
 
   async function refresh() {
-    let body;
-    try {
-      const response = await fetch("/api/runs/", { credentials: "same-origin" });
-      body = await response.json();
-    } catch (error) {
-      setTimeout(refresh, 5000);
-      return;
-    }
+    const body = await T.fetchJSON("/api/runs/");
     let anyLive = false;
     for (const run of body.runs) {
       const row = table.querySelector(`tr[data-run-id="${run.id}"]`);
       if (!row) continue;
       anyLive = anyLive || !run.finished;
       row.querySelectorAll("[data-field]").forEach((cell) => {
-        cell.textContent = format(run, cell.dataset.field);
+        const format = FORMAT[cell.dataset.field];
+        if (!format) return;
+        cell.textContent = format(run);
         if (cell.dataset.field === "status") cell.className = `status status-${run.status}`;
         if (cell.dataset.field === "health") cell.className = `health health-${run.health || "none"}`;
       });
     }
-    if (anyLive) setTimeout(refresh, 2000);
+    return anyLive;
   }
-  setTimeout(refresh, 2000);
+  T.poll(refresh, 2000);
 })();
 
 /* Selecting runs to compare them. */

@@ -228,23 +228,16 @@
   if (topSelect) topSelect.addEventListener("change", () => { topPercent = Number(topSelect.value); render(); });
 
   async function poll() {
-    if (data.status !== "running" || !document.getElementById("leaderboard")) return;
-    try {
-      const response = await fetch(`/api/studies/${data.id}/`, { credentials: "same-origin" });
-      if (response.ok) {
-        data = await response.json();
-        render();
-        const facts = document.getElementById("study-status");
-        if (facts) facts.textContent = data.status;
-      }
-    } catch (error) {
-      console.warn("study:", error.message);
-    }
-    setTimeout(poll, 3000);
+    if (data.status !== "running" || !document.getElementById("leaderboard")) return false;
+    data = await T.fetchJSON(`/api/studies/${data.id}/`);
+    render();
+    const facts = document.getElementById("study-status");
+    if (facts) facts.textContent = data.status;
+    return data.status === "running";
   }
 
   render();
-  setTimeout(poll, 3000);
+  T.poll(poll, 3000);
 })();
 
 // the report's Print button (no inline handler: the Content-Security-Policy allows none)

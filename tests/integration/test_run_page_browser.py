@@ -103,6 +103,18 @@ def test_the_charts_of_a_running_run_grow_without_a_reload(celery_worker_process
     assert "step" in page.text_content(f'.card[data-run-id="{run.pk}"]')
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 
+    # the runs list refreshes its live cells (and leaves its text cells as they are)
+    page.goto(f"{live_server.url}/runs/")
+    row = f'tr[data-run-id="{run.pk}"]'
+    name = page.text_content(f"{row} [data-field=name]")
+    page.wait_for_function("document.body.dataset.lastPoll", timeout=8_000)
+    first_poll = page.evaluate("document.body.dataset.lastPoll")
+    page.wait_for_function(f"document.body.dataset.lastPoll !== '{first_poll}'", timeout=8_000)
+    assert page.text_content(f"{row} [data-field=status]") == "running"
+    assert page.text_content(f"{row} [data-field=name]") == name and "epochs" in page.text_content(
+        f"{row} [data-field=progress]"
+    )
+
     page.goto(f"{live_server.url}/runs/{run.pk}/")
     page.wait_for_function("document.body.dataset.lastPoll")
     request_cancel(run)
