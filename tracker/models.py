@@ -334,11 +334,11 @@ class Run(models.Model):
 
     @property
     def epochs(self) -> int:
-        """Epochs planned: a job's config says; an external run's progress says, when it knows."""
+        """Epochs planned: a job's config says; an external run's progress says, when it knows (a
+        run that succeeded ran what it ran; one cancelled or stopped early keeps its plan)."""
         if self.is_external:
-            return (
-                self.epoch if self.is_finished or not self.steps_per_epoch else self.total_steps // self.steps_per_epoch
-            )
+            planned = self.total_steps // self.steps_per_epoch if self.steps_per_epoch and self.total_steps else 0
+            return self.epoch if not planned or self.status == self.Status.SUCCEEDED else max(planned, self.epoch)
         return int(self.config.get("epochs", 0))
 
     @property

@@ -195,10 +195,14 @@
     const status = document.getElementById("run-status");
     status.textContent = run.status;
     status.className = `status status-${run.status}`;
-    // an external run knows its length only when its script says
+    // an external run knows its length only when its script says; one that ended early says where
+    const share = run.total_steps ? Math.round((100 * run.steps_done) / run.total_steps) : null;
+    const early = run.finished && run.total_steps && run.steps_done < run.total_steps;
     document.getElementById("run-progress").textContent = run.total_steps
-      ? `epoch ${run.epoch} / ${run.epochs} (step ${run.steps_done} / ${run.total_steps})`
+      ? `${early ? `${run.status} at ` : ""}epoch ${run.epoch} / ${run.epochs} (step ${run.steps_done} / ${run.total_steps}${early ? `, ${share} %` : ""})`
       : run.steps_done ? `step ${run.steps_done}${run.epoch ? `, epoch ${run.epoch}` : ""}` : "–";
+    const cancel = document.getElementById("cancel-run");
+    if (cancel) cancel.hidden = run.finished;
     document.getElementById("run-best").textContent = T.formatNumber(run.best_val_accuracy);
     document.getElementById("run-loss").textContent = T.formatNumber(run.final_loss);
     document.getElementById("run-duration").textContent = T.formatSeconds(run.seconds);

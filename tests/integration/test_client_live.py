@@ -12,10 +12,11 @@ import time
 
 import numpy as np
 import pytest
+import requests
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
 from tests.conftest import ARTIFACTS, ROOT, WebServer, logged_in_page, wait_until
-from tracker.core.lifecycle import reap_lost_runs, request_cancel
+from tracker.core.lifecycle import reap_lost_runs
 from tracker.core.storage import read_series
 from tracker.models import Histogram, Run, RunImage
 from trainer.config import InstrumentConfig
@@ -133,14 +134,24 @@ def test_a_killed_script_ends_its_run_lost_after_the_silence(server, token, tmp_
     assert run.status == "lost" and "the client on" in run.message and "went silent" in run.message
 
 
-def test_a_cancel_on_the_page_stops_the_script(server, token, tmp_path):
+@pytest.mark.parametrize("where", ["api", "page"])
+def test_a_members_cancel_stops_the_script(server, token, tmp_path, user, client, where):
     process = script(server, token, tmp_path, "--epochs", "100", "--sleep", "0.01")
     wait_until(lambda: Run.objects.filter(kind="external", steps_done__gt=20).exists(), 60, "the run to report steps")
-    assert request_cancel(the_run())
+    run = the_run()
+    if where == "api":
+        answer = requests.post(
+            f"{server.url}/api/runs/{run.pk}/cancel/", headers={"Authorization": f"Bearer {token}"}, timeout=10
+        )
+        assert answer.status_code == 200, answer.text
+    else:
+        client.force_login(user)  # the run page's Cancel button
+        assert client.post(f"/runs/{run.pk}/cancel/").status_code == 302
     output = finished(process, 60)
     run = the_run()
     assert "asked to stop" in output and run.status == "cancelled"
     assert run.steps_done < 100 * 43 and read_series(run.pk, "loss")[0][-1] == run.steps_done - 1
+    assert run.epochs == 100 and run.epoch < 100  # its progress says where it stopped
 
 
 def test_a_run_recorded_offline_is_uploaded_by_sync(server, token, tmp_path):

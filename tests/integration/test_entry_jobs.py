@@ -15,10 +15,10 @@ from django.utils import timezone
 from tests.conftest import ROOT, start_worker, stop_worker, wait_until
 from tests.trainer.image_sets import write_cifar10
 from tracker.core.dispatch import send_train_token
-from tracker.core.lifecycle import reap_lost_runs, request_cancel
+from tracker.core.lifecycle import reap_lost_runs
 from tracker.core.runs import create_run
 from tracker.core.storage import read_series
-from tracker.models import Project, Run, RunCheckpoint, Series, Worker
+from tracker.models import ApiToken, Project, Run, RunCheckpoint, Series, Worker
 from trainer.entry import describe_registered
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -74,11 +74,16 @@ def test_an_entry_point_trains_on_a_worker_with_its_series_and_diagnosis(worker,
     assert 'id="run-entry"' in page and "testjobs-mlp" in page
 
 
-def test_a_cancelled_entry_point_stops_within_a_second(worker):
-    run = create_run("jobs", mlp(epochs=100, batches=50, step_seconds=0.1))  # ~8 minutes if not stopped
+def test_a_cancelled_entry_point_stops_within_a_second(worker, user, client):
+    run = create_run("jobs", mlp(epochs=100, batches=50, step_seconds=0.1), "", user)  # ~8 minutes if not stopped
+    queued = create_run("jobs", mlp(epochs=1), "behind it", user)  # waits: the worker takes one run at a time
     wait_until(lambda: Run.objects.filter(pk=run.pk, steps_done__gt=10).exists(), 60, "the run to be under way")
+    client.force_login(user)  # the queued one, from its run page
+    assert client.post(f"/runs/{queued.pk}/cancel/").status_code == 302
+    assert Run.objects.get(pk=queued.pk).status == "cancelled"
     steps_at_cancel = Run.objects.get(pk=run.pk).steps_done  # stored at most a flush (1 s) behind
-    assert request_cancel(run)
+    token = ApiToken.issue(user, "script")[1]  # the running one, through the API
+    assert client.post(f"/api/runs/{run.pk}/cancel/", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
     done = wait_until(lambda: finished(run.pk), 30, "the run to stop")
 
     assert done.status == "cancelled" and done.message.startswith("cancel requested")

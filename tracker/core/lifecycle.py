@@ -55,6 +55,14 @@ def _advance_study(run_id: int) -> None:
         log.exception("run %s: advancing its study failed", run_id)
 
 
+def cancel_by_member(run: Run) -> str:
+    """A person's cancel (the run page, the API): '' when asked for, else why not, in words."""
+    if request_cancel(run):
+        return ""
+    status = Run.objects.values_list("status", flat=True).get(pk=run.pk)
+    return f"the run has already ended ({status})"
+
+
 def request_cancel(run: Run) -> bool:
     """A queued run never starts; a running one stops at its next flush (about 1 s) and its
     worker finishes it `cancelled`."""

@@ -6,11 +6,12 @@ import numpy as np
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from tracker.core.access import visible_runs
 from tracker.core.compare import comparison, flatten
 from tracker.core.layers import histogram_matrix, layer_matrix
+from tracker.core.lifecycle import cancel_by_member
 from tracker.core.runs import create_run, registered_jobs
 from tracker.core.storage import read_downsampled, read_series
 from tracker.forms import AtStepQuery, CompareQuery, LayersQuery, SeriesQuery, first_errors
@@ -60,6 +61,19 @@ def run_series(request: HttpRequest, run_id: int) -> JsonResponse:
 def run_detail(request: HttpRequest, run_id: int) -> JsonResponse:
     run = get_object_or_404(visible_runs(request.user), pk=run_id)
     return JsonResponse({"run": run.to_dict(), "config": run.config})
+
+
+@require_POST
+@api_login_required
+def cancel_run(request: HttpRequest, run_id: int) -> JsonResponse:
+    """POST /api/runs/<id>/cancel/: a queued run never starts; a running one stops within about
+    a second (a client run's script sees run.should_stop). 409 once it has ended."""
+    run = get_object_or_404(visible_runs(request.user), pk=run_id)
+    refused = cancel_by_member(run)
+    if refused:
+        return JsonResponse({"errors": {"run": refused}}, status=409)
+    run.refresh_from_db()
+    return JsonResponse({"run": run.to_dict()})
 
 
 @require_http_methods(["GET", "POST"])

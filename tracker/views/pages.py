@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 
 from tracker.core.access import visible_projects, visible_runs
 from tracker.core.findings import CONFIRMATIONS, RETRACTIONS
+from tracker.core.lifecycle import cancel_by_member
 from tracker.core.runs import create_run
 from tracker.core.tensorboard import export_zip
 from tracker.models import RUN_SORTS, Project, Run, Study, run_ordering
@@ -96,6 +97,19 @@ def runs(request: HttpRequest) -> HttpResponse:
             "live": any(not run.is_finished for run in rows),
         },
     )
+
+
+@login_required
+@require_POST
+def cancel_run(request: HttpRequest, run_id: int) -> HttpResponse:
+    """The run page's Cancel button, for anyone who sees the run (its project's members)."""
+    run = get_object_or_404(visible_runs(request.user), pk=run_id)
+    refused = cancel_by_member(run)
+    if refused:
+        messages.error(request, f"Not cancelled: {refused}.")
+    else:
+        messages.success(request, "Cancel requested: a queued run never starts; a running one stops within a second.")
+    return redirect(run)
 
 
 @login_required
