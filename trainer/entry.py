@@ -126,7 +126,7 @@ def parse_schema(raw: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, An
             raise TypeError(f"{where}: a name is a Python identifier, not one of {', '.join(RESERVED)}")
         if not isinstance(spec, Mapping) or spec.get("type") not in PARAM_TYPES:
             raise TypeError(f"{where}: needs a type, one of {', '.join(PARAM_TYPES)}")
-        unknown = set(spec) - {"type", "min", "max", "choices", "default", "help"}
+        unknown = set(spec) - {"type", "min", "max", "choices", "default", "help", "required_when"}
         if unknown:
             raise TypeError(f"{where}: unknown keys {sorted(unknown)}")
         clean = {"type": spec["type"], "help": str(spec.get("help", ""))[:500]}
@@ -144,6 +144,18 @@ def parse_schema(raw: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, An
             if not isinstance(choices, (list, tuple)) or not choices or not all(isinstance(c, str) for c in choices):
                 raise TypeError(f"{where}: a choice needs choices, a list of strings")
             clean["choices"] = list(choices)
+        if "required_when" in spec:
+            # text that may be left empty unless another param has one of these values, e.g. a
+            # path required when data is cifar10 or folder
+            when = spec["required_when"]
+            if (
+                kind not in ("str", "path")
+                or not isinstance(when, Mapping)
+                or not all(isinstance(other, str) and other in raw and other != name for other in when)
+                or not all(isinstance(values, (list, tuple)) and values for values in when.values())
+            ):
+                raise TypeError(f"{where}: required_when maps other params of this job to lists of their values")
+            clean["required_when"] = {other: list(values) for other, values in when.items()}
         if "default" in spec:
             if not (kind in ("str", "path") and spec["default"] == ""):  # empty text: none given
                 errors: dict[str, str] = {}
@@ -204,10 +216,21 @@ def read_params(
             )
         elif kind == "bool":
             values[name] = fields.boolean(name, default)
+        elif kind in ("str", "path") and default == "" and fields.raw.get(name) == "":
+            # empty text is "none given" for a param whose default is empty: what the server
+            # stored when it filled in the defaults is read the same way on the worker
+            fields.seen.add(name)
+            values[name] = ""
         elif kind in ("str", "path"):
             values[name] = fields.text(name, default, MAX_TEXT)
         else:
             values[name] = fields.choice(name, default, tuple(spec["choices"]))
+    for name, spec in schema.items():
+        for other, wanted in spec.get("required_when", {}).items():
+            if name in values and not values[name] and values.get(other) in wanted:
+                errors.setdefault(
+                    fields.path(name), f"is required when {other} is {values[other]}: {describe_rule(spec)}"
+                )
     fields.finish()
     return values
 

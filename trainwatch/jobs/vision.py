@@ -38,7 +38,12 @@ PARAMS: dict[str, dict[str, Any]] = {
         "default": "cifar10",
         "help": "cifar10: CIFAR-10's python batches in `path`; folder: an ImageFolder tree (path/train, path/val); synthetic: random CIFAR-size images",
     },
-    "path": {"type": "path", "default": "", "help": "the data's folder (inside TRAINWATCH_DATA_DIRS)"},
+    "path": {
+        "type": "path",
+        "default": "",
+        "required_when": {"data": ["cifar10", "folder"]},
+        "help": "the data's folder (inside TRAINWATCH_DATA_DIRS)",
+    },
     "image_size": {"type": "int", "min": 16, "max": 512, "default": 32, "help": "folder data: the crop's side"},
     "synthetic_images": {"type": "int", "min": 16, "max": 1_000_000, "default": 10_000},
     "val_fraction": {
