@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import datetime
+import math
 import os
 import platform
 import socket
@@ -39,7 +40,8 @@ import torch
 from trainer.config import InstrumentConfig
 from trainer.instrument import DeviceRecorder, tile_grid
 from trainer.payloads import CheckResults
-from trainer.sink import ImageRecord
+from trainer.sink import ImageRecord, ScalarBatch
+from trainer.system import SYSTEM_SECONDS, SystemSampler
 from trainer.wire import SERIES_KEY, Payload, encode
 from trainwatch.transport import Channel, Connection, Sender, Spool, Uploader, log
 from trainwatch.watch import Watcher
@@ -107,6 +109,8 @@ class Run:
         self._seq = spool.state()["next_seq"]
         self._started = time.monotonic()
         self._last_payload = time.monotonic()
+        self._system: SystemSampler | None = None
+        self._last_system = -SYSTEM_SECONDS
         self._watchers: list[Watcher] = []
         self._warned_checkpoint = False
         self.finished = False
@@ -363,6 +367,7 @@ class Run:
             finish = {**finish, "status": "diverged", "message": f"the loss became {value} at step {step}"}
             with self._lock:
                 self._finish = finish
+        self._sample_system(batch)
         records = [ImageRecord("first_layer", step, tile_grid(tiles.cpu().numpy())) for step, tiles in images]
         heartbeat_due = time.monotonic() - self._last_payload >= HEARTBEAT_SECONDS
         if not (batch or histograms or records or describe or checks or finish or heartbeat_due):
@@ -371,6 +376,29 @@ class Run:
             Payload(0, batch, histograms, records, self._progress(), describe, dict(checks) if checks else None, finish)
         )
         self._last_payload = time.monotonic()
+
+    def _samples_system(self) -> bool:
+        """Whether this run's process is sampled here (a worker's own sink samples for itself)."""
+        return True
+
+    def _sample_system(self, batch: ScalarBatch) -> None:
+        """CPU and memory of this process (and its GPU's) every SYSTEM_SECONDS, at the latest
+        step, as a worker samples its runs: the run page's system panel."""
+        now = time.monotonic()
+        if not self._samples_system() or self._last_step < 0 or now - self._last_system < SYSTEM_SECONDS:
+            return
+        self._last_system = now
+        try:
+            if self._system is None:
+                self._system = SystemSampler(str(self.device))
+            values = self._system.sample()
+        except Exception as error:  # never the training's problem: the panel stays empty
+            log.info("trainwatch: no system metrics (%s)", error)
+            self._last_system = math.inf
+            return
+        step = np.array([self._last_step], dtype=np.int64)
+        for key, value in values.items():
+            batch.setdefault(key, (step, np.array([value], dtype=np.float64)))
 
     def _progress(self) -> dict[str, int | None]:
         steps_done = self._last_step + 1

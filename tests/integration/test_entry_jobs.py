@@ -68,6 +68,9 @@ def test_an_entry_point_trains_on_a_worker_with_its_series_and_diagnosis(worker,
     assert done.best_val_accuracy is not None and done.best_val_accuracy > 0.4
     assert done.tensors == ["0.weight", "0.bias", "2.weight", "2.bias"]
     assert len(read_series(run.pk, "update_ratio/0.weight")[0]) > 5  # run.watch measured on the worker
+    # the system panel: CPU and memory of the job's process, sampled by the client in the worker
+    steps, memory = read_series(run.pk, "system/memory_mb")
+    assert len(steps) >= 1 and memory[0] > 50 and len(read_series(run.pk, "system/cpu_percent")[0]) >= 1
     assert done.context["optimizer"] == "sgd" and done.context["classes"] == 3
     assert done.health in ("healthy", "warning", "error")  # the final diagnosis ran
     page = logged_in.get(f"/runs/{run.pk}/").content.decode()

@@ -104,6 +104,10 @@ class JobRun(client.Run):
     def device(self) -> torch.device:
         return self._device
 
+    def _samples_system(self) -> bool:
+        # Trainwatch's own trainer writes through the worker's sink, which samples for itself
+        return self._sink is None
+
     @property
     def sink(self) -> DatabaseSink:
         """Trainwatch's own trainer writes through the worker's sink directly (its instrumentation

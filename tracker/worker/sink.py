@@ -16,11 +16,10 @@ from tracker.core.findings import diagnose_run
 from tracker.core.storage import ChunkWriter, roll_up_series, store_handoff
 from tracker.core.studies import early_stop_reason, early_stopping_of
 from tracker.models import Run, RunCheckpoint, Worker
-from tracker.worker.system import SystemSampler
 from trainer.sink import HistogramRecord, ImageRecord, Progress, RunInfo, ScalarBatch
+from trainer.system import SYSTEM_SECONDS, SystemSampler
 
 log = logging.getLogger(__name__)
-SYSTEM_SECONDS = 5.0
 
 
 class LiveUpkeep:

@@ -1,25 +1,30 @@
-"""System metrics of a training process, sampled by its worker every few seconds:
-CPU and memory of the process (psutil) and, with a CUDA device, GPU utilisation and
-memory (NVML, nvidia-ml-py)."""
+"""System metrics of a training process, sampled every SYSTEM_SECONDS by whatever trains it (a
+worker's sink, or the client in a script or a queued job): CPU and memory of the process
+(psutil) and, with a CUDA device, GPU utilisation and memory (NVML, nvidia-ml-py, when it is
+installed). They become the run's `system/...` series and its system panel."""
 
 from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 import psutil
-import pynvml
 
 log = logging.getLogger(__name__)
+
+SYSTEM_SECONDS = 5.0
 
 
 class SystemSampler:
     def __init__(self, device: str = "cpu"):
         self.process = psutil.Process(os.getpid())
         self.process.cpu_percent(None)  # the first call only starts the measurement
-        self.gpu = None
+        self.gpu: Any = None
         if device.startswith("cuda"):
             try:
+                import pynvml  # noqa: PLC0415 - only where there is a GPU to ask about
+
                 pynvml.nvmlInit()
                 index = int(device.split(":")[1]) if ":" in device else 0
                 visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
@@ -36,6 +41,8 @@ class SystemSampler:
             "system/memory_mb": self.process.memory_info().rss / 2**20,
         }
         if self.gpu is not None:
+            import pynvml  # noqa: PLC0415
+
             utilisation = pynvml.nvmlDeviceGetUtilizationRates(self.gpu)
             memory = pynvml.nvmlDeviceGetMemoryInfo(self.gpu)
             values["system/gpu_percent"] = float(utilisation.gpu)
