@@ -93,6 +93,23 @@ def test_every_json_answer_and_page_goes_through_the_one_finite_encoder():
     assert strays == []
 
 
+def test_every_file_the_code_and_the_readme_point_at_exists():
+    import re
+
+    cited = set()
+    for folder in ("tracker", "trainer", "trainwatch", "bench", "static/js"):
+        for path in (ROOT / folder).rglob("*.*"):
+            if path.suffix in (".py", ".js"):
+                cited.update(re.findall(r"\b(docs/[\w./-]+\.(?:md|png))", path.read_text()))
+    readme = (ROOT / "README.md").read_text()
+    cited.update(
+        target.split("#")[0]
+        for target in re.findall(r"\]\(([^)\s]+)\)", readme)
+        if not target.startswith(("http://", "https://", "#", "mailto:"))
+    )
+    assert cited and [target for target in sorted(cited) if not (ROOT / target).exists()] == []
+
+
 def test_ruff_finds_nothing_and_the_code_is_formatted():
     lint = run_tool("ruff", "check", "--no-cache", ".")
     assert lint.returncode == 0, lint.stdout[-4000:]
