@@ -128,9 +128,9 @@ window.Trainwatch = (function () {
   }
 
   /* The one polling loop of the live pages: `step` runs every `every` ms and returns false when
-     there is nothing more to wait for (every run shown has ended), true to go on, or "now" to go
-     on at once. A failed step is retried after three times the interval; a hidden tab is not
-     polled until it is shown again. When it stops, body[data-polling-stopped] is "1".
+     there is nothing more to wait for (every run shown has ended), true to go on. A failed step
+     is retried after three times the interval; a hidden tab is not polled until it is shown
+     again. When it stops, body[data-polling-stopped] is "1".
      `first`: ms before the first step (default: one interval). */
   function poll(step, every, first = every) {
     let timer = null;
@@ -142,9 +142,7 @@ window.Trainwatch = (function () {
       }
       let next = every;
       try {
-        const more = await step();
-        if (more === false) { document.body.dataset.pollingStopped = "1"; return; }
-        if (more === "now") next = 0;
+        if ((await step()) === false) { document.body.dataset.pollingStopped = "1"; return; }
       } catch (error) {
         console.warn("refresh failed, retrying:", error.message);
         next = every * 3;

@@ -340,7 +340,7 @@
     showRun(body.run);
     document.body.dataset.lastPoll = String(Date.now());
     if (body.keys.includes("epoch")) refreshImages().catch((error) => console.warn("images:", error.message));
-    if (newTensorKeys.length) return "now";  // their points, at once
+    if (newTensorKeys.length) return poll();  // their points, in the same refresh
     return !body.run.finished;
   }
 

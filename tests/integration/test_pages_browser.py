@@ -114,12 +114,17 @@ def test_the_system_panel_of_a_gpu_run_draws_gpu_utilisation_and_memory_and_the_
 
     page = page_as_staff
     page.goto(f"{live_server.url}/runs/{run.pk}/")
-    page.wait_for_function("window.trainwatchCharts && window.trainwatchCharts.system.data.datasets.length === 4")
+    # the page fills its charts as its requests answer: wait for every sample of the four
+    page.wait_for_function(
+        "window.trainwatchCharts && window.trainwatchCharts.system.data.datasets.length === 4"
+        f" && window.trainwatchCharts.system.data.datasets.every((d) => d.data.length === {len(H100_SYSTEM)})",
+        timeout=15_000,
+    )
     datasets = page.evaluate(
         "window.trainwatchCharts.system.data.datasets.map((d) => [d.label, d.data.length, d.yAxisID])"
     )
     assert [label for label, _, _ in datasets] == ["CPU %", "memory (MB)", "GPU %", "GPU memory (MB)"]
-    assert all(length == len(H100_SYSTEM) for _, length, _ in datasets)
+    assert all(length == len(H100_SYSTEM) for _, length, _ in datasets), (datasets, len(H100_SYSTEM))
     # percentages on one axis, megabytes on the other
     assert datasets[0][2] == datasets[2][2] != datasets[1][2] == datasets[3][2]
     figure = page.locator("#chart-system").locator("xpath=ancestor::figure")
