@@ -23,7 +23,7 @@ TEST_DATA_DIR = ROOT / ".trainwatch" / "test-data"
 
 
 # mypy reads the whole code base for most of a minute on its own: when the suite includes its
-# test, it starts with the session and runs beside the other tests, and the test reads its answer
+# test, it starts as soon as the tests are collected and runs beside them; the test reads its answer
 MYPY_TEST = "test_mypy_finds_no_type_error"
 MYPY_COMMAND = ("mypy", "tracker", "trainer", "trainwatch", "bench")
 background_mypy: dict[str, subprocess.Popen[str]] = {}
@@ -196,6 +196,30 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
+
+
+@pytest.fixture
+def reported_worker(celery_worker_process) -> str:
+    """The suite's worker, whose row (emptied between transactional tests) says what it
+    reported at start: its entry points, which the API validates queued jobs against."""
+    from django.utils import timezone
+
+    from tracker.models import Worker
+    from trainer.entry import describe_registered
+
+    now = timezone.now()
+    Worker.objects.update_or_create(
+        name=celery_worker_process,
+        defaults={
+            "hostname": "test",
+            "queues": ["cpu", "gpu"],
+            "device": "CPU",
+            "entry_points": describe_registered(),
+            "started_at": now,
+            "seen_at": now,
+        },
+    )
+    return celery_worker_process
 
 
 @pytest.fixture(scope="session")

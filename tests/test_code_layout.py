@@ -118,7 +118,7 @@ def test_ruff_finds_nothing_and_the_code_is_formatted():
 
 
 def test_mypy_finds_no_type_error():
-    running = background_mypy.get("run")  # started with the session (tests/conftest.py)
+    running = background_mypy.get("run")  # started once the tests were collected (tests/conftest.py)
     if running is None:
         result = run_tool(*MYPY_COMMAND)
         returncode, output = result.returncode, result.stdout

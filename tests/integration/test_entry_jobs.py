@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from django.db import transaction
-from django.utils import timezone
 
 from tests.conftest import ROOT, start_worker, stop_worker, wait_until
 from tests.trainer.image_sets import write_cifar10
@@ -19,7 +18,6 @@ from tracker.core.lifecycle import reap_lost_runs
 from tracker.core.runs import create_run
 from tracker.core.storage import read_series
 from tracker.models import ApiToken, Project, Run, RunCheckpoint, Series, Worker
-from trainer.entry import describe_registered
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 SENTINEL = Path(
@@ -28,21 +26,8 @@ SENTINEL = Path(
 
 
 @pytest.fixture
-def worker(celery_worker_process):
-    """The suite's worker, whose row (emptied between tests) says what it reported at start."""
-    now = timezone.now()
-    Worker.objects.update_or_create(
-        name=celery_worker_process,
-        defaults={
-            "hostname": "test",
-            "queues": ["cpu", "gpu"],
-            "device": "CPU",
-            "entry_points": describe_registered(),
-            "started_at": now,
-            "seen_at": now,
-        },
-    )
-    return celery_worker_process
+def worker(reported_worker):
+    return reported_worker
 
 
 def mlp(epochs=3, **params):

@@ -10,11 +10,9 @@ from collections.abc import Iterator
 import pytest
 import requests
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
-from django.utils import timezone
 
 from tests.conftest import WebServer
-from tracker.models import ApiToken, Worker
-from trainer.entry import describe_registered
+from tracker.models import ApiToken
 
 PASSWORD = "correct horse battery"
 ALLOWED_INTERNAL = "127.0.0.2"
@@ -76,21 +74,3 @@ def api(site: WebServer, token: str, method: str, path: str, **kwargs) -> reques
     return requests.request(
         method, f"{site.url}{path}", headers={"Authorization": f"Bearer {token}"}, timeout=30, **kwargs
     )
-
-
-@pytest.fixture
-def reported_worker(celery_worker_process) -> str:
-    """The suite's worker, whose row (emptied between tests) says what it reported at start."""
-    now = timezone.now()
-    Worker.objects.update_or_create(
-        name=celery_worker_process,
-        defaults={
-            "hostname": "test",
-            "queues": ["cpu", "gpu"],
-            "device": "CPU",
-            "entry_points": describe_registered(),
-            "started_at": now,
-            "seen_at": now,
-        },
-    )
-    return celery_worker_process

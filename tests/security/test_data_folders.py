@@ -69,15 +69,18 @@ def test_a_link_made_after_queueing_is_refused_on_the_worker(site, member, busy_
     says_nothing_of_the_file(run.message + run.error)
 
 
-def test_an_entry_jobs_path_param_that_turns_into_a_link_is_refused_on_the_worker(site, member, busy_worker, folder):
-    config = {
+def resnet18_on(path) -> dict:
+    return {
         "job": "entry",
         "entry": "resnet18",
         "device": "cpu",
         "epochs": 1,
-        "params": {"data": "cifar10", "path": str(folder / "cifar")},
+        "params": {"data": "cifar10", "path": str(path)},
     }
-    answer = queue(site, member, config)
+
+
+def test_an_entry_jobs_path_param_that_turns_into_a_link_is_refused_on_the_worker(site, member, busy_worker, folder):
+    answer = queue(site, member, resnet18_on(folder / "cifar"))
     assert answer.status_code == 201, answer.text
     os.symlink("/etc", folder / "cifar")
     run = ended(answer.json()["run"]["id"])
@@ -90,14 +93,7 @@ def test_a_file_inside_an_allowed_folder_that_links_out_is_refused_as_it_is_open
 ):
     (folder / "cifar").mkdir()
     os.symlink(OUTSIDE, folder / "cifar" / "data_batch_1")
-    config = {
-        "job": "entry",
-        "entry": "resnet18",
-        "device": "cpu",
-        "epochs": 1,
-        "params": {"data": "cifar10", "path": str(folder / "cifar")},
-    }
-    answer = queue(site, member, config)
+    answer = queue(site, member, resnet18_on(folder / "cifar"))
     assert answer.status_code == 201, answer.text
     run = ended(answer.json()["run"]["id"])
     assert run.status == "failed" and RULE in run.message, run.message
