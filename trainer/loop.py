@@ -1,4 +1,5 @@
-"""The training loop: one function, read top to bottom.
+"""The training loop: `train` at the end of this file, read top to bottom, calls the phases of
+`_Training` (set up, restore, a step, a hand-off, a checkpoint, an epoch's end).
 
 Host synchronisation happens only at a hand-off (about every
 `handoff_seconds`, and at each epoch end), where the recorder copies every
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +24,7 @@ import torch
 
 from trainer import checkpoint
 from trainer.config import RunConfig
-from trainer.data import Dataset, load_dataset
+from trainer.data import load_dataset
 from trainer.instrument import (
     DeviceRecorder,
     HistogramProbe,
@@ -134,6 +136,260 @@ def _diverged_at(steps: np.ndarray, losses: np.ndarray, first_loss: float) -> tu
     )
 
 
+class _Training:
+    """One run's parts (data, model, optimizer, schedule, probes) and where it stands; `train`
+    below calls its phases in order."""
+
+    def __init__(self, config: RunConfig, sink: Sink, handoff_seconds: float, checkpoint_seconds: float) -> None:
+        self.config, self.sink = config, sink
+        self.handoff_seconds, self.checkpoint_seconds = handoff_seconds, checkpoint_seconds
+        self.started = time.monotonic()
+        torch.manual_seed(config.seed)
+        self.device = device = resolve_device(config.device)
+        self.data = data = load_dataset(config.data, config.data_seed).to(device)
+        self.model = build_model(config.model, data.num_features, data.num_classes, data.image_shape).to(device)
+        self.loss_fn = build_loss(config.loss)
+        self.optimizer = build_optimizer(config.optimizer, self.model.parameters())
+        named = [(name, param) for name, param in self.model.named_parameters()]
+        self.params = [param for _, param in named]
+        self.n_train = len(data.y_train)
+        self.steps_per_epoch = math.ceil(self.n_train / config.batch_size)
+        self.total_steps = self.steps_per_epoch * config.epochs
+        self.schedule = Schedule(config.schedule, self.optimizer, self.steps_per_epoch, config.epochs)
+        self.instrument = config.instrument
+        self.parameters = ParameterProbe(named)
+        self.histograms = HistogramProbe(self.model, named, self.instrument.histogram_bins)
+        self.recorder = DeviceRecorder()
+        self.autocast, self.scaler, self.precision_words = mixed_precision(config, device)
+        # coupled L2 (the notes' lambda/2 * ||w||^2) is part of the objective: log it beside the data loss
+        self.l2 = (
+            config.optimizer.weight_decay
+            if not (config.optimizer.decoupled_weight_decay or config.optimizer.name == "adamw")
+            else 0.0
+        )
+        self.generator = torch.Generator(device=device).manual_seed(config.seed)
+        # one forward pass an epoch over the fixed training subset followed by the validation set
+        self.n_train_eval = min(self.n_train, len(data.y_val), TRAIN_EVAL_LIMIT)
+        self.x_eval = torch.cat([data.x_train[: self.n_train_eval], data.x_val])
+        self.y_eval = torch.cat([data.y_train[: self.n_train_eval], data.y_val])
+        # (2, n) rows that pick the train subset's and the validation set's answers: both counts of
+        # correct answers in one product (whole numbers, exact in float32), where slicing and
+        # averaging each part costs an op a piece; divided on the host
+        self.parts = torch.zeros(2, len(self.y_eval), device=device)
+        self.parts[0, : self.n_train_eval] = 1.0
+        self.parts[1, self.n_train_eval :] = 1.0
+
+        self.step = 0
+        self.first_loss: float | None = None
+        self.last_loss: float | None = None
+        self.best_val: float | None = None
+        self.train_acc: float | None = None
+        self.val_acc: float | None = None
+        self.last_image_step: int | None = None
+        self.start_epoch, self.start_batch, self.elapsed_before = 0, 0, 0.0
+        self.last_handoff = self.last_checkpoint = time.monotonic()
+        # the generator's state at the start of the current epoch: a checkpoint resumes its order
+        self.epoch_generator_state = self.generator.get_state()
+
+    def restore(self, resume: bytes) -> None:
+        saved = checkpoint.load(resume)
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.schedule.load_state_dict(saved["schedule"])
+        if saved.get("scaler"):
+            self.scaler.load_state_dict(saved["scaler"])
+        checkpoint.restore_rng(saved)
+        self.generator.set_state(saved["epoch_generator"])
+        self.epoch_generator_state = self.generator.get_state()
+        state: checkpoint.LoopState = saved["loop"]
+        self.step, self.start_epoch, self.start_batch = state.step, state.epoch, state.batch
+        self.elapsed_before = state.elapsed
+        self.first_loss, self.last_loss, self.best_val = state.first_loss, state.last_loss, state.best_val
+        self.train_acc, self.val_acc, self.last_image_step = state.train_acc, state.val_acc, state.last_image_step
+        self.last_checkpoint = time.monotonic()
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.monotonic() - self.started
+
+    def announce(self) -> None:
+        self.sink.start(
+            RunInfo(
+                str(self.device),
+                self.total_steps,
+                self.steps_per_epoch,
+                self.config.epochs,
+                self.parameters.names,
+                self.step,
+                classes=self.data.num_classes,
+                parameter_kinds=parameter_kinds(self.model),
+            )
+        )
+        self.model.train()
+
+    def batches(self, epoch: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """(batch number, inputs, labels) of one epoch in its shuffled order; a resumed epoch
+        starts at the batch its checkpoint was taken before."""
+        size = self.config.batch_size
+        order = torch.randperm(self.n_train, device=self.device, generator=self.generator)
+        first = self.start_batch if epoch == self.start_epoch else 0
+        for number, start in enumerate(range(first * size, self.n_train, size), start=first):
+            index = order[start : start + size]
+            yield number, self.data.x_train[index], self.data.y_train[index]
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Forward, backward, the optimizer's step, and what this step measures (on the device)."""
+        step, instrument, recorder, scaler = self.step, self.instrument, self.recorder, self.scaler
+        measure_histograms = instrument.measures_histograms(step)
+        measure_parameters = instrument.measures_parameters(step)
+
+        if measure_histograms:
+            self.histograms.arm()
+        with self.autocast:
+            loss = self.loss_fn(self.model(x).float(), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if scaler.is_enabled() and (measure_histograms or measure_parameters):
+            scaler.unscale_(self.optimizer)  # the histograms and norms see the true gradients
+        if measure_histograms:
+            self.histograms.collect(recorder, step, parameters=instrument.measures_parameter_histograms(step))
+
+        recorder.add("loss", step, loss.detach())
+        if self.l2:  # with the weights this step's forward pass used
+            with torch.no_grad():
+                norms = torch.stack(torch._foreach_norm(list(self.params)))
+                recorder.add("loss_reg", step, 0.5 * self.l2 * norms.square().sum())
+
+        # the step, measuring the update actually applied every K steps
+        if measure_parameters:
+            self.parameters.before_step()
+        lr = self.schedule.lr  # the rate this step uses
+        scaler.step(self.optimizer)  # float16: skipped when a gradient is inf/NaN (the update ratio reads 0)
+        scaler.update()
+        if measure_parameters:
+            self.parameters.after_step(recorder, step)
+        recorder.add_host("lr", step, lr)
+        self.schedule.after_iteration()
+        self.step += 1
+
+    def handoff_due(self) -> bool:
+        return time.monotonic() - self.last_handoff >= self.handoff_seconds
+
+    def checkpoint_due_in_epoch(self) -> bool:
+        every = self.config.checkpoint_every
+        return bool(every) and self.step % every == 0 and self.checkpoint_waited()
+
+    def checkpoint_due_at_epoch_end(self, epoch: int) -> bool:
+        return epoch == self.config.epochs - 1 or (not self.config.checkpoint_every and self.checkpoint_waited())
+
+    def checkpoint_waited(self) -> bool:
+        return time.monotonic() - self.last_checkpoint >= self.checkpoint_seconds
+
+    def handoff(self, epochs_done: int) -> RunResult | None:
+        """Copy pending measurements to the host (one sync), check divergence, ask about stopping."""
+        sink = self.sink
+        batch, records = self.recorder.drain()
+        if records:
+            sink.histograms(records)
+        if "loss" in batch:
+            loss_steps, losses = batch["loss"]
+            if self.first_loss is None and len(losses):
+                self.first_loss = float(losses[0])
+            self.last_loss = float(losses[-1])
+            verdict = _diverged_at(loss_steps, losses, self.first_loss or 0.0)
+            if verdict is not None:
+                sink.scalars(batch)
+                _, detail = verdict
+                lr = self.config.optimizer.lr
+                return self.finish("diverged", f"{detail}: lower the learning rate (optimizer.lr={lr:g})", epochs_done)
+        sink.scalars(batch)
+        sink.progress(Progress(epochs_done, self.step, self.total_steps))
+        self.last_handoff = time.monotonic()
+        if sink.should_stop():
+            reason = sink.stop_reason()
+            if reason:  # e.g. a study's early stopping
+                return self.finish("stopped", reason, epochs_done)
+            return self.finish("cancelled", f"cancel requested; stopped at step {self.step}", epochs_done)
+        return None
+
+    def save_checkpoint(self, epoch: int, batch: int) -> None:
+        state = checkpoint.LoopState(
+            self.step,
+            epoch,
+            batch,
+            self.elapsed(),
+            self.first_loss,
+            self.last_loss,
+            self.best_val,
+            self.train_acc,
+            self.val_acc,
+            self.last_image_step,
+        )
+        blob = checkpoint.save(
+            self.model,
+            self.optimizer,
+            self.schedule.state_dict(),
+            self.epoch_generator_state,
+            state,
+            self.scaler.state_dict(),
+        )
+        self.sink.checkpoint(self.step, epoch, blob)
+        self.last_checkpoint = time.monotonic()
+
+    def end_epoch(self, epoch: int) -> None:
+        """Accuracies on a fixed train subset and on the validation set, the first layer's image
+        when due, and the schedule's epoch step."""
+        scores = predict(self.model, self.x_eval)
+        with torch.no_grad():
+            hits = torch.mv(self.parts, (scores.argmax(dim=1) == self.y_eval).float())
+            val_loss_t = self.loss_fn(scores[self.n_train_eval :], self.data.y_val)
+        train_hits, val_hits, val_loss = torch.cat([hits, val_loss_t.view(1)]).tolist()  # sync: once an epoch
+        self.train_acc, self.val_acc = train_hits / self.n_train_eval, val_hits / len(self.data.y_val)
+        self.best_val = self.val_acc if self.best_val is None else max(self.best_val, self.val_acc)
+        last_step = self.step - 1
+        for key, value in (
+            ("train_acc", self.train_acc),
+            ("val_acc", self.val_acc),
+            ("val_loss", val_loss),
+            ("epoch", float(epoch + 1)),
+            ("wall_time", self.elapsed()),
+        ):
+            self.recorder.add_host(key, last_step, value)
+        self.first_layer_image(epoch, last_step)
+        self.schedule.after_epoch(val_loss)
+        self.epoch_generator_state = self.generator.get_state()  # the next epoch starts from here
+
+    def first_layer_image(self, epoch: int, last_step: int) -> None:
+        due = (
+            self.last_image_step is None
+            or epoch == self.config.epochs - 1
+            or last_step - self.last_image_step >= self.instrument.histogram_every
+        )
+        if not (due and self.instrument.first_layer_images and self.data.image_shape is not None):
+            return
+        tiles = first_layer_tiles(self.model, self.data.image_shape)
+        if tiles is None:
+            return
+        roughness = filter_roughness(tiles)
+        if roughness is not None:
+            self.recorder.add(ROUGHNESS_KEY, last_step, roughness)
+        self.sink.images([ImageRecord("first_layer", last_step, tile_grid(tiles.cpu().numpy()))])
+        self.last_image_step = last_step
+
+    def finish(self, status: str, message: str, epochs_done: int) -> RunResult:
+        return RunResult(
+            status,
+            message,
+            self.step,
+            epochs_done,
+            str(self.device),
+            self.last_loss,
+            self.best_val,
+            self.train_acc,
+            self.val_acc,
+            self.elapsed(),
+        )
+
+
 def train(
     config: RunConfig,
     sink: Sink,
@@ -144,234 +400,33 @@ def train(
     """Train to the end, or from the checkpoint `resume` on. Checkpoints go to the sink at each
     epoch end (or every config.checkpoint_every steps), at most one per `checkpoint_seconds`,
     and always after the last epoch."""
-    started = time.monotonic()
-    torch.manual_seed(config.seed)
-    device = resolve_device(config.device)
-    data: Dataset = load_dataset(config.data, config.data_seed).to(device)
-    model = build_model(config.model, data.num_features, data.num_classes, data.image_shape).to(device)
-    loss_fn = build_loss(config.loss)
-    optimizer = build_optimizer(config.optimizer, model.parameters())
-    named = [(name, param) for name, param in model.named_parameters()]
-    n_train = len(data.y_train)
-    steps_per_epoch = math.ceil(n_train / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
-    schedule = Schedule(config.schedule, optimizer, steps_per_epoch, config.epochs)
-    instrument = config.instrument
-    parameters = ParameterProbe(named)
-    histograms = HistogramProbe(model, named, instrument.histogram_bins)
-    recorder = DeviceRecorder()
-    autocast, scaler, precision_words = mixed_precision(config, device)
-    # coupled L2 (the notes' lambda/2 * ||w||^2) is part of the objective: log it beside the data loss
-    l2 = (
-        config.optimizer.weight_decay
-        if not (config.optimizer.decoupled_weight_decay or config.optimizer.name == "adamw")
-        else 0.0
-    )
-    params = [param for _, param in named]
-
-    generator = torch.Generator(device=device).manual_seed(config.seed)
-    # one forward pass an epoch over the fixed training subset followed by the validation set
-    n_train_eval = min(n_train, len(data.y_val), TRAIN_EVAL_LIMIT)
-    x_eval = torch.cat([data.x_train[:n_train_eval], data.x_val])
-    y_eval = torch.cat([data.y_train[:n_train_eval], data.y_val])
-    # (2, n) rows that pick the train subset's and the validation set's answers: both counts of
-    # correct answers in one product (whole numbers, exact in float32), where slicing and
-    # averaging each part costs an op a piece; divided on the host
-    parts = torch.zeros(2, len(y_eval), device=device)
-    parts[0, :n_train_eval] = 1.0
-    parts[1, n_train_eval:] = 1.0
-
-    step = 0
-    first_loss: float | None = None
-    last_loss: float | None = None
-    best_val: float | None = None
-    train_acc: float | None = None
-    val_acc: float | None = None
-    last_handoff = time.monotonic()
-    last_image_step: int | None = None
-    start_epoch, start_batch, elapsed_before = 0, 0, 0.0
+    run = _Training(config, sink, handoff_seconds, checkpoint_seconds)
     if resume is not None:
-        saved = checkpoint.load(resume)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        schedule.load_state_dict(saved["schedule"])
-        if saved.get("scaler"):
-            scaler.load_state_dict(saved["scaler"])
-        checkpoint.restore_rng(saved)
-        generator.set_state(saved["epoch_generator"])
-        loop_state: checkpoint.LoopState = saved["loop"]
-        step, start_epoch, start_batch = loop_state.step, loop_state.epoch, loop_state.batch
-        elapsed_before = loop_state.elapsed
-        first_loss, last_loss, best_val = loop_state.first_loss, loop_state.last_loss, loop_state.best_val
-        train_acc, val_acc, last_image_step = loop_state.train_acc, loop_state.val_acc, loop_state.last_image_step
-    last_checkpoint = time.monotonic()
-    epoch_generator_state = generator.get_state()
-
-    def elapsed() -> float:
-        return elapsed_before + time.monotonic() - started
-
-    def save_checkpoint(epoch: int, batch: int) -> None:
-        nonlocal last_checkpoint
-        loop_now = checkpoint.LoopState(
-            step, epoch, batch, elapsed(), first_loss, last_loss, best_val, train_acc, val_acc, last_image_step
-        )
-        sink.checkpoint(
-            step,
-            epoch,
-            checkpoint.save(
-                model, optimizer, schedule.state_dict(), epoch_generator_state, loop_now, scaler.state_dict()
-            ),
-        )
-        last_checkpoint = time.monotonic()
-
-    def handoff(epochs_done: int) -> RunResult | None:
-        """Copy pending measurements to the host (one sync), check divergence, ask about stopping."""
-        nonlocal first_loss, last_loss, last_handoff
-        batch, records = recorder.drain()
-        if records:
-            sink.histograms(records)
-        if "loss" in batch:
-            loss_steps, losses = batch["loss"]
-            if first_loss is None and len(losses):
-                first_loss = float(losses[0])
-            last_loss = float(losses[-1])
-            verdict = _diverged_at(loss_steps, losses, first_loss or 0.0)
-            if verdict is not None:
-                sink.scalars(batch)
-                _, detail = verdict
-                return finish(
-                    "diverged", f"{detail}: lower the learning rate (optimizer.lr={config.optimizer.lr:g})", epochs_done
-                )
-        sink.scalars(batch)
-        sink.progress(Progress(epochs_done, step, total_steps))
-        last_handoff = time.monotonic()
-        if sink.should_stop():
-            reason = sink.stop_reason()
-            if reason:  # e.g. a study's early stopping
-                return finish("stopped", reason, epochs_done)
-            return finish("cancelled", f"cancel requested; stopped at step {step}", epochs_done)
-        return None
-
-    def finish(status: str, message: str, epochs_done: int) -> RunResult:
-        return RunResult(
-            status, message, step, epochs_done, str(device), last_loss, best_val, train_acc, val_acc, elapsed()
-        )
-
-    sink.start(
-        RunInfo(
-            str(device),
-            total_steps,
-            steps_per_epoch,
-            config.epochs,
-            parameters.names,
-            step,
-            classes=data.num_classes,
-            parameter_kinds=parameter_kinds(model),
-        )
-    )
-    model.train()
-    for epoch in range(start_epoch, config.epochs):
-        # epoch_generator_state is the generator's state here: taken before the loop and at each epoch end
-        order = torch.randperm(n_train, device=device, generator=generator)
-        first_batch = start_batch if epoch == start_epoch else 0
-        for batch_start in range(first_batch * config.batch_size, n_train, config.batch_size):
-            index = order[batch_start : batch_start + config.batch_size]
-            x, y = data.x_train[index], data.y_train[index]
-            measure_histograms = instrument.measures_histograms(step)
-            measure_parameters = instrument.measures_parameters(step)
-
-            # forward / backward
-            if measure_histograms:
-                histograms.arm()
-            with autocast:
-                loss = loss_fn(model(x).float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if scaler.is_enabled() and (measure_histograms or measure_parameters):
-                scaler.unscale_(optimizer)  # the histograms and norms see the true gradients
-            if measure_histograms:
-                histograms.collect(recorder, step, parameters=instrument.measures_parameter_histograms(step))
-
-            recorder.add("loss", step, loss.detach())
-            if l2:  # with the weights this step's forward pass used
-                with torch.no_grad():
-                    recorder.add(
-                        "loss_reg", step, 0.5 * l2 * torch.stack(torch._foreach_norm(list(params))).square().sum()
-                    )
-
-            # step, measuring the update actually applied every K steps
-            if measure_parameters:
-                parameters.before_step()
-            lr = schedule.lr  # the rate this step uses
-            scaler.step(optimizer)  # float16: skipped when a gradient is inf/NaN (the update ratio reads 0)
-            scaler.update()
-            if measure_parameters:
-                parameters.after_step(recorder, step)
-            recorder.add_host("lr", step, lr)
-            schedule.after_iteration()
-            step += 1
-
-            checkpoint_due = (
-                config.checkpoint_every
-                and step % config.checkpoint_every == 0
-                and time.monotonic() - last_checkpoint >= checkpoint_seconds
-            )
-            if checkpoint_due or time.monotonic() - last_handoff >= handoff_seconds:
-                ended = handoff(epoch)
-                if ended is not None:
+        run.restore(resume)
+    run.announce()
+    for epoch in range(run.start_epoch, config.epochs):
+        for batch, x, y in run.batches(epoch):
+            run.train_step(x, y)
+            checkpoint_due = run.checkpoint_due_in_epoch()
+            if checkpoint_due or run.handoff_due():
+                if (ended := run.handoff(epoch)) is not None:
                     return ended
                 if checkpoint_due:
-                    save_checkpoint(epoch, batch_start // config.batch_size + 1)
+                    run.save_checkpoint(epoch, batch + 1)
 
-        # end of epoch: accuracies on a fixed train subset and on the validation set
-        scores = predict(model, x_eval)
-        with torch.no_grad():
-            hits = torch.mv(parts, (scores.argmax(dim=1) == y_eval).float())
-            val_loss_t = loss_fn(scores[n_train_eval:], data.y_val)
-        train_hits, val_hits, val_loss = torch.cat([hits, val_loss_t.view(1)]).tolist()  # sync: once an epoch
-        train_acc, val_acc = train_hits / n_train_eval, val_hits / len(data.y_val)
-        best_val = val_acc if best_val is None else max(best_val, val_acc)
-        last_step = step - 1
-        for key, value in (
-            ("train_acc", train_acc),
-            ("val_acc", val_acc),
-            ("val_loss", val_loss),
-            ("epoch", float(epoch + 1)),
-            ("wall_time", elapsed()),
-        ):
-            recorder.add_host(key, last_step, value)
-        image_due = (
-            last_image_step is None
-            or epoch == config.epochs - 1
-            or last_step - last_image_step >= instrument.histogram_every
-        )
-        if instrument.first_layer_images and data.image_shape is not None and image_due:
-            tiles = first_layer_tiles(model, data.image_shape)
-            if tiles is not None:
-                roughness = filter_roughness(tiles)
-                if roughness is not None:
-                    recorder.add(ROUGHNESS_KEY, last_step, roughness)
-                sink.images([ImageRecord("first_layer", last_step, tile_grid(tiles.cpu().numpy()))])
-                last_image_step = last_step
-        schedule.after_epoch(val_loss)
-        epoch_generator_state = generator.get_state()  # the next epoch starts from here
-        checkpoint_due = epoch == config.epochs - 1 or (
-            not config.checkpoint_every and time.monotonic() - last_checkpoint >= checkpoint_seconds
-        )
+        run.end_epoch(epoch)
+        checkpoint_due = run.checkpoint_due_at_epoch_end(epoch)
         # epochs shorter than a hand-off interval go out with the next one, not one each, unless the
         # sink already wants the run stopped: a flush outside a hand-off (an image's, a checkpoint's)
         # can judge a study's early stopping, which a short run would otherwise only see at its end
-        if checkpoint_due or sink.should_stop() or time.monotonic() - last_handoff >= handoff_seconds:
-            ended = handoff(epoch + 1)
-            if ended is not None:
+        if checkpoint_due or sink.should_stop() or run.handoff_due():
+            if (ended := run.handoff(epoch + 1)) is not None:
                 return ended
             if checkpoint_due:
-                save_checkpoint(epoch + 1, 0)
+                run.save_checkpoint(epoch + 1, 0)
 
-    if start_epoch >= config.epochs:  # resumed from the checkpoint of the last epoch's end
-        ended = handoff(config.epochs)
-        if ended is not None:
-            return ended
-    return finish(
-        "succeeded", f"trained {config.epochs} epochs ({step} steps) on {device} in {precision_words}", config.epochs
-    )
+    # resumed from the checkpoint of the last epoch's end
+    if run.start_epoch >= config.epochs and (ended := run.handoff(config.epochs)) is not None:
+        return ended
+    words = f"trained {config.epochs} epochs ({run.step} steps) on {run.device} in {run.precision_words}"
+    return run.finish("succeeded", words, config.epochs)

@@ -17,7 +17,7 @@
   const MAX_LOCAL_POINTS = 3000;
 
   const view = { x: "epoch", method: "ema", weight: 0.9 };
-  const LIMITS = page.thresholds;  // the diagnosis's own (trainer/diagnosis.py), from the server
+  const LIMITS = page.thresholds;  // the diagnosis's own (trainer/diagnosis/thresholds.py), from the server
 
   const charts = {
     loss: T.lineChart(document.getElementById("chart-loss"), {

@@ -8,7 +8,7 @@ from django.conf import settings
 from tests.conftest import member_of
 from tracker.core.storage import ChunkWriter, read_series
 from tracker.models import Run
-from trainer.diagnosis import FILTERS_NOISE, FILTERS_SMOOTH, RATIO_HIGH, RATIO_LOW, RATIO_TARGET
+from trainer.diagnosis.thresholds import FILTERS_NOISE, FILTERS_SMOOTH, RATIO_HIGH, RATIO_LOW, RATIO_TARGET
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,8 @@ import pytest
 
 from tests.trainer.image_sets import write_cifar10, write_mnist
 from trainer.config import RunConfig
-from trainer.diagnosis import FILTERS_NOISE, FILTERS_SMOOTH, Context, diagnose
+from trainer.diagnosis import Context, diagnose
+from trainer.diagnosis.thresholds import FILTERS_NOISE, FILTERS_SMOOTH
 from trainer.loop import train
 from trainer.sink import MemorySink
 from trainer.tensor_names import ROUGHNESS_KEY

@@ -21,18 +21,18 @@ from tracker.core.lifecycle import cancel_by_member
 from tracker.core.runs import create_run
 from tracker.core.tensorboard import export_zip
 from tracker.models import RUN_SORTS, Project, Run, Study, run_ordering
-from trainer import diagnosis
 from trainer.config import OPTIMIZER_SETTINGS, SCHEDULE_SETTINGS, ConfigError
+from trainer.diagnosis import thresholds
 
 RUNS_PER_PAGE = 50
 FILTERS = ("status", "project", "study", "optimizer", "schedule", "tag", "q")
 # The run page's charts draw the diagnosis's own thresholds (json_script), never a copy.
 THRESHOLDS = {
-    "ratio_low": diagnosis.RATIO_LOW,
-    "ratio_target": diagnosis.RATIO_TARGET,
-    "ratio_high": diagnosis.RATIO_HIGH,
-    "filters_noise": diagnosis.FILTERS_NOISE,
-    "filters_smooth": diagnosis.FILTERS_SMOOTH,
+    "ratio_low": thresholds.RATIO_LOW,
+    "ratio_target": thresholds.RATIO_TARGET,
+    "ratio_high": thresholds.RATIO_HIGH,
+    "filters_noise": thresholds.FILTERS_NOISE,
+    "filters_smooth": thresholds.FILTERS_SMOOTH,
 }
 
 
