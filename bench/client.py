@@ -11,7 +11,7 @@
   process; the ratio of the median step times over 9 repeats.
 
     python -m tracker.dev.launcher run -- python bench/client.py
-Ends with one line: client_points_per_s=N log_call_us=M watch_overhead_ratio=R
+Ends with one line: client_points_per_s=N log_call_us=M watch_overhead_ratio=R finish_s=S
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ def server() -> tuple[subprocess.Popen[bytes], str]:
 
 
 def points_per_second(url: str, token: str) -> float:
+    Run.objects.filter(name="bench/client throughput").delete()  # an interrupted bench's
     run = trainwatch.init(project="bench", name="bench/client throughput", url=url, token=token)
     keys = [f"bench/key{i:02d}" for i in range(KEYS)]
     started = time.perf_counter()
@@ -81,10 +82,37 @@ def points_per_second(url: str, token: str) -> float:
         run.log({key: step * 0.001 + i for i, key in enumerate(keys)}, step=step)
     run.finish()
     elapsed = time.perf_counter() - started
-    stored = Series.objects.filter(run__name="bench/client throughput").aggregate(total=Sum("count"))["total"]
+    # the logged keys only: the client also samples the process's CPU and memory (system/...)
+    logged = Series.objects.filter(run__name="bench/client throughput", key__startswith="bench/")
+    stored = logged.aggregate(total=Sum("count"))["total"]
     assert stored == KEYS * STEPS, f"{stored} points stored of {KEYS * STEPS}"
     Run.objects.filter(name="bench/client throughput").delete()
     return KEYS * STEPS / elapsed
+
+
+def finish_seconds(url: str, token: str) -> float:
+    """How long `run.finish()` takes at the end of a 5,000-step run with 60 series (the loss,
+    the rate, and 29 tensors' update ratios and gradient norms): the last hand-off, the server's
+    compaction and final diagnosis, the answer."""
+    name = "bench/client finish"
+    Run.objects.filter(name=name).delete()
+    run = trainwatch.init(project="bench", name=name, url=url, token=token, total_steps=5000, steps_per_epoch=100)
+    tensors = [f"layer{i:02d}.weight" for i in range(29)]
+    for step in range(5000):
+        values = {"loss": 2.3 * 0.999**step, "lr": 0.1}
+        values.update({f"update_ratio/{tensor}": 1e-3 for tensor in tensors})
+        values.update({f"grad_norm/{tensor}": 0.5 for tensor in tensors})
+        run.log(values, step=step)
+    time.sleep(2)  # the sender has sent what was logged; finish() waits for the rest and the answer
+    started = time.perf_counter()
+    run.finish()
+    elapsed = time.perf_counter() - started
+    stored = Series.objects.filter(run__name=name).exclude(key__startswith="system/").count()
+    assert stored == 60, f"{stored} series stored of 60"
+    ended = Run.objects.get(name=name)
+    assert ended.status == "succeeded", ended.status  # compacted and diagnosed before the answer
+    Run.objects.filter(name=name).delete()
+    return elapsed
 
 
 def log_call_seconds() -> float:
@@ -141,6 +169,7 @@ def main() -> None:
     process, url = server()
     try:
         throughputs = [points_per_second(url, token) for _ in range(3)]
+        finishes = [finish_seconds(url, token) for _ in range(3)]
     finally:
         process.terminate()
         process.wait()
@@ -157,6 +186,7 @@ def main() -> None:
         + ", ".join(f"{t:,.0f}" for t in throughputs)
         + " points/s"
     )
+    print("finish() of a 5,000-step run with 60 series: " + ", ".join(f"{s:.2f}" for s in finishes) + " s")
     print(f"one run.log() of 2 tensors: median {log_us:.2f} us over 20,000 calls")
     print(
         f"digits MLP, plain loop {statistics.median(plain) * 1e3:.4f} ms/step, with run.watch + run.log "
@@ -165,7 +195,7 @@ def main() -> None:
     shutil.rmtree(os.environ["TRAINWATCH_DIR"], ignore_errors=True)
     print(
         f"client_points_per_s={statistics.median(throughputs):.0f} log_call_us={log_us:.2f} "
-        f"watch_overhead_ratio={ratio:.3f}"
+        f"watch_overhead_ratio={ratio:.3f} finish_s={statistics.median(finishes):.2f}"
     )
 
 

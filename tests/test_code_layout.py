@@ -94,10 +94,11 @@ def test_every_json_answer_and_page_goes_through_the_one_finite_encoder():
 
 
 def test_every_file_the_code_and_the_readme_point_at_exists():
+    """The docs' own links are checked by `mkdocs build --strict` (tests/test_docs.py)."""
     import re
 
     cited = set()
-    for folder in ("tracker", "trainer", "trainwatch", "bench", "static/js"):
+    for folder in ("tracker", "trainer", "trainwatch", "bench", "static/js", "tests"):
         for path in (ROOT / folder).rglob("*.*"):
             if path.suffix in (".py", ".js"):
                 cited.update(re.findall(r"\b(docs/[\w./-]+\.(?:md|png))", path.read_text()))

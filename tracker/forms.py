@@ -73,7 +73,7 @@ class StudyForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 16, "spellcheck": "false"}),
         required=False,
         help_text="JSON or YAML: kind (comparison, random, grid, coarse_to_fine), base, and "
-        "choices or params; see the README's Studies section",
+        "choices or params; see docs/studies.md",
     )
     notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False, max_length=MAX_NOTES)
 
@@ -107,7 +107,7 @@ class CloneForm(forms.Form):
     priority = whole_number(PRIORITY_MIN, PRIORITY_MAX, required=True, initial=0)
     config = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 30, "cols": 90, "spellcheck": "false"}),
-        help_text="the run config as JSON; see the README for every key",
+        help_text="the run config as JSON; docs/guide/run-config.md lists every key",
     )
 
     def clean_config(self) -> object:

@@ -142,12 +142,14 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = os.getenv("STATIC_ROOT") or None
 WHITENOISE_USE_FINDERS = True
 
-# --- Behind TLS (README, Security): a production deployment sets all of these -------
+# --- Behind TLS (docs/security.md): a production deployment sets all of these -------
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = envbool("SECURE_COOKIES", "0")
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 # http:// is answered with a redirect to https://
 SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", "0")
+# a container's health check asks over plain HTTP from inside
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 # browsers use https:// only, for this long (one year: 31536000)
 SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", "0")
 SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", "0")

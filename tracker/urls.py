@@ -3,9 +3,10 @@ from django.contrib.staticfiles.storage import staticfiles_storage
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from tracker.views import api, client, dashboard, pages, projects, studies, tokens
+from tracker.views import api, client, dashboard, health, pages, projects, studies, tokens
 
 urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
     path("", dashboard.dashboard, name="dashboard"),
     path("runs/", pages.runs, name="runs"),
     path("runs/<int:run_id>/", pages.run, name="run"),

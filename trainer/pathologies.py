@@ -1,6 +1,6 @@
 """Run configs that really produce each pathology of the notes on the bundled digits
 data, and healthy ones: one source for the diagnosis tests and the demo
-(`make demo DEMO_ARGS=--pathologies` queues them all). The README lists them."""
+(`make demo DEMO_ARGS=--pathologies` queues them all). docs/diagnosis.md lists them."""
 
 from __future__ import annotations
 

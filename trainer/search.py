@@ -3,7 +3,7 @@
 A spec (JSON, or YAML through the CLI) is validated here, expanded into run configs,
 narrowed between the stages of a coarse-to-fine search, and read back for the edge
 warning. The tracker stores studies and dispatches their runs; nothing here touches a
-database. See docs/training-dynamics.md, section 6, and the README's Studies section.
+database. See docs/training-dynamics.md, section 6, and docs/studies.md.
 
     {"kind": "comparison", "base": {...}, "seeds": 3,
      "choices": {"optimizer": [{"name": "sgd"}, {"name": "adam"}], "schedule.name": ["step", "exp"]}}

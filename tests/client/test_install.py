@@ -43,7 +43,7 @@ def test_the_client_installs_and_runs_in_a_venv_without_the_server(tmp_path):
     base = getattr(sys, "_base_executable", sys.executable)  # the interpreter under this suite's own venv
     subprocess.run([base, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    # torch first, as the README says, so that pip takes this machine's build rather than a CUDA one
+    # torch first, as docs/client.md says, so that pip takes this machine's build rather than a CUDA one
     subprocess.run([*pip, "torch==2.13.0"], check=True, capture_output=True, timeout=600)
     installed = subprocess.run([*pip, str(source)], capture_output=True, text=True, timeout=600)
     assert installed.returncode == 0, installed.stderr[-3000:]

@@ -1,7 +1,7 @@
 """The configs of trainer.pathologies, trained for real, diagnosed as a live run shows them:
 their series cut at 10 %, 25 % and 50 % of the steps, and whole at the end. Every pathology
 must be named by the end, 90 % of them by 25 %, and no healthy run may get a warning or an
-error at any cut. The table is printed (and copied into the README's Diagnosis section)."""
+error at any cut. The table is printed (and copied into docs/diagnosis.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Each rule on hand-made series: the thresholds of the README, at their edges."""
+"""Each rule on hand-made series: the thresholds of trainer/diagnosis/thresholds.py, at their edges."""
 
 import numpy as np
 import pytest

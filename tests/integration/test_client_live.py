@@ -176,10 +176,10 @@ def test_a_run_recorded_offline_is_uploaded_by_sync(server, token, tmp_path):
     assert not folders[0].exists()
 
 
-def test_the_readme_example_runs_as_written(server, token, tmp_path):
-    readme = (ROOT / "README.md").read_text()
-    start = readme.index("```python", readme.index("A complete script")) + len("```python")
-    (tmp_path / "example.py").write_text(readme[start : readme.index("```", start)])
+def test_the_docs_example_runs_as_written(server, token, tmp_path):
+    page = (ROOT / "docs" / "client.md").read_text()
+    start = page.index("```python", page.index("A complete script")) + len("```python")
+    (tmp_path / "example.py").write_text(page[start : page.index("```", start)])
     environment = {
         **os.environ,
         "TRAINWATCH_URL": server.url,

@@ -60,7 +60,7 @@ def test_the_admin_job_queue_loads_every_file_it_asks_for(live_server, page_as_s
 
 
 # sampled by a worker through NVML on an NVIDIA H100 80GB HBM3 (a digits CNN in bfloat16,
-# 22,500 steps in 63 s; README, "On a GPU"): step, CPU %, process MB, GPU %, GPU MB
+# 22,500 steps in 63 s; docs/benchmarks.md, "On a GPU"): step, CPU %, process MB, GPU %, GPU MB
 H100_SYSTEM = (
     (1, 96.5, 1584.2, 2.0, 1316.8),
     (1875, 96.9, 1615.7, 11.0, 1336.8),

@@ -1,4 +1,4 @@
-"""The production settings the README documents pass `check --deploy`; every page carries a
+"""The production settings docs/security.md documents pass `check --deploy`; every page carries a
 Content-Security-Policy that allows no inline script; the Tokens page, which shows a new token
 once, is never cached; behind a TLS proxy, links say https://."""
 
@@ -17,7 +17,7 @@ from tests.security.conftest import csrf_of, log_in, server_password
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# README, Security: the settings of a deployment behind TLS
+# docs/security.md: the settings of a deployment behind TLS
 PRODUCTION = {
     "DEBUG": "0",
     "SECRET_KEY": "a-long-random-key-of-the-operator-" + "x" * 40,
@@ -47,10 +47,10 @@ def test_check_deploy_is_clean_with_the_documented_production_settings():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
-    readme = (ROOT / "README.md").read_text()
+    documented = (ROOT / "docs" / "security.md").read_text()
     for name, value in PRODUCTION.items():
         if name not in ("SECRET_KEY", "DEBUG"):
-            assert f"{name}={value}" in readme, f"README, Security: {name}={value}"
+            assert f"{name}={value}" in documented, f"docs/security.md: {name}={value}"
 
 
 def test_every_page_forbids_inline_scripts_and_the_tokens_page_is_never_cached(site, user):

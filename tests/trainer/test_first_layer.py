@@ -2,7 +2,7 @@
 on MNIST- and CIFAR-10-format data sets the tests write (tests/trainer/image_sets.py): learnt
 filters read clearly below white noise, weight decay makes them smooth, and only a first layer
 that has not moved from its random start is named (first_layer_noise). The table is printed
-(and copied into the README's Diagnosis section)."""
+(and copied into docs/diagnosis.md)."""
 
 from __future__ import annotations
 

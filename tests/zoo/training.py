@@ -67,7 +67,7 @@ def fit(
     plant: Callable[[nn.Module], None] | None = None,
     seed: int = 0,
 ) -> trainwatch.Run:
-    """Train `model` on `task` with the client's defaults (watch() as the README shows it);
+    """Train `model` on `task` with the client's defaults (watch() as docs/client.md shows it);
     `plant` changes the model before training (a zero initialisation, a frozen layer)."""
     torch.manual_seed(seed)
     if plant is not None:
