@@ -71,6 +71,11 @@ class Study(models.Model):
     notes = models.TextField(blank=True, help_text="the team's notes; shown in the report")
     ensemble = models.JSONField(null=True, blank=True, help_text="the last ensemble evaluation")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    # created by staff or on the server's command line: its later stages, queued as its creator,
+    # may read any path (tracker.core.runs.reads_any_path); a member's study never, even once the
+    # member's account is gone
+    reads_any_path = models.BooleanField(default=False)
+    message = models.CharField(max_length=500, blank=True, help_text="why the study ended before its last stage")
     created_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -275,3 +275,29 @@ def test_a_yaml_alias_bomb_and_deep_nesting_are_refused_with_a_message(logged_in
     assert response.status_code == 400 and "nested deeper than 64 levels" in response.content.decode()
     api = logged_in.post("/api/runs/", deep, content_type="application/json")
     assert api.status_code == 400 and "nested deeper than 64 levels" in api.json()["errors"]["body"]
+
+
+def test_a_members_study_stops_before_its_next_stage_once_the_members_account_is_gone(user, client):
+    study = create_study("p", "c2f of a member", COARSE, user)
+    assert not study.reads_any_path and not study.runs.filter(reads_any_path=True).exists()
+    user.delete()
+    for run in study.runs.all():
+        finish(run, 0.5)
+    study.refresh_from_db()
+    # queued as nobody, stage 2 would read any path, as the command line's runs do
+    assert study.status == "cancelled" and study.stage == 0 and not study.runs.filter(stage=1).exists()
+    assert study.message == "stage 2 not queued: the account that created the study was deleted"
+    from django.contrib.auth import get_user_model
+
+    client.force_login(get_user_model().objects.create_superuser("root", password="x"))
+    assert study.message in client.get(f"/studies/{study.pk}/").content.decode()
+
+
+def test_a_study_of_the_command_line_or_of_staff_goes_on_reading_any_path(staff):
+    for creator in (None, staff):
+        study = create_study("p", f"c2f of {creator}", COARSE, creator)
+        assert study.reads_any_path
+        for run in study.runs.all():
+            finish(run, 0.5)
+        study.refresh_from_db()
+        assert study.stage == 1 and study.runs.filter(stage=1, reads_any_path=True).count() == 3

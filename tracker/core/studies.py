@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from django.db import transaction
 from django.utils import timezone
 
-from tracker.core.runs import acting_user, check_name, check_project, create_run, project_for, resolve_config
+from tracker.core.runs import (
+    acting_user,
+    check_name,
+    check_project,
+    create_run,
+    project_for,
+    reads_any_path,
+    resolve_config,
+)
 from tracker.core.storage import read_key_of_runs, read_series
 from tracker.models import Run, Study
 from trainer.config import ConfigError, RunConfig
@@ -108,6 +116,7 @@ def create_study(
             preset=preset or "",
             notes=clean_notes,
             created_by=acting_user(user),
+            reads_any_path=reads_any_path(user),
         )
         _queue(study, plan_stage(parsed, 0, resolve=resolver(user)), 0, user)
     return study
@@ -141,6 +150,12 @@ def results(study: Study, stage: int | None = None) -> list[Result]:
     return [Result(run.study_values, run.best_val_accuracy if run.status in SCORED else None) for run in runs]
 
 
+def _creator_gone(study: Study) -> bool:
+    """A member's study whose creator's account was deleted (a study created on the server's
+    command line has no creator from the start)."""
+    return study.created_by_id is None and not study.reads_any_path
+
+
 def advance(run_id: int) -> None:
     """A run of the study (if it has one) has ended: the study moves on when its stage is done."""
     study_id = Run.objects.filter(pk=run_id).values_list("study_id", flat=True).first()
@@ -153,6 +168,14 @@ def advance(run_id: int) -> None:
         if study.runs.filter(stage=study.stage).exclude(status__in=Run.FINISHED).exists():
             return
         spec = parse_spec(study.spec, check_runs=False)
+        if spec.kind == "coarse_to_fine" and study.stage + 1 < len(spec.stages) and _creator_gone(study):
+            # queued as nobody, its runs would read what only staff and the server's operator may
+            study.status = Study.Status.CANCELLED
+            study.message = f"stage {study.stage + 2} not queued: the account that created the study was deleted"
+            study.finished_at = timezone.now()
+            study.save(update_fields=["status", "message", "finished_at"])
+            log.warning("study %s: %s", study.pk, study.message)
+            return
         if spec.kind == "coarse_to_fine" and study.stage + 1 < len(spec.stages):
             current = _params_of(study.stage_params[study.stage])
             narrowed = narrow(current, results(study, study.stage), spec.top_k)
