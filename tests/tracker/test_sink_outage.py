@@ -68,20 +68,21 @@ def test_a_flush_never_waits_for_the_live_diagnosis_which_runs_in_a_thread_of_it
     import threading
 
     from tests.conftest import wait_until
+    from tracker.core import live
     from trainer.sink import RunInfo
 
     settings.TRAINWATCH_DIAGNOSE_SECONDS = 0
     run = Run.objects.create(project=Project.objects.create(name="d"), config={}, status="running")
     flushed = threading.Event()
     seen = []
-    real = sink_module.diagnose_run
+    real = live.diagnose_run
 
     def diagnose(run_id):
         # blocks until the flush has returned: a diagnosis inside the flush would wait 10 s here
         seen.append((threading.current_thread().name, flushed.wait(10)))
         return real(run_id)
 
-    monkeypatch.setattr(sink_module, "diagnose_run", diagnose)
+    monkeypatch.setattr(live, "diagnose_run", diagnose)
     sink = DatabaseSink(run, flush_seconds=0)
     sink.start(RunInfo("cpu", 100, 10, 10, ("fc1.weight",), classes=10))
     sink.scalars({"loss": (np.arange(50), np.linspace(2.3, 0.5, 50))})

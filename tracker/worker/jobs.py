@@ -19,9 +19,9 @@ from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
 from tracker.core.external import PayloadRefused, RunEnded, SeqError, receive
-from tracker.core.studies import early_stop_reason, early_stopping_of
-from tracker.models import Run, RunCheckpoint, Worker
-from tracker.worker.sink import DatabaseSink, LiveUpkeep
+from tracker.core.live import EarlyStopping, LiveUpkeep, store_checkpoint, worker_seen
+from tracker.models import Run
+from tracker.worker.sink import DatabaseSink
 from trainer import checkpoint
 from trainwatch import run as client
 from trainwatch.transport import Spool, Started, Unreachable
@@ -41,9 +41,11 @@ class WorkerConnection:
     def __init__(self, run: Run, upkeep: LiveUpkeep):
         self.run = run
         self.upkeep = upkeep
-        self.early_stopping = early_stopping_of(run)
-        self.stop_reason: str | None = None
-        self._last_upkeep = time.monotonic()
+        self.early_stopping = EarlyStopping(run)
+
+    @property
+    def stop_reason(self) -> str | None:
+        return self.early_stopping.reason
 
     def start(self, request: dict[str, Any]) -> Started:
         raise AssertionError("a job's spool names its run from the start")
@@ -52,10 +54,8 @@ class WorkerConnection:
         try:
             payload, answer = receive(self.run, data, diagnose=False)
             stop = answer["stop"]
-            if self.early_stopping is not None and "val_acc" in payload.scalars and not stop:
-                # judged at epoch ends, against the study's other runs of the same stage, as for built-in runs
-                self.stop_reason = early_stop_reason(self.run, self.early_stopping)
-            Worker.objects.filter(name=self.run.worker).update(seen_at=timezone.now())
+            self.early_stopping.judge(payload.scalars, stop)
+            worker_seen(self.run, timezone.now())
         except SeqError as error:
             return {"expected": error.expected}
         except RunEnded:
@@ -65,9 +65,8 @@ class WorkerConnection:
         except (OperationalError, InterfaceError) as error:
             connection.close()  # a new connection at the next try, once the database is back
             raise Unreachable(f"the database: {str(error).strip() or type(error).__name__}") from None
-        if payload.scalars and time.monotonic() - self._last_upkeep >= settings.TRAINWATCH_DIAGNOSE_SECONDS:
-            self.upkeep.request()
-            self._last_upkeep = time.monotonic()
+        if payload.scalars:
+            self.upkeep.request_when_due()
         return {"seq": answer["seq"], "stop": stop or self.stop_reason is not None, "status": answer["status"]}
 
     def thread_done(self) -> None:
@@ -154,16 +153,7 @@ class JobRun(client.Run):
         torch.save({"format": CHECKPOINT_FORMAT, "state": state}, buffer)
         blob = buffer.getvalue()
         try:
-            RunCheckpoint.objects.update_or_create(
-                run_id=self.row.pk,
-                defaults={
-                    "step": self._last_step + 1,
-                    "epoch": self._epoch or 0,
-                    "data": blob,
-                    "size": len(blob),
-                    "created_at": timezone.now(),
-                },
-            )
+            store_checkpoint(self.row.pk, self._last_step + 1, self._epoch or 0, blob, timezone.now())
         except (OperationalError, InterfaceError):
             connection.close()
             log.warning("run %s: the database is unreachable; checkpoint skipped", self.row.pk)

@@ -4,7 +4,6 @@ PostgreSQL in bulk about once a second (TRAINWATCH_FLUSH_SECONDS)."""
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 import numpy as np
@@ -12,52 +11,13 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from tracker.core.findings import diagnose_run
-from tracker.core.storage import ChunkWriter, roll_up_series, store_handoff
-from tracker.core.studies import early_stop_reason, early_stopping_of
-from tracker.models import Run, RunCheckpoint, Worker
+from tracker.core.live import EarlyStopping, LiveUpkeep, store_checkpoint, worker_seen
+from tracker.core.storage import ChunkWriter, store_handoff
+from tracker.models import Run
 from trainer.sink import HistogramRecord, ImageRecord, Progress, RunInfo, ScalarBatch
 from trainer.system import SYSTEM_SECONDS, SystemSampler
 
 log = logging.getLogger(__name__)
-
-
-class LiveUpkeep:
-    """What a running run needs besides its points, in a thread of its own, so that training
-    never waits for it: its small chunks rolled up into summarised ones, then its diagnosis
-    (which reads those summaries). A flush only asks for it."""
-
-    def __init__(self, run_id: int):
-        self.run_id = run_id
-        self._due = threading.Event()
-        self._stopping = False
-        self._thread = threading.Thread(target=self._loop, name=f"upkeep of run {run_id}", daemon=True)
-        self._thread.start()
-
-    def request(self) -> None:
-        self._due.set()
-
-    def stop(self, timeout: float = 60.0) -> None:
-        """Waits for an upkeep under way, so that the run's final diagnosis and compaction never race it."""
-        self._stopping = True
-        self._due.set()
-        self._thread.join(timeout)
-
-    def _loop(self) -> None:
-        try:
-            while True:
-                self._due.wait()
-                if self._stopping:
-                    return
-                self._due.clear()
-                try:
-                    roll_up_series(self.run_id)
-                    diagnose_run(self.run_id)
-                except Exception:
-                    log.exception("run %s: the live diagnosis failed; training goes on", self.run_id)
-                    connection.close()  # after a database restart: a new connection next time
-        finally:
-            connection.close()  # this thread's own connection
 
 
 class DatabaseSink:
@@ -71,13 +31,11 @@ class DatabaseSink:
         self._pending_checkpoint: tuple[int, int, bytes] | None = None
         self._progress: Progress | None = None
         self._last_flush = time.monotonic()
-        self._last_diagnosis = time.monotonic()
         self._outage_since: float | None = None
         self._system: SystemSampler | None = None
         self._last_system = 0.0
         self._stop = False
-        self._stop_reason: str | None = None
-        self._early_stopping = early_stopping_of(run)
+        self._early_stopping = EarlyStopping(run)
         self._diagnosis: LiveUpkeep | None = None
 
     # --- trainer.sink.Sink --------------------------------------------------
@@ -123,7 +81,7 @@ class DatabaseSink:
         self.flush()
 
     def stop_reason(self) -> str | None:
-        return self._stop_reason
+        return self._early_stopping.reason
 
     def should_stop(self) -> bool:
         # refreshed at each flush, so this costs no query
@@ -192,16 +150,9 @@ class DatabaseSink:
             self.run.pk, self.writer, batch, self._pending_histograms, self._pending_images, progress, now
         )
         if self._pending_checkpoint is not None:
-            step, epoch, blob = self._pending_checkpoint
-            RunCheckpoint.objects.update_or_create(
-                run_id=self.run.pk,
-                defaults={"step": step, "epoch": epoch, "data": blob, "size": len(blob), "created_at": now},
-            )
-        Worker.objects.filter(name=self.run.worker).update(seen_at=now)
-        if self._early_stopping is not None and "val_acc" in batch and not self._stop:
-            # judged at epoch ends, against the study's other runs of the same stage
-            self._stop_reason = early_stop_reason(self.run, self._early_stopping)
-            self._stop = self._stop_reason is not None
+            store_checkpoint(self.run.pk, *self._pending_checkpoint, now)
+        worker_seen(self.run, now)
+        self._stop = self._early_stopping.judge(batch, self._stop) is not None or self._stop
         return batch
 
     def _sample_system(self) -> None:
@@ -218,13 +169,8 @@ class DatabaseSink:
             pending[1].append(np.array([value]))
 
     def _after_flush(self, batch: ScalarBatch) -> None:
-        if (
-            self._diagnosis is not None
-            and self._last_flush - self._last_diagnosis >= settings.TRAINWATCH_DIAGNOSE_SECONDS
-        ):
-            # while the run runs, so that a problem shows before the run ends
-            self._diagnosis.request()
-            self._last_diagnosis = time.monotonic()
+        if self._diagnosis is not None:
+            self._diagnosis.request_when_due()
 
     def close(self) -> None:
         """The run's training is over: the live diagnosis stops (the final one is the caller's)."""
