@@ -11,7 +11,7 @@
   process; the ratio of the median step times over 9 repeats.
 
     python -m tracker.dev.launcher run -- python bench/client.py
-Ends with one line: client_points_per_s=N log_call_us=M watch_overhead_ratio=R finish_s=S
+Ends with one line: client_points_per_s=N log_call_us=M watch_overhead_ratio=R finish_s=S end_written_s=E
 """
 
 from __future__ import annotations
@@ -37,11 +37,12 @@ import django
 django.setup()
 
 import torch  # noqa: E402
+from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.db.models import Sum  # noqa: E402
 
 import trainwatch  # noqa: E402
-from tracker.dev.launcher import web_server_command  # noqa: E402
+from tracker.dev.launcher import upkeep_worker_command, web_server_command  # noqa: E402
 from tracker.models import ApiToken, Run, Series  # noqa: E402
 from trainer.config import RunConfig  # noqa: E402
 from trainer.data import load_dataset  # noqa: E402
@@ -54,23 +55,30 @@ STEPS = 20_000
 REPEATS = 9
 
 
-def server() -> tuple[subprocess.Popen[bytes], str]:
+def server() -> tuple[list[subprocess.Popen[bytes]], str]:
+    """The web server and the upkeep queue's worker, as `make demo` starts them."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    process = subprocess.Popen(
-        web_server_command(port),
-        env={**os.environ, "ALLOWED_HOSTS": "127.0.0.1"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    processes = [
+        subprocess.Popen(
+            command,
+            env={**os.environ, "ALLOWED_HOSTS": "127.0.0.1"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for command in (
+            web_server_command(port),
+            upkeep_worker_command(f"bench-upkeep-{port}@localhost", settings.TRAINWATCH_UPKEEP_QUEUE),
+        )
+    ]
     for _ in range(200):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             break
         except OSError:
             time.sleep(0.1)
-    return process, f"http://127.0.0.1:{port}"
+    return processes, f"http://127.0.0.1:{port}"
 
 
 def points_per_second(url: str, token: str) -> float:
@@ -86,14 +94,24 @@ def points_per_second(url: str, token: str) -> float:
     logged = Series.objects.filter(run__name="bench/client throughput", key__startswith="bench/")
     stored = logged.aggregate(total=Sum("count"))["total"]
     assert stored == KEYS * STEPS, f"{stored} points stored of {KEYS * STEPS}"
+    ended("bench/client throughput")  # its compaction by the upkeep worker done before the delete
     Run.objects.filter(name="bench/client throughput").delete()
     return KEYS * STEPS / elapsed
 
 
-def finish_seconds(url: str, token: str) -> float:
+def ended(name: str) -> None:
+    started = time.perf_counter()
+    while not Run.objects.filter(name=name, status="succeeded").exists():
+        if time.perf_counter() - started > 120:
+            raise AssertionError(f"{name}: its end was not written within 120 s: is the upkeep worker running?")
+        time.sleep(0.01)
+
+
+def finish_seconds(url: str, token: str) -> tuple[float, float]:
     """How long `run.finish()` takes at the end of a 5,000-step run with 60 series (the loss,
-    the rate, and 29 tensors' update ratios and gradient norms): the last hand-off, the server's
-    compaction and final diagnosis, the answer."""
+    the rate, and 29 tensors' update ratios and gradient norms): the last hand-off stored and
+    answered; and how long from its call until the run's end is written by the upkeep queue's
+    worker (compaction, final diagnosis)."""
     name = "bench/client finish"
     Run.objects.filter(name=name).delete()
     run = trainwatch.init(project="bench", name=name, url=url, token=token, total_steps=5000, steps_per_epoch=100)
@@ -107,12 +125,13 @@ def finish_seconds(url: str, token: str) -> float:
     started = time.perf_counter()
     run.finish()
     elapsed = time.perf_counter() - started
+    ended(name)
+    ended_after = time.perf_counter() - started
     stored = Series.objects.filter(run__name=name).exclude(key__startswith="system/").count()
     assert stored == 60, f"{stored} series stored of 60"
-    ended = Run.objects.get(name=name)
-    assert ended.status == "succeeded", ended.status  # compacted and diagnosed before the answer
+    assert Run.objects.get(name=name).findings is not None  # diagnosed before its end is written
     Run.objects.filter(name=name).delete()
-    return elapsed
+    return elapsed, ended_after
 
 
 def log_call_seconds() -> float:
@@ -166,13 +185,14 @@ def main() -> None:
     logging.getLogger("trainwatch").setLevel(logging.ERROR)  # the offline runs' "recorded in ..." notes
     user, _ = get_user_model().objects.get_or_create(username="bench", defaults={"is_staff": True})
     _, token = ApiToken.issue(user, "bench/client.py")
-    process, url = server()
+    processes, url = server()
     try:
         throughputs = [points_per_second(url, token) for _ in range(3)]
-        finishes = [finish_seconds(url, token) for _ in range(3)]
+        finishes, ends = zip(*[finish_seconds(url, token) for _ in range(3)], strict=True)
     finally:
-        process.terminate()
-        process.wait()
+        for process in processes:
+            process.terminate()
+            process.wait()
     log_us = log_call_seconds() * 1e6
     config = RunConfig.from_dict({"epochs": 30, "model": {"hidden": [64]}, "batch_size": 64})
     plain_loop_seconds(config, tracked=False)  # warm-up
@@ -187,6 +207,7 @@ def main() -> None:
         + " points/s"
     )
     print("finish() of a 5,000-step run with 60 series: " + ", ".join(f"{s:.2f}" for s in finishes) + " s")
+    print("... and its end written by the upkeep worker: " + ", ".join(f"{s:.2f}" for s in ends) + " s after")
     print(f"one run.log() of 2 tensors: median {log_us:.2f} us over 20,000 calls")
     print(
         f"digits MLP, plain loop {statistics.median(plain) * 1e3:.4f} ms/step, with run.watch + run.log "
@@ -195,7 +216,8 @@ def main() -> None:
     shutil.rmtree(os.environ["TRAINWATCH_DIR"], ignore_errors=True)
     print(
         f"client_points_per_s={statistics.median(throughputs):.0f} log_call_us={log_us:.2f} "
-        f"watch_overhead_ratio={ratio:.3f} finish_s={statistics.median(finishes):.2f}"
+        f"watch_overhead_ratio={ratio:.3f} finish_s={statistics.median(finishes):.2f} "
+        f"end_written_s={statistics.median(ends):.2f}"
     )
 
 

@@ -59,6 +59,40 @@ def wait_until(condition: Callable[[], object], timeout: float, what: str, inter
         time.sleep(interval)
 
 
+def ended(run_id: int, timeout: float = 30):
+    """The run once its end is written: a client's run's end is written by the upkeep worker
+    a moment after its last payload is stored and answered."""
+    from tracker.models import Run
+
+    return wait_until(lambda: (run := Run.objects.get(pk=run_id)).is_finished and run, timeout, f"run {run_id} to end")
+
+
+@pytest.fixture
+def upkeep_here(django_capture_on_commit_callbacks):
+    """For unit tests of the ingest (whose transaction never commits): `with upkeep_here():`
+    runs the upkeep tasks sent by the requests inside it in this process once it is over, as the
+    upkeep worker would (the integration tests have the real one)."""
+    import contextlib
+
+    from tracker.celery import app
+    from tracker.worker import tasks  # noqa: F401 - registers the tasks
+
+    @contextlib.contextmanager
+    def here():
+        sent = []
+        real = app.send_task
+        app.send_task = lambda name, args, **options: sent.append((name, args))
+        try:
+            with django_capture_on_commit_callbacks(execute=True):
+                yield sent
+        finally:
+            app.send_task = real
+        for name, args in sent:
+            app.tasks[name].run(*args)
+
+    return here
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hasher(settings) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -106,9 +140,11 @@ def database_url_for(name: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
 
 
-def start_worker(name: str, queues: str, log_path: Path, concurrency: int = 1, **env: str) -> subprocess.Popen:
+def start_worker(
+    name: str, queues: str, log_path: Path, concurrency: int = 1, command: list[str] | None = None, **env: str
+) -> subprocess.Popen:
     """A real `celery worker` process on the real broker, writing to the test database;
-    returns once it answers a ping."""
+    returns once it answers a ping. `command` replaces the training worker's."""
     from django.db import connection
 
     from tracker.celery import app
@@ -127,20 +163,25 @@ def start_worker(name: str, queues: str, log_path: Path, concurrency: int = 1, *
     log = open(log_path, "w")  # noqa: SIM115 - stays open while the worker runs; stop_worker closes it
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "tracker",
-            "worker",
-            "-Q",
-            queues,
-            "--concurrency",
-            str(concurrency),
-            "-n",
-            name,
-            "--loglevel",
-            "INFO",
+            *(
+                command
+                or [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "tracker",
+                    "worker",
+                    "-Q",
+                    queues,
+                    "--concurrency",
+                    str(concurrency),
+                    "-n",
+                    name,
+                    "--loglevel",
+                    "INFO",
+                ]
+            ),
             "--without-gossip",
             "--without-mingle",
         ],
@@ -181,6 +222,35 @@ def celery_worker_process(django_db_setup, django_db_blocker) -> Iterator[str]:
         yield name
     finally:
         stop_worker(proc)
+
+
+@pytest.fixture(scope="session")
+def upkeep_worker(django_db_setup, django_db_blocker) -> Iterator[str]:
+    """The worker of the upkeep queue, as `make demo` starts it: it writes the end of a client's
+    run and its live diagnosis. Session-scoped."""
+    from django.conf import settings
+
+    from tracker.dev.launcher import upkeep_worker_command
+
+    name = f"upkeep-{uuid.uuid4().hex[:8]}@localhost"
+    command = upkeep_worker_command(name, settings.TRAINWATCH_UPKEEP_QUEUE)
+    proc = start_worker(
+        name, settings.TRAINWATCH_UPKEEP_QUEUE, ROOT / ".trainwatch" / "test-upkeep.log", command=command
+    )
+    try:
+        yield name
+    finally:
+        stop_worker(proc)
+
+
+@pytest.fixture(autouse=True)
+def _upkeep_for_committed_runs(request):
+    """A test whose writes are committed (a live server, a transactional database) gets the
+    upkeep worker, so that a client's run ends as it does in production."""
+    if {"live_server", "transactional_db", "django_db_serialized_rollback"} & set(request.fixturenames) or any(
+        marker.kwargs.get("transaction") for marker in request.node.iter_markers("django_db")
+    ):
+        request.getfixturevalue("upkeep_worker")
 
 
 CHROMIUM = os.environ.get("TRAINWATCH_CHROMIUM", "/usr/bin/chromium")

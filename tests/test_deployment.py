@@ -1,5 +1,5 @@
 """The deployment: docker-compose.yml validates with Compose and has what a team needs to run it
-(web, a CPU and a GPU worker, exactly one beat, the servers, a health check each); the web image
+(web, a CPU and a GPU worker, the upkeep worker, exactly one beat, the servers, a health check each); the web image
 installs a lock file that holds no torch; each lock file holds what its group asks for."""
 
 import os
@@ -10,6 +10,7 @@ import tomllib
 
 import pytest
 import yaml
+from django.conf import settings
 
 from tests.conftest import ROOT
 
@@ -41,7 +42,7 @@ def test_compose_validates_the_file_and_the_gpu_profile():
     checked = compose("config", "-q", SECRET_KEY="x" * 50)
     assert checked.returncode == 0, checked.stderr
     with_gpu = compose("--profile", "gpu", "config", "--services", SECRET_KEY="x" * 50)
-    assert sorted(with_gpu.stdout.split()) == ["beat", "postgres", "redis", "web", "worker", "worker-gpu"]
+    assert sorted(with_gpu.stdout.split()) == ["beat", "postgres", "redis", "upkeep", "web", "worker", "worker-gpu"]
     unset = compose("config", "-q")
     assert unset.returncode != 0 and "SECRET_KEY" in unset.stderr
 
@@ -56,8 +57,12 @@ def test_every_service_has_a_health_check_and_there_is_exactly_one_beat():
     ]
     assert beats == ["beat"] and services["beat"]["deploy"]["replicas"] == 1
     assert services["web"]["build"]["target"] == "web"
-    assert {services[name]["image"] for name in ("worker", "worker-gpu", "beat")} == {"trainwatch-worker"}
+    assert {services[name]["image"] for name in ("worker", "worker-gpu", "upkeep", "beat")} == {"trainwatch-worker"}
     assert services["worker-gpu"]["profiles"] == ["gpu"]
+    # the upkeep queue has a worker of its own, which takes no training job
+    queues = {name: re.findall(r"-Q (\S+)", str(service.get("command", ""))) for name, service in services.items()}
+    assert queues["upkeep"] == [settings.TRAINWATCH_UPKEEP_QUEUE]
+    assert all(settings.TRAINWATCH_UPKEEP_QUEUE not in found for name, found in queues.items() if name != "upkeep")
     assert "/healthz" in str(services["web"]["healthcheck"]["test"])
 
 

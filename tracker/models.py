@@ -282,6 +282,9 @@ class Run(models.Model):
         default=dict, blank=True, help_text="each parameter tensor's kind (weight, bias, norm_scale, ...)"
     )
     diagnosed_at = models.DateTimeField(null=True, blank=True)
+    # the end a client's last payload reported ({"status", "message", "error", "finished_at"}),
+    # until a task on the upkeep queue (or the reaper, should that task be lost) writes it
+    ending = models.JSONField(null=True, blank=True)
 
     class Meta:
         indexes = [

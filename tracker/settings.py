@@ -224,6 +224,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "cpu"
+# The heavy work of a client's run (its roll-up, live diagnosis and end) goes to a queue of its
+# own, which a worker started with `-Q upkeep` takes (`make demo` and docker-compose start one).
+TRAINWATCH_UPKEEP_QUEUE = os.getenv("TRAINWATCH_UPKEEP_QUEUE", "upkeep")
 CELERY_TASK_CREATE_MISSING_QUEUES = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ALWAYS_EAGER = False

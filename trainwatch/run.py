@@ -42,14 +42,12 @@ from trainer.instrument import DeviceRecorder, tile_grid
 from trainer.payloads import CheckResults
 from trainer.sink import ImageRecord, ScalarBatch
 from trainer.system import SYSTEM_SECONDS, SystemSampler
-from trainer.wire import SERIES_KEY, Payload, encode
-from trainwatch.transport import Channel, Connection, Sender, Spool, Uploader, log
+from trainer.wire import SERIES_KEY, Payload
+from trainwatch.transport import Connection, Outbox, Sender, Spool, Uploader, log
 from trainwatch.watch import Watcher
 
 MODES = ("online", "offline")
-# the client splits a hand-off into payloads of at most this size (or the server's limit)
-PAYLOAD_BYTES = 4 * 1024 * 1024
-FINISH_TIMEOUT = 60.0
+FINISH_TIMEOUT = 10.0
 # an empty payload at least this often says that the script is alive (a silent run ends lost)
 HEARTBEAT_SECONDS = 5.0
 
@@ -86,15 +84,13 @@ def describe_source() -> dict[str, Any]:
 class Run:
     def __init__(
         self,
-        spool: Spool,
-        connection: Channel | None,
+        outbox: Outbox,
         config: dict[str, Any],
         flush_seconds: float = 1.0,
         total_steps: int | None = None,
         steps_per_epoch: int | None = None,
     ):
         self.config = config
-        self.spool = spool
         self._lock = threading.Lock()
         self._recorder = DeviceRecorder()
         self._images: list[tuple[int, torch.Tensor]] = []
@@ -106,7 +102,6 @@ class Run:
         self._last_step = -1
         self._epoch: int | None = None
         self._total_steps, self._steps_per_epoch = total_steps, steps_per_epoch
-        self._seq = spool.state()["next_seq"]
         self._started = time.monotonic()
         self._last_payload = time.monotonic()
         self._system: SystemSampler | None = None
@@ -116,12 +111,18 @@ class Run:
         self.finished = False
         # (step, value) of the first non-finite loss the background thread saw: the run diverged
         self._diverged: tuple[int, float] | None = None
-        self._uploader = Uploader(spool, connection)
-        self._sender = Sender(self._uploader, self._collect, flush_seconds)
+        self._outbox = outbox
+        self._sender = Sender(outbox, self._collect, flush_seconds)
         self._sender.start()
         _live.add(self)
 
     # --- the script's side --------------------------------------------------
+
+    @property
+    def spool(self) -> Spool:
+        """The folder that keeps what the server does not have yet."""
+        assert isinstance(self._outbox, Uploader), "a job's run on a worker has no spool"
+        return self._outbox.spool
 
     @property
     def id(self) -> int | None:
@@ -143,7 +144,7 @@ class Run:
     @property
     def should_stop(self) -> bool:
         """True once someone asked, on the web page or in the admin, for the run to stop."""
-        return self._uploader.stop_requested
+        return self._outbox.stop_requested
 
     @property
     def step(self) -> int:
@@ -283,7 +284,7 @@ class Run:
     ) -> None:
         """End the run: `succeeded` (or `cancelled` when a stop was asked for), `failed` with the
         traceback, or `cancelled`. Waits until the server has everything, at most `timeout` s
-        (TRAINWATCH_FINISH_TIMEOUT, 60); what is left stays in the spool for `trainwatch sync`."""
+        (TRAINWATCH_FINISH_TIMEOUT, 10); what is left stays in the spool for `trainwatch sync`."""
         if self.finished:
             return
         self.finished = True
@@ -304,7 +305,7 @@ class Run:
         _live.discard(self)
         if delivered:
             self.spool.remove()
-        elif self._uploader.connection is None:
+        elif not self._outbox.online:
             log.warning(
                 "trainwatch: run recorded offline in %s; upload it with: trainwatch sync %s",
                 self.spool.folder,
@@ -372,7 +373,7 @@ class Run:
         heartbeat_due = time.monotonic() - self._last_payload >= HEARTBEAT_SECONDS
         if not (batch or histograms or records or describe or checks or finish or heartbeat_due):
             return
-        self._spool(
+        self._outbox.put(
             Payload(0, batch, histograms, records, self._progress(), describe, dict(checks) if checks else None, finish)
         )
         self._last_payload = time.monotonic()
@@ -411,51 +412,6 @@ class Run:
             "total_steps": self._total_steps,
             "steps_per_epoch": per_epoch,
         }
-
-    def _spool(self, payload: Payload) -> None:
-        limit = min(self._uploader.max_bytes or PAYLOAD_BYTES, PAYLOAD_BYTES)
-        for piece in split(payload, limit):
-            piece.seq = self._seq
-            self.spool.put(self._seq, encode(piece))
-            self._seq += 1
-        state = self.spool.state()
-        state["next_seq"] = self._seq
-        self.spool.write_state(state)
-
-
-def split(payload: Payload, limit: int) -> list[Payload]:
-    """Payloads of at most about `limit` bytes: the scalars cut into step ranges, histograms and
-    images apart; describe and checks go with the first, the end with the last."""
-    point_budget = max(1, (limit - 64 * 1024) // 16)
-    pieces: list[Payload] = []
-    current = Payload(0)
-    room = point_budget
-    for key, (steps, values) in payload.scalars.items():
-        start = 0
-        while start < len(steps):
-            if room == 0:
-                pieces.append(current)
-                current, room = Payload(0), point_budget
-            take = min(room, len(steps) - start)
-            current.scalars[key] = (steps[start : start + take], values[start : start + take])
-            start += take
-            room -= take
-    pieces.append(current)
-    bytes_left = limit
-    for histogram in payload.histograms:
-        size = 8 * len(histogram.counts) + 200
-        if size > bytes_left:
-            pieces.append(Payload(0))
-            bytes_left = limit
-        pieces[-1].histograms.append(histogram)
-        bytes_left -= size
-    for image in payload.images:
-        pieces.append(Payload(0, images=[image]))
-    pieces[0].describe, pieces[0].checks = payload.describe, payload.checks
-    pieces[-1].finish = payload.finish
-    for piece in pieces:
-        piece.progress = payload.progress
-    return pieces
 
 
 _live: weakref.WeakSet[Run] = weakref.WeakSet()
@@ -524,7 +480,7 @@ def init(
     if sys.excepthook is not _excepthook:
         globals()["_previous_excepthook"] = sys.excepthook
         sys.excepthook = _excepthook
-    return Run(spool, connection, config, flush_seconds, total_steps, steps_per_epoch)
+    return Run(Uploader(spool, connection), config, flush_seconds, total_steps, steps_per_epoch)
 
 
 def _jsonable(value: Any) -> Any:

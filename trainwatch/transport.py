@@ -24,10 +24,14 @@ from typing import Any, Protocol
 
 import requests
 
+from trainer.wire import Payload, encode
+
 log = logging.getLogger("trainwatch")
 USER_AGENT = "trainwatch-client/1"
 CONNECT_TIMEOUT = 5.0
-READ_TIMEOUT = 60.0  # the last payload also compacts and diagnoses the run
+READ_TIMEOUT = 15.0
+# the client splits a hand-off into payloads of at most this size (or the server's limit)
+PAYLOAD_BYTES = 4 * 1024 * 1024
 
 
 def home() -> Path:
@@ -52,8 +56,7 @@ class Started:
 
 
 class Channel(Protocol):
-    """Where a run's payloads go: the server over HTTP (Connection), or, for a job on a worker,
-    the server's own ingest path in the worker's process."""
+    """The server's two calls for a run: over HTTP (Connection), or a test's stand-in."""
 
     def start(self, request: dict[str, Any]) -> Started: ...
 
@@ -171,8 +174,34 @@ class Spool:
         self.folder.rmdir()
 
 
+class Outbox(Protocol):
+    """Where a live run's background thread (Sender) puts each payload it collects, and what
+    delivers them: a script's spool and the server over HTTP (Uploader), or, for a job on a
+    worker, the server's own database writer in the worker's process (no encoding, no files)."""
+
+    @property
+    def stop_requested(self) -> bool: ...
+
+    @property
+    def online(self) -> bool: ...
+
+    @property
+    def where(self) -> str: ...
+
+    def put(self, payload: Payload) -> None: ...
+
+    def upload(self) -> bool:
+        """Deliver what can be delivered now; True when nothing is left. Raises Unreachable
+        (tried again later) or Refused (never tried again)."""
+        ...
+
+    def pending(self) -> bool: ...
+
+    def thread_done(self) -> None: ...
+
+
 class Uploader:
-    """Sends a spool's payloads in order, creating the server's run first if it has none yet.
+    """A spool's payloads, sent in order, creating the server's run first if it has none yet.
     Used by the background thread of a live run and by `trainwatch sync`."""
 
     def __init__(self, spool: Spool, connection: Channel | None):
@@ -182,6 +211,31 @@ class Uploader:
         self.ended: str | None = None  # the server's status once the run has ended there
         self.rejected = 0  # payloads the server refused for what they held
         self.max_bytes: int | None = None
+
+    @property
+    def online(self) -> bool:
+        return self.connection is not None
+
+    @property
+    def where(self) -> str:
+        return str(self.spool.folder)
+
+    def put(self, payload: Payload) -> None:
+        """Into the spool, as payloads of at most the server's limit, numbered in order."""
+        state = self.spool.state()
+        seq = state["next_seq"]
+        for piece in split(payload, min(self.max_bytes or PAYLOAD_BYTES, PAYLOAD_BYTES)):
+            piece.seq = seq
+            self.spool.put(seq, encode(piece))
+            seq += 1
+        state["next_seq"] = seq
+        self.spool.write_state(state)
+
+    def pending(self) -> bool:
+        return bool(self.spool.pending())
+
+    def thread_done(self) -> None:
+        pass
 
     def upload(self) -> bool:
         """Send what can be sent now; True when nothing is left. Raises Unreachable or Refused."""
@@ -227,12 +281,12 @@ class Uploader:
 
 class Sender(threading.Thread):
     """The background thread of a live run: every `flush_seconds` it asks `collect` for a
-    payload (bytes, already written to the spool) and sends what is pending. While the server
-    is unreachable it keeps collecting into the spool and retries with a growing pause."""
+    payload (put in the outbox) and delivers what is pending. While the server is unreachable
+    it keeps collecting into the outbox and retries with a growing pause."""
 
-    def __init__(self, uploader: Uploader, collect: Callable[[bool], None], flush_seconds: float = 1.0):
+    def __init__(self, outbox: Outbox, collect: Callable[[bool], None], flush_seconds: float = 1.0):
         super().__init__(name="trainwatch-sender", daemon=True)
-        self.uploader = uploader
+        self.outbox = outbox
         self.collect = collect
         self.flush_seconds = flush_seconds
         self._closing = threading.Event()
@@ -262,9 +316,7 @@ class Sender(threading.Thread):
                 self._flushed.notify_all()
             if closing:
                 break
-        done = getattr(self.uploader.connection, "thread_done", None)
-        if done is not None:
-            done()  # e.g. a worker's database connection, opened by this thread
+        self.outbox.thread_done()  # e.g. a worker's database connection, opened by this thread
         with self._flushed:
             self._done.set()
             self._flushed.notify_all()
@@ -277,20 +329,20 @@ class Sender(threading.Thread):
             asked = self._flush_asked
             self._wake.set()
             self._flushed.wait_for(lambda: self._flush_done >= asked or self._done.is_set(), timeout)
-        return self.refused is None and self.uploader.connection is not None and not self.uploader.spool.pending()
+        return self.refused is None and self.outbox.online and not self.outbox.pending()
 
     def _send(self) -> bool:
         if self.refused is not None or time.monotonic() < self._retry_at:
             return False
         try:
-            empty = self.uploader.upload()
+            empty = self.outbox.upload()
         except Unreachable as error:
             if self.offline_since is None:
                 self.offline_since = time.monotonic()
                 log.warning(
                     "trainwatch: the server is unreachable (%s); keeping the measurements in %s and training on",
                     error,
-                    self.uploader.spool.folder,
+                    self.outbox.where,
                 )
             self._retry_at = time.monotonic() + self._pause
             self._pause = min(self._pause * 2, 10.0)
@@ -298,9 +350,7 @@ class Sender(threading.Thread):
         except Refused as error:
             self.refused = str(error)
             log.error(
-                "trainwatch: the server refused the run's measurements (%s); they stay in %s",
-                error,
-                self.uploader.spool.folder,
+                "trainwatch: the server refused the run's measurements (%s); they stay in %s", error, self.outbox.where
             )
             return False
         if self.offline_since is not None:
@@ -316,11 +366,46 @@ class Sender(threading.Thread):
         self._wake.set()
         self._done.wait(timeout)
         deadline = time.monotonic() + timeout
-        while self.refused is None and self.uploader.connection is not None:
+        while self.refused is None and self.outbox.online:
             self._retry_at = 0.0
-            if self._send() and not self.uploader.spool.pending():
+            if self._send() and not self.outbox.pending():
                 return True
             if time.monotonic() > deadline:
                 return False
             time.sleep(min(self._pause, max(0.0, deadline - time.monotonic())))
         return False
+
+
+def split(payload: Payload, limit: int) -> list[Payload]:
+    """Payloads of at most about `limit` bytes: the scalars cut into step ranges, histograms and
+    images apart; describe and checks go with the first, the end with the last."""
+    point_budget = max(1, (limit - 64 * 1024) // 16)
+    pieces: list[Payload] = []
+    current = Payload(0)
+    room = point_budget
+    for key, (steps, values) in payload.scalars.items():
+        start = 0
+        while start < len(steps):
+            if room == 0:
+                pieces.append(current)
+                current, room = Payload(0), point_budget
+            take = min(room, len(steps) - start)
+            current.scalars[key] = (steps[start : start + take], values[start : start + take])
+            start += take
+            room -= take
+    pieces.append(current)
+    bytes_left = limit
+    for histogram in payload.histograms:
+        size = 8 * len(histogram.counts) + 200
+        if size > bytes_left:
+            pieces.append(Payload(0))
+            bytes_left = limit
+        pieces[-1].histograms.append(histogram)
+        bytes_left -= size
+    for image in payload.images:
+        pieces.append(Payload(0, images=[image]))
+    pieces[0].describe, pieces[0].checks = payload.describe, payload.checks
+    pieces[-1].finish = payload.finish
+    for piece in pieces:
+        piece.progress = payload.progress
+    return pieces

@@ -13,7 +13,7 @@ from torch import nn
 import trainwatch
 from tests.client.models import Functional, ResNet18, Transformer
 from trainer.wire import Payload, decode
-from trainwatch.run import split
+from trainwatch.transport import split
 
 
 @pytest.fixture(autouse=True)

@@ -14,6 +14,7 @@ from tests.conftest import ROOT, WebServer, start_worker, stop_worker, wait_unti
 from tests.integration.test_client_live import script
 from tracker.core.dispatch import send_train_token
 from tracker.core.runs import create_run
+from tracker.dev.launcher import upkeep_worker_command
 from tracker.models import Alert, Project, Run
 from trainer.pathologies import PATHOLOGIES
 
@@ -61,13 +62,23 @@ def test_a_worker_announces_a_diverged_run_once_by_mail_and_webhook(django_db_se
     assert set(alert.deliveries) == {"mail", webhook_receiver.url} and alert.next_attempt_at is None
 
 
-def test_the_web_server_announces_an_error_finding_of_a_client_run_while_it_runs(
+def test_the_upkeep_worker_announces_an_error_finding_of_a_client_run_while_it_runs(
     django_db_setup, webhook_receiver, token, user, tmp_path
 ):
     project = Project.objects.create(name="scripts", alert_webhooks=[webhook_receiver.url])
     project.members.add(user)
+    # the client's run is diagnosed on an upkeep queue of this test's, whose worker may reach the receiver
+    queue = f"upkeep-{uuid.uuid4().hex[:6]}"
+    name = f"{queue}@localhost"
+    upkeep = start_worker(
+        name,
+        queue,
+        ROOT / ".trainwatch" / "test-upkeep-alerts.log",
+        command=upkeep_worker_command(name, queue),
+        **mail_settings(tmp_path / "mail"),
+    )
     web = WebServer()
-    web.environment.update(mail_settings(tmp_path / "mail"))
+    web.environment.update(mail_settings(tmp_path / "mail"), TRAINWATCH_UPKEEP_QUEUE=queue)
     web.start()
     try:
         # SGD with momentum at lr 50 on the digits MLP, about 4 s
@@ -81,8 +92,9 @@ def test_the_web_server_announces_an_error_finding_of_a_client_run_while_it_runs
         assert posted["run"]["status"] == "running"  # announced while it trains, not at its end
         output, _ = process.communicate(timeout=120)
         assert process.returncode == 0, output
+        run = wait_until(lambda: Run.objects.filter(kind="external", status__in=Run.FINISHED).first(), 30, "the end")
     finally:
         web.stop()
-    run = wait_until(lambda: Run.objects.filter(kind="external", status__in=Run.FINISHED).first(), 30, "the end")
+        stop_worker(upkeep)
     assert len(webhook_receiver.posts) == 1 and Alert.objects.filter(run=run).count() == 1
     assert "dead_relus" in [f["rule"] for f in run.findings]

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.conftest import ended
 from tracker.core.storage import read_series
 from tracker.models import Histogram, Run
 
@@ -62,7 +63,7 @@ def test_the_lightning_callback_tracks_a_fit(client_env):
         ],
     )
     trainer.fit(Classifier(), loader, loader)
-    run = Run.objects.get(kind="external")
+    run = ended(Run.objects.get(kind="external").pk)
     assert run.status == "succeeded" and run.name == "Classifier" and run.config["lr"] == 0.05
     assert run.context["optimizer"] == "momentum" and run.context["activation"] == "tanh"
     np.testing.assert_array_equal(read_series(run.pk, "loss")[0], np.arange(24))  # 8 steps x 3 epochs
@@ -130,7 +131,7 @@ def test_the_transformers_callback_tracks_a_trainer(client_env, tmp_path):
         callbacks=[TrainwatchCallback(project="nlp", ratio_every=5, histogram_every=10)],
     )
     trainer.train()
-    run = Run.objects.get(kind="external")
+    run = ended(Run.objects.get(kind="external").pk)
     assert run.status == "succeeded" and run.name == "tiny bert" and run.config["learning_rate"] == 5e-4
     assert run.context["optimizer"] == "adamw"
     np.testing.assert_array_equal(read_series(run.pk, "loss")[0], [4, 9, 14, 19])  # every 5 steps

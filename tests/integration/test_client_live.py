@@ -15,7 +15,7 @@ import pytest
 import requests
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
-from tests.conftest import ARTIFACTS, ROOT, WebServer, logged_in_page, wait_until
+from tests.conftest import ARTIFACTS, ROOT, WebServer, ended, logged_in_page, wait_until
 from tracker.core.lifecycle import reap_lost_runs
 from tracker.core.storage import read_series
 from tracker.models import Histogram, Run, RunImage
@@ -60,7 +60,7 @@ def the_run() -> Run:
 @pytest.mark.browser
 def test_a_script_with_the_client_shows_everything_on_its_run_page(server, token, tmp_path, browser, user):
     finished(script(server, token, tmp_path, "--epochs", "4"))
-    run = Run.objects.get(kind="external")
+    run = ended(Run.objects.get(kind="external").pk)
     assert run.status == "succeeded" and run.source["script"] == "train_digits.py" and run.source["python"]
     assert (run.steps_done, run.total_steps, run.steps_per_epoch, run.epoch) == (172, 172, 43, 4)
     loss_steps, _ = read_series(run.pk, "loss")
@@ -115,7 +115,7 @@ def test_stopping_the_server_for_a_few_seconds_loses_and_doubles_nothing(server,
     time.sleep(4)  # the script trains on, its client spools
     server.start()
     output = finished(process)
-    run = Run.objects.get(kind="external")
+    run = ended(Run.objects.get(kind="external").pk)
     assert run.status == "succeeded", output
     loss_steps, _ = read_series(run.pk, "loss")
     np.testing.assert_array_equal(loss_steps, np.arange(6 * 43))  # every step, once
@@ -149,7 +149,7 @@ def test_a_members_cancel_stops_the_script(server, token, tmp_path, user, client
         client.force_login(user)  # the run page's Cancel button
         assert client.post(f"/runs/{run.pk}/cancel/").status_code == 302
     output = finished(process, 60)
-    run = the_run()
+    run = ended(the_run().pk)
     assert "asked to stop" in output and run.status == "cancelled"
     assert run.steps_done < 100 * 43 and read_series(run.pk, "loss")[0][-1] == run.steps_done - 1
     assert run.epochs == 100 and run.epoch < 100  # its progress says where it stopped
@@ -169,7 +169,7 @@ def test_a_run_recorded_offline_is_uploaded_by_sync(server, token, tmp_path):
         timeout=120,
     )
     assert sync.returncode == 0, sync.stderr
-    run = Run.objects.get(kind="external")
+    run = ended(Run.objects.get(kind="external").pk)
     assert run.name == "offline run" and run.status == "succeeded" and f"/runs/{run.pk}/" in sync.stdout
     assert run.finished_at < run.created_at  # trained before the upload, by the script's clock
     np.testing.assert_array_equal(read_series(run.pk, "loss")[0], np.arange(3 * 43))
@@ -191,7 +191,7 @@ def test_the_docs_example_runs_as_written(server, token, tmp_path):
         [sys.executable, "example.py"], cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
-    run = Run.objects.get(kind="external")
+    run = ended(Run.objects.get(kind="external").pk)
     assert run.name == "readme example" and run.status == "succeeded" and run.project.name == "demo"
     assert len(read_series(run.pk, "loss")[0]) == 500 and len(read_series(run.pk, "val_acc")[0]) == 10
     assert read_series(run.pk, "val_acc")[1][-1] > 0.9 and run.context["classes"] == 2

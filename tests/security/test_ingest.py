@@ -13,7 +13,7 @@ import pytest
 import requests
 import torch
 
-from tests.conftest import member_of
+from tests.conftest import ended, member_of
 from tests.security.conftest import api, log_in, server_password
 from tracker.core.storage import read_series
 from tracker.models import Run
@@ -67,7 +67,7 @@ def test_a_payload_with_nan_in_its_checks_is_refused_and_the_rest_of_the_run_is_
                     sanity=[{"name": "initial loss", "passed": False, "numbers": {"loss": math.nan}, "message": "nan"}]
                 )
                 client_run.flush(30)
-    run = Run.objects.get(pk=client_run.id)
+    run = ended(client_run.id)
     assert run.status == "succeeded" and client_run.status == "succeeded", run.message
     steps, _ = read_series(run.pk, "loss")
     assert steps.tolist() == list(range(60))  # every step, before and after the refused payload
@@ -93,7 +93,7 @@ def test_a_diverged_runs_pages_and_api_answer_json_a_browser_parses(site, client
             loss.backward()
             optimizer.step()
             client_run.log({"loss": loss.detach()}, step=step)
-    run = Run.objects.get(pk=client_run.id)
+    run = ended(client_run.id)
     steps, losses = read_series(run.pk, "loss")
     assert run.status == "diverged" and steps.tolist() == list(range(60)) and not np.isfinite(losses[-1])
     assert run.histograms.filter(key__startswith="weight/", nonfinite=0).exists()

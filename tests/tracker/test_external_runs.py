@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from django.utils import timezone
 
-from tracker.core.lifecycle import reap_lost_runs, request_cancel
+from tracker.core.lifecycle import end_as_reported, reap_lost_runs, request_cancel
 from tracker.core.storage import read_series
 from tracker.models import ApiToken, Histogram, Project, Run
 from trainer import wire
@@ -99,7 +99,9 @@ def test_payloads_are_stored_once_in_order(client, token, run_id):
     assert (run.steps_done, run.total_steps, run.steps_per_epoch, run.ingest_seq) == (50, 500, 50, 1)
 
 
-def test_a_long_external_runs_small_chunks_are_rolled_up_when_it_is_diagnosed(client, token, run_id, settings):
+def test_a_long_external_runs_small_chunks_are_rolled_up_when_it_is_diagnosed(
+    client, token, run_id, settings, upkeep_here
+):
     settings.TRAINWATCH_DIAGNOSE_SECONDS = 3600  # diagnosed at its first payload, then not before the last
     for seq in range(50):  # 50 payloads of 1,000 steps: a chunk each
         progress = {"step": (seq + 1) * 1000, "epoch": 0, "total_steps": 100_000, "steps_per_epoch": 1000}
@@ -108,7 +110,9 @@ def test_a_long_external_runs_small_chunks_are_rolled_up_when_it_is_diagnosed(cl
     assert Run.objects.get(pk=run_id).chunks.count() == 50
     Run.objects.filter(pk=run_id).update(diagnosed_at=timezone.now() - dt.timedelta(hours=2))
     last = Payload(50, {"loss": (steps(50_000, 1000), np.ones(1000))}, progress={"step": 51_000})
-    assert send(client, token, run_id, last).status_code == 200
+    with upkeep_here() as sent:
+        assert send(client, token, run_id, last).status_code == 200
+    assert sent == [("tracker.refresh_run", [run_id])]  # out of the request, on the upkeep queue
     # the oldest 41 became one chunk of 41,000 points; the newest 10 stay as they came
     assert sorted(Run.objects.get(pk=run_id).chunks.values_list("count", flat=True)) == [1000] * 10 + [41_000]
     loss_steps, _ = read_series(run_id, "loss")
@@ -178,7 +182,7 @@ def test_a_histogram_of_a_diverged_tensor_is_kept_with_its_nan_and_infinite_coun
         wire.decode(inverted)
 
 
-def test_the_last_payload_finishes_the_run_with_its_diagnosis(client, token, run_id):
+def test_the_last_payload_finishes_the_run_with_its_diagnosis(client, token, run_id, upkeep_here):
     ratios = np.full(40, 5e-2)
     payload = Payload(
         0,
@@ -187,9 +191,12 @@ def test_the_last_payload_finishes_the_run_with_its_diagnosis(client, token, run
         describe={"tensors": ["fc1.weight", "fc1.bias"], "context": {"optimizer": "adam", "lr": 0.3}},
         finish={"status": "succeeded", "message": "done", "error": ""},
     )
-    assert send(client, token, run_id, payload).json()["status"] == "succeeded"
+    with upkeep_here():
+        assert send(client, token, run_id, payload).json()["status"] == "succeeded"
+        # answered once stored: the end is written by the upkeep queue's task
+        assert Run.objects.get(pk=run_id).status == "running"
     run = Run.objects.get(pk=run_id)
-    assert run.status == "succeeded" and run.finished_at is not None
+    assert run.status == "succeeded" and run.finished_at is not None and run.ending is None
     assert run.tensors == ["fc1.weight", "fc1.bias"] and run.context == {"optimizer": "adam", "lr": 0.3, "frozen": []}
     assert "lr_too_high" in [f["rule"] for f in run.findings] and run.health == "warning"
     assert Histogram.objects.filter(run=run).count() == 1
@@ -206,17 +213,19 @@ def test_the_last_payload_finishes_the_run_with_its_diagnosis(client, token, run
     assert ended.status_code == 409 and "has ended" in ended.json()["errors"]["run"]
 
 
-def test_a_failed_script_leaves_its_traceback(client, token, run_id):
+def test_a_failed_script_leaves_its_traceback(client, token, run_id, upkeep_here):
     finish = {"status": "failed", "message": "RuntimeError: CUDA out of memory", "error": "Traceback ...\nRuntimeError"}
-    send(client, token, run_id, Payload(0, finish=finish))
+    with upkeep_here():
+        send(client, token, run_id, Payload(0, finish=finish))
     run = Run.objects.get(pk=run_id)
     assert run.status == "failed" and run.error.startswith("Traceback") and "out of memory" in run.message
 
 
-def test_a_cancel_reaches_the_client_in_the_answer_to_its_next_payload(client, token, run_id):
+def test_a_cancel_reaches_the_client_in_the_answer_to_its_next_payload(client, token, run_id, upkeep_here):
     assert request_cancel(Run.objects.get(pk=run_id))
     assert send(client, token, run_id, Payload(0, {"loss": (steps(0, 5), np.ones(5))})).json()["stop"] is True
-    send(client, token, run_id, Payload(1, finish={"status": "succeeded", "message": "", "error": ""}))
+    with upkeep_here():
+        send(client, token, run_id, Payload(1, finish={"status": "succeeded", "message": "", "error": ""}))
     assert Run.objects.get(pk=run_id).status == "cancelled"  # it stopped because it was asked to
 
 
@@ -268,8 +277,9 @@ def test_a_job_run_takes_no_payload(client, token, user):
     assert response.status_code == 400 and "trained by a worker" in response.json()["errors"]["run"]
 
 
-def test_the_job_queue_does_not_retry_an_external_run(client, token, run_id, staff):
-    send(client, token, run_id, Payload(0, finish={"status": "failed", "message": "boom", "error": "Traceback"}))
+def test_the_job_queue_does_not_retry_an_external_run(client, token, run_id, staff, upkeep_here):
+    with upkeep_here():
+        send(client, token, run_id, Payload(0, finish={"status": "failed", "message": "boom", "error": "Traceback"}))
     client.force_login(staff)
     response = client.post("/admin/tracker/run/", {"action": "retry", "_selected_action": [run_id]}, follow=True)
     assert Run.objects.get(pk=run_id).status == "failed"
@@ -305,10 +315,11 @@ def test_kinds_that_do_not_match_the_tensors_are_refused(client, token, run_id):
     assert Run.objects.get(pk=run_id).tensor_kinds == {}
 
 
-def test_a_run_finished_succeeded_whose_loss_became_nan_ends_diverged(client, token, run_id):
+def test_a_run_finished_succeeded_whose_loss_became_nan_ends_diverged(client, token, run_id, upkeep_here):
     losses = np.array([2.3, 2.0, math.nan, math.nan])
     send(client, token, run_id, Payload(0, {"loss": (steps(0, 4), losses)}))
-    send(client, token, run_id, Payload(1, finish={"status": "succeeded", "message": "", "error": ""}))
+    with upkeep_here():
+        send(client, token, run_id, Payload(1, finish={"status": "succeeded", "message": "", "error": ""}))
     run = Run.objects.get(pk=run_id)
     assert run.status == "diverged" and "step 2" in run.message
 
@@ -329,3 +340,22 @@ def test_a_payload_header_nested_too_deep_is_refused_by_name():
         nested = [nested]
     with pytest.raises(wire.WireError, match="nested deeper than 64 levels"):
         wire.decode(rewritten(body, lambda header: header.update(describe={"context": nested}) or b""))
+
+
+def test_a_reported_end_whose_task_was_lost_is_written_by_the_reaper_and_nothing_follows_it(client, token, run_id):
+    # no upkeep worker takes the task here: the end waits in the run, refusing any later payload
+    finish = {"status": "succeeded", "message": "done", "error": "", "seconds": 12.0}
+    assert (
+        send(client, token, run_id, Payload(0, {"loss": (steps(0, 5), np.ones(5))}, finish=finish)).status_code == 200
+    )
+    late = send(client, token, run_id, Payload(1, {"loss": (steps(5, 5), np.ones(5))}))
+    assert late.status_code == 409 and "succeeded" in late.json()["errors"]["run"]
+    run = Run.objects.get(pk=run_id)
+    assert run.status == "running" and run.ending["status"] == "succeeded"
+    assert reap_lost_runs(60, 3) == []  # its end was reported a moment ago: the task may still come
+    Run.objects.filter(pk=run_id).update(heartbeat_at=timezone.now() - dt.timedelta(minutes=5))
+    assert reap_lost_runs(60, 3) == [(run_id, "succeeded")]
+    run = Run.objects.get(pk=run_id)
+    assert (run.status, run.message, run.ending) == ("succeeded", "done", None)
+    assert run.finished_at == run.started_at + dt.timedelta(seconds=12)  # by the script's clock
+    assert end_as_reported(run_id) is None  # written once

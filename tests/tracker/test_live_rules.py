@@ -1,24 +1,33 @@
-"""Each rule of a running run lives once, in tracker.core.live, whatever trains the run: the
-worker's own trainer (tracker.worker.sink) and a job's function (tracker.worker.jobs) call it and
-repeat none of it."""
-
-from pathlib import Path
+"""Each rule of a running run lives once, whatever trains the run: a worker's run (Trainwatch's
+own trainer or a job's function, through tracker.worker.sink) and a client's run over HTTP
+(tracker.core.external) call it from its one home and repeat none of it."""
 
 from tests.conftest import ROOT
-from tracker.core.live import EarlyStopping, LiveUpkeep, store_checkpoint, worker_seen
+from tracker.core.lifecycle import end_as_reported, reported_ending
+from tracker.core.live import EarlyStopping, LiveUpkeep, handoff_fields, store_checkpoint, upkeep_due, worker_seen
+from tracker.worker.sink import DatabaseSink
 
-# what each rule's home writes or reads, which no other module of the worker may spell out again
-RULES = {
-    worker_seen: "update(seen_at=",
-    store_checkpoint: "RunCheckpoint.objects.update_or_create",
-    EarlyStopping: "early_stop_reason(",
-    LiveUpkeep: "TRAINWATCH_DIAGNOSE_SECONDS",
-}
+# each rule, its home, and what that home writes or reads, which no other module of tracker/ spells out again
+RULES = [
+    (worker_seen, "tracker/core/live.py", "update(seen_at="),
+    (store_checkpoint, "tracker/core/live.py", "RunCheckpoint.objects.update_or_create"),
+    (EarlyStopping, "tracker/core/live.py", "early_stop_reason(self.run"),
+    (upkeep_due, "tracker/core/live.py", "diagnosed_at__lt="),
+    (LiveUpkeep, "tracker/core/live.py", "diagnose_run(run_id)"),
+    (handoff_fields, "tracker/core/live.py", '"lr_last"'),
+    (reported_ending, "tracker/core/lifecycle.py", 'finish["seconds"]'),
+    (end_as_reported, "tracker/core/lifecycle.py", "ending__isnull=False"),
+    # a database outage: the points kept and written later, the run failed once it lasts too long
+    (DatabaseSink, "tracker/worker/sink.py", "self._outage_since = "),
+]
 
 
 def test_each_rule_of_a_running_run_has_one_home():
-    home = (ROOT / "tracker" / "core" / "live.py").read_text()
-    for rule, spelled in RULES.items():
-        assert rule.__module__ == "tracker.core.live" and spelled in home
-        for path in (ROOT / "tracker" / "worker").glob("*.py"):
-            assert spelled not in Path(path).read_text(), f"{path.name} repeats {rule.__name__}"
+    sources = {path.relative_to(ROOT).as_posix(): path.read_text() for path in (ROOT / "tracker").rglob("*.py")}
+    for rule, home, spelled in RULES:
+        assert rule.__module__ == home.removesuffix(".py").replace("/", ".")
+        assert spelled in sources[home], f"{home} no longer holds {rule.__name__}"
+        repeated = [
+            path for path, text in sources.items() if path not in (home, "tracker/settings.py") and spelled in text
+        ]
+        assert repeated == [], f"{', '.join(repeated)} repeat {rule.__name__}"

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tests.conftest import ended
 from tests.zoo import models
 from tests.zoo.conftest import findings_at_cuts, loud
 from tracker.core.storage import read_series
@@ -70,7 +71,7 @@ def fit_lightning(name: str, module: Classifier, task: models.Task, epochs: int,
         callbacks=[callback],
     )
     trainer.fit(module, loader(task.x_train, task.y_train, True), loader(task.x_val, task.y_val, False))
-    return Run.objects.get(pk=callback.run.id)
+    return ended(callback.run.id)
 
 
 def planned_ratio_steps(total: int, config: InstrumentConfig | None = None) -> list[int]:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import ended
 from tests.zoo import models
 from tests.zoo.cases import HEALTHY, PLANTED, Case
 from tests.zoo.conftest import findings_at_cuts, loud
@@ -26,7 +27,7 @@ def train(name: str, case: Case, seed: int = 0) -> Run:
     client_run = fit(name, case.model(), case.task(), case.recipe, epochs=case.epochs, plant=case.plant, seed=seed)
     # delivered, the client's spool folder is gone: what it knows of the run stays readable
     assert not client_run.spool.folder.exists() and client_run.url.endswith(f"/runs/{client_run.id}/")
-    run = Run.objects.get(pk=client_run.id)
+    run = ended(client_run.id)
     assert client_run.status == run.status
     return run
 
@@ -73,7 +74,7 @@ def test_a_run_whose_activations_turn_nan_keeps_every_step_to_its_divergence(cli
             loss.backward()
             optimizer.step()
             client_run.log({"loss": loss.detach()}, step=step)
-    run = Run.objects.get(pk=client_run.id)
+    run = ended(client_run.id)
     steps, losses = read_series(run.pk, "loss")
     assert run.status == "diverged" and client_run.status == "diverged", run.message
     assert steps.tolist() == list(range(80)) and not np.isfinite(losses[-1])

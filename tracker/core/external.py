@@ -1,32 +1,30 @@
 """Runs trained by a team's own scripts, sent by the trainwatch client: created on the first
-call, then fed with payloads (trainer.wire) in order, through the same storage path as the
-worker's sink, and finished by their last payload, by the reaper when they fall silent, or
-by a cancel that the client sees in the answer to its next payload."""
+call, then fed with payloads (trainer.wire) in order, through the same storage path and rules
+(tracker.core.live) as a worker's runs, and ended by their last payload (written by a task on
+the upkeep queue), by the reaper when they fall silent, or by a cancel that the client sees in
+the answer to its next payload."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import logging
-import math
 import re
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from pydantic import TypeAdapter, ValidationError
 
 from tracker.core.access import visible_runs
-from tracker.core.findings import diagnose_run
-from tracker.core.lifecycle import finish_run
+from tracker.core.dispatch import END_RUN, REFRESH_RUN, send_upkeep
+from tracker.core.lifecycle import reported_ending
+from tracker.core.live import handoff_fields, upkeep_due
 from tracker.core.runs import acting_user, check_name, check_project, check_tags, project_for
-from tracker.core.storage import ChunkWriter, roll_up_series, store_handoff
+from tracker.core.storage import ChunkWriter, store_handoff
 from tracker.models import Run
 from trainer import safe_json
 from trainer.config import ConfigError
-from trainer.payloads import CheckResults
 from trainer.wire import Payload, WireError, announced_seq, decode
 
 if TYPE_CHECKING:
@@ -62,7 +60,11 @@ class SeqError(Exception):
 
 
 class RunEnded(Exception):
-    """The run has ended: no payload is taken any more."""
+    """The run has ended (or its client has reported its end): no payload is taken any more."""
+
+    def __init__(self, status: str):
+        super().__init__(f"the run has ended ({status}); no more payloads are taken")
+        self.status = status
 
 
 class IngestAnswer(TypedDict):
@@ -175,20 +177,6 @@ def start_external_run(
     return run, True
 
 
-_CHECKS = TypeAdapter(CheckResults)
-
-
-def checked_checks(checks: dict[str, Any]) -> CheckResults:
-    """A client's check results in the shape the diagnosis and the run page read (raises
-    WireError naming the first wrong field): a malformed entry must not break either."""
-    try:
-        return _CHECKS.validate_python(checks, strict=True)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = "checks" + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"])
-        raise WireError(f"{where}: {first['msg']}") from None
-
-
 class PayloadRefused(Exception):
     """A payload refused for what it holds (sending it again will not change that); it took its
     place in the run's order when it was the next one, so its client goes on with the rest."""
@@ -197,12 +185,12 @@ class PayloadRefused(Exception):
 UNSTORABLE = "the database refused a value it holds (a number out of range, text it cannot keep)"
 
 
-def receive(run: Run, data: bytes, diagnose: bool = True) -> tuple[Payload, IngestAnswer]:
-    """Decode and store one payload as it came from a client (over HTTP, or a job's channel on
-    a worker); raises PayloadRefused, SeqError or RunEnded."""
+def receive(run: Run, data: bytes) -> tuple[Payload, IngestAnswer]:
+    """Decode and store one payload as it came from a client; raises PayloadRefused, SeqError
+    or RunEnded."""
     try:
         payload = decode(data)
-        return payload, ingest(run, payload, diagnose)
+        return payload, ingest(run, payload)
     except (WireError, DataError) as error:
         message = str(error) if isinstance(error, WireError) else UNSTORABLE
         refuse_payload(run, announced_seq(data), message)
@@ -223,19 +211,21 @@ def refuse_payload(run: Run, seq: int | None, error: str) -> bool:
     return True
 
 
-def ingest(run: Run, payload: Payload, diagnose: bool = True) -> IngestAnswer:
+def ingest(run: Run, payload: Payload) -> IngestAnswer:
     """Store one payload of the run's client: in order (payload n after n - 1; one already
-    stored is answered again, never stored twice), in one transaction. A worker's job diagnoses
-    its run in a thread of its own (diagnose=False)."""
+    stored is answered again, never stored twice), in one transaction, and answer. What takes
+    longer leaves the request for the upkeep queue: the run's roll-up and live diagnosis when
+    due, and the end its last payload reports."""
     with transaction.atomic():
         locked = Run.objects.select_for_update().get(pk=run.pk)
-        if locked.is_finished:
-            raise RunEnded(f"the run has ended ({locked.status}); no more payloads are taken")
+        if locked.is_finished or locked.ending is not None:
+            raise RunEnded(locked.ending["status"] if locked.ending is not None else locked.status)
         if payload.seq <= locked.ingest_seq:
             return IngestAnswer(seq=locked.ingest_seq, stop=locked.cancel_requested, status=locked.status)
         if payload.seq != locked.ingest_seq + 1:
             raise SeqError(locked.ingest_seq + 1)
         progress = payload.progress or {}
+        now = timezone.now()
         stop = store_handoff(
             run.pk,
             ChunkWriter(run.pk),
@@ -248,55 +238,19 @@ def ingest(run: Run, payload: Payload, diagnose: bool = True) -> IngestAnswer:
                 "total_steps": progress.get("total_steps"),
                 "steps_per_epoch": progress.get("steps_per_epoch"),
             },
-            timezone.now(),
+            now,
         )
-        updates: dict[str, Any] = {"ingest_seq": payload.seq}
-        if payload.describe is not None:
-            updates.update(
-                tensors=payload.describe["tensors"],
-                tensor_kinds=dict(zip(payload.describe["tensors"], payload.describe["kinds"])),
-                context={**locked.context, **payload.describe["context"], "frozen": payload.describe["frozen"]},
-            )
-            if payload.describe["device"]:
-                updates["device"] = payload.describe["device"]
-        rates = _rates(payload, updates.get("context", locked.context))
-        if rates is not None:
-            updates["context"] = rates
-        if payload.checks is not None:
-            updates["checks"] = checked_checks(payload.checks)
+        rates = [payload.scalars["lr"][1]] if "lr" in payload.scalars else []
+        updates: dict[str, Any] = {
+            "ingest_seq": payload.seq,
+            **handoff_fields(locked.context, payload.describe, payload.checks, rates),
+        }
+        status = Run.Status.RUNNING
+        if payload.finish is not None:
+            updates["ending"] = reported_ending(locked, payload.finish, stop)
+            status = updates["ending"]["status"]
+            send_upkeep(END_RUN, run.pk)
+        elif upkeep_due(run.pk):
+            send_upkeep(REFRESH_RUN, run.pk)
         Run.objects.filter(pk=run.pk).update(**updates)
-    if payload.finish is not None:
-        status = Run.Status.CANCELLED if stop and payload.finish["status"] == "succeeded" else payload.finish["status"]
-        fields: dict[str, Any] = {"error": payload.finish["error"]}
-        if payload.finish["seconds"] is not None and locked.started_at is not None:
-            # the script's own clock: an offline run uploaded days later still lasted what it lasted
-            fields["finished_at"] = locked.started_at + dt.timedelta(seconds=payload.finish["seconds"])
-        finish_run(run.pk, status, payload.finish["message"], **fields)
-        return IngestAnswer(seq=payload.seq, stop=stop, status=status)
-    if diagnose:
-        _diagnose_when_due(run.pk)
-    return IngestAnswer(seq=payload.seq, stop=stop, status=Run.Status.RUNNING)
-
-
-def _rates(payload: Payload, context: dict[str, Any]) -> dict[str, Any] | None:
-    """The context with the learning rate the client logged at each step: `lr` its peak (what
-    a schedule with warmup or OneCycle was given), `lr_last` the latest; None when it logged none."""
-    _, values = payload.scalars.get("lr", ((), ()))
-    finite = [float(v) for v in values if math.isfinite(v)]
-    if not finite:
-        return None
-    return {**context, "lr": max([*finite, float(context.get("lr") or 0.0)]), "lr_last": finite[-1]}
-
-
-def _diagnose_when_due(run_id: int) -> None:
-    """Every TRAINWATCH_DIAGNOSE_SECONDS, like a worker's run: the first payload that finds it
-    due claims it (one update), so that concurrent requests never diagnose twice. Its small
-    chunks are rolled up first, so that a long external run's charts read summaries too."""
-    now = timezone.now()
-    due = now - dt.timedelta(seconds=settings.TRAINWATCH_DIAGNOSE_SECONDS)
-    claimed = Run.objects.filter(pk=run_id).filter(diagnosed_at__isnull=True).update(
-        diagnosed_at=now
-    ) or Run.objects.filter(pk=run_id, diagnosed_at__lt=due).update(diagnosed_at=now)
-    if claimed:
-        roll_up_series(run_id)  # its payloads' small chunks, as a worker's live upkeep does
-        diagnose_run(run_id)
+    return IngestAnswer(seq=payload.seq, stop=stop, status=status)

@@ -1,5 +1,6 @@
 """Every way a run ends, in one place: its worker finishes it (succeeded, failed, diverged,
-cancelled, stopped early), a queued run is cancelled, or the reaper finds it lost. Each ends
+cancelled, stopped early), its client reports its end (written by a task on the upkeep queue),
+a queued run is cancelled, or the reaper finds it lost. Each ends
 the same way: series compacted, diagnosis final, status written, and the run's study moved on
 (its stage may be done)."""
 
@@ -48,6 +49,38 @@ def finish_run(run_id: int, status: str, message: str, **fields: Any) -> None:
     _advance_study(run_id)
 
 
+def reported_ending(run: Run, finish: dict[str, Any], stop: bool) -> dict[str, Any]:
+    """The end a client's last payload reports, as Run.ending: cancelled when a stop was asked
+    for and the script ended of its own accord; its length by the script's own clock (an offline
+    run uploaded days later still lasted what it lasted)."""
+    status = Run.Status.CANCELLED if stop and finish["status"] == Run.Status.SUCCEEDED else finish["status"]
+    ending: dict[str, Any] = {"status": status, "message": finish["message"], "error": finish["error"]}
+    if finish["seconds"] is not None and run.started_at is not None:
+        ending["finished_at"] = (run.started_at + dt.timedelta(seconds=finish["seconds"])).isoformat()
+    return ending
+
+
+def end_as_reported(run_id: int) -> str | None:
+    """Write the end a client reported (compaction, final diagnosis, alerts, the study's next
+    step: tracker.core.lifecycle.finish_run); the run's status, or None when another process
+    has taken it or there is none to write. Claimed under a lock, so it is written once."""
+    with transaction.atomic():
+        run = (
+            Run.objects.select_for_update(skip_locked=True)
+            .filter(pk=run_id, status=Run.Status.RUNNING, ending__isnull=False)
+            .first()
+        )
+        if run is None or run.ending is None:
+            return None
+        ending = dict(run.ending)
+        Run.objects.filter(pk=run_id).update(ending=None)
+    fields = {"error": ending.get("error", "")}
+    if ending.get("finished_at"):
+        fields["finished_at"] = dt.datetime.fromisoformat(ending["finished_at"])
+    finish_run(run_id, ending["status"], ending["message"], **fields)
+    return str(ending["status"])
+
+
 def _advance_study(run_id: int) -> None:
     try:
         studies.advance(run_id)
@@ -79,15 +112,25 @@ def request_cancel(run: Run) -> bool:
 
 def reap_lost_runs(max_silence: float, max_attempts: int) -> list[tuple[int, str]]:
     """Running runs whose worker has been silent for max_silence seconds: requeued while
-    they have attempts left, `lost` after that. Returns (run id, what was done)."""
+    they have attempts left, `lost` after that; a client's run whose reported end no task has
+    written (tracker.core.dispatch.send_upkeep) is ended as reported. Returns (run id, what
+    was done)."""
     cutoff = timezone.now() - dt.timedelta(seconds=max_silence)
     done = []
-    for run_id in Run.objects.filter(status=Run.Status.RUNNING, heartbeat_at__lt=cutoff).values_list("pk", flat=True):
+    # the task that was to write a reported end was lost (an upkeep worker that died, a broker restart)
+    for run_id in Run.objects.filter(
+        status=Run.Status.RUNNING, ending__isnull=False, heartbeat_at__lt=cutoff
+    ).values_list("pk", flat=True):
+        status = end_as_reported(run_id)
+        if status is not None:
+            done.append((run_id, status))
+    quiet = Run.objects.filter(status=Run.Status.RUNNING, ending__isnull=True, heartbeat_at__lt=cutoff)
+    for run_id in quiet.values_list("pk", flat=True):
         with transaction.atomic():
             # skip_locked: another reaper (or the run's own worker) holds it
             locked = (
                 Run.objects.select_for_update(skip_locked=True)
-                .filter(pk=run_id, status=Run.Status.RUNNING, heartbeat_at__lt=cutoff)
+                .filter(pk=run_id, status=Run.Status.RUNNING, ending__isnull=True, heartbeat_at__lt=cutoff)
                 .first()
             )
             if locked is None or locked.heartbeat_at is None:

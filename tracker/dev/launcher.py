@@ -114,6 +114,30 @@ def web_server_command(port: int) -> list[str]:
     ]
 
 
+def upkeep_worker_command(name: str, queue: str) -> list[str]:
+    """The worker of the upkeep queue (a client run's roll-up, live diagnosis and end): threads,
+    since its tasks wait on the database, apart from the training workers so that neither
+    waits behind the other."""
+    return [
+        PYTHON,
+        "-m",
+        "celery",
+        "-A",
+        "tracker",
+        "worker",
+        "-Q",
+        queue,
+        "--pool",
+        "threads",
+        "--concurrency",
+        "4",
+        "-n",
+        name,
+        "--loglevel",
+        "INFO",
+    ]
+
+
 def _free_web_port(preferred: int) -> int:
     if services.port_is_free(preferred):
         return preferred
@@ -173,11 +197,13 @@ def demo(args: argparse.Namespace) -> int:
             ],
             worker_env,
         )
+        upkeep_queue = env.get("TRAINWATCH_UPKEEP_QUEUE", "upkeep")
+        children.start("upkeep", upkeep_worker_command("upkeep@%h", upkeep_queue), env)
         children.start("web", [*web_server_command(port), "--access-logfile", "-"], env)
         print(
             f"\n  Trainwatch is running: open http://127.0.0.1:{port}/  (log in as demo / {DEMO_PASSWORD})"
             f"\n  The optimizer comparison (7 optimizers x 3 seeds): http://127.0.0.1:{port}/studies/"
-            f"\n  Ctrl-C stops the web server, the worker and the embedded servers.\n",
+            f"\n  Ctrl-C stops the web server, the workers and the embedded servers.\n",
             flush=True,
         )
         while not interrupted:

@@ -86,5 +86,5 @@ def ingest_payload(request: HttpRequest, run_id: int) -> JsonResponse:
     except SeqError as error:
         return JsonResponse({"errors": {"seq": str(error)}, "expected": error.expected}, status=409)
     except RunEnded as error:
-        return JsonResponse({"errors": {"run": str(error)}, "status": run.status}, status=409)
+        return JsonResponse({"errors": {"run": str(error)}, "status": error.status}, status=409)
     return JsonResponse(answer)

@@ -1,16 +1,13 @@
 """The `run` object a worker hands to a job's function: the client's own (trainwatch.Run), whose
-payloads go through the server's ingest path inside the worker instead of over HTTP, plus what
-only a queued job has: checkpoints stored with the run, the device the worker chose, a cancel
-seen within a fraction of a second, and the study's early stopping."""
+hand-offs go to the worker's DatabaseSink as they are instead of over HTTP, plus what only a
+queued job has: checkpoints stored with the run, the device the worker chose, a cancel seen
+within a fraction of a second, and the study's early stopping."""
 
 from __future__ import annotations
 
 import io
 import logging
-import shutil
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,13 +15,13 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
-from tracker.core.external import PayloadRefused, RunEnded, SeqError, receive
-from tracker.core.live import EarlyStopping, LiveUpkeep, store_checkpoint, worker_seen
+from tracker.core.live import store_checkpoint
 from tracker.models import Run
 from tracker.worker.sink import DatabaseSink
 from trainer import checkpoint
+from trainer.wire import Payload
 from trainwatch import run as client
-from trainwatch.transport import Spool, Started, Unreachable
+from trainwatch.transport import Refused
 
 log = logging.getLogger(__name__)
 # how often should_stop asks the database: a cancel is seen within this, whatever the function logs
@@ -34,40 +31,35 @@ END_STATUSES = ("succeeded", "failed", "cancelled", "diverged", "stopped")
 CHECKPOINT_FORMAT = "trainwatch-entry-1"
 
 
-class WorkerConnection:
-    """The client's calls, answered in the worker by tracker.core.external.ingest: a job's
-    measurements are stored exactly as a script's are."""
+class SinkOutbox:
+    """Where a job's client puts its hand-offs: the worker's DatabaseSink, as they are (no
+    encoding, no spool file). The sink keeps them through a database outage, the one place a
+    worker does, and fails the run once the outage outlasts TRAINWATCH_DB_OUTAGE_SECONDS."""
 
-    def __init__(self, run: Run, upkeep: LiveUpkeep):
-        self.run = run
-        self.upkeep = upkeep
-        self.early_stopping = EarlyStopping(run)
+    online = True
+    where = "the worker's memory"
+
+    def __init__(self, job: JobRun):
+        self.job = job
 
     @property
-    def stop_reason(self) -> str | None:
-        return self.early_stopping.reason
+    def stop_requested(self) -> bool:
+        return self.job.database_sink.should_stop()
 
-    def start(self, request: dict[str, Any]) -> Started:
-        raise AssertionError("a job's spool names its run from the start")
+    def put(self, payload: Payload) -> None:
+        self.job.database_sink.handoff(payload)
 
-    def send(self, run_id: int, data: bytes) -> dict[str, Any]:
+    def upload(self) -> bool:
+        if self.job.writes_directly:
+            return True  # Trainwatch's own trainer flushes the sink from its own thread
         try:
-            payload, answer = receive(self.run, data, diagnose=False)
-            stop = answer["stop"]
-            self.early_stopping.judge(payload.scalars, stop)
-            worker_seen(self.run, timezone.now())
-        except SeqError as error:
-            return {"expected": error.expected}
-        except RunEnded:
-            return {"ended": "ended"}
-        except PayloadRefused as refused:
-            return {"rejected": str(refused)}
+            self.job.database_sink.flush()
         except (OperationalError, InterfaceError) as error:
-            connection.close()  # a new connection at the next try, once the database is back
-            raise Unreachable(f"the database: {str(error).strip() or type(error).__name__}") from None
-        if payload.scalars:
-            self.upkeep.request_when_due()
-        return {"seq": answer["seq"], "stop": stop or self.stop_reason is not None, "status": answer["status"]}
+            raise Refused(f"the database stayed unreachable ({str(error).strip() or type(error).__name__})") from None
+        return not self.pending()
+
+    def pending(self) -> bool:
+        return self.job.database_sink.pending
 
     def thread_done(self) -> None:
         connection.close()  # the sender thread's own connection
@@ -75,45 +67,45 @@ class WorkerConnection:
 
 class JobRun(client.Run):
     """A queued job's run: `config`, `device`, `watch`, `log`, `should_stop`, `checkpoint`,
-    `restore`, `finish`, as in a script; the worker ends the run from what the function did."""
+    `restore`, `finish`, as in a script; the worker ends the run from what the function did.
+    What it measures goes to the worker's DatabaseSink, like Trainwatch's own trainer's."""
 
     def __init__(self, row: Run, config: dict[str, Any], device: torch.device, resume: bytes | None):
         self.row = row
         self._device = device
         self._resume = resume
-        self._folder = Path(tempfile.mkdtemp(prefix=f"trainwatch-run{row.pk}-"))
-        spool = Spool(self._folder)
-        spool.payloads.mkdir()
-        spool.write_state(
-            {"start": {}, "run_id": row.pk, "url": row.get_absolute_url(), "next_seq": row.ingest_seq + 1}
-        )
-        self.upkeep = LiveUpkeep(row.pk)
-        self.connection = WorkerConnection(row, self.upkeep)
         self.outcome: dict[str, Any] = {}  # status, message, error when the function said how it ended
         self.final: dict[str, Any] = {}  # more of the run's end (the built-in trainer's device, steps, loss)
-        self._sink: DatabaseSink | None = None
+        self.database_sink = DatabaseSink(row, device=str(device))
+        self.writes_directly = False
         self._cancel_checked = 0.0
         self._cancelled = False
-        super().__init__(spool, self.connection, config, flush_seconds=settings.TRAINWATCH_FLUSH_SECONDS)
+        super().__init__(SinkOutbox(self), config, flush_seconds=settings.TRAINWATCH_FLUSH_SECONDS)
         if row.resumed_from_step is not None and resume is not None:
             self._last_step = row.resumed_from_step - 1
             self._epoch = row.epoch
+
+    @property
+    def id(self) -> int:
+        return int(self.row.pk)
+
+    @property
+    def url(self) -> str:
+        return self.row.get_absolute_url()
 
     @property
     def device(self) -> torch.device:
         return self._device
 
     def _samples_system(self) -> bool:
-        # Trainwatch's own trainer writes through the worker's sink, which samples for itself
-        return self._sink is None
+        return False  # the worker's sink samples the process
 
     @property
     def sink(self) -> DatabaseSink:
-        """Trainwatch's own trainer writes through the worker's sink directly (its instrumentation
-        is its own); the client's channel then stays quiet."""
-        if self._sink is None:
-            self._sink = DatabaseSink(self.row)
-        return self._sink
+        """Trainwatch's own trainer writes to the worker's sink itself, from its own thread (its
+        instrumentation is its own); the client's side then stays quiet."""
+        self.writes_directly = True
+        return self.database_sink
 
     @property
     def resume_blob(self) -> bytes | None:
@@ -122,11 +114,11 @@ class JobRun(client.Run):
     @property
     def stop_reason(self) -> str | None:
         """Why the study stopped the run early, if it did."""
-        return self.connection.stop_reason
+        return self.database_sink.stop_reason()
 
     @property
     def should_stop(self) -> bool:
-        if self._uploader.stop_requested or self.connection.stop_reason is not None or self._cancelled:
+        if self._outbox.stop_requested or self.stop_reason is not None or self._cancelled:
             return True
         now = time.monotonic()
         if now - self._cancel_checked >= CANCEL_POLL_SECONDS:
@@ -182,11 +174,12 @@ class JobRun(client.Run):
         for watcher in self._watchers:
             watcher.close()
         delivered = self._sender.close(settings.TRAINWATCH_DB_OUTAGE_SECONDS if timeout is None else timeout)
-        self.upkeep.stop()
+        self.database_sink.close()
         client._live.discard(self)
-        shutil.rmtree(self._folder, ignore_errors=True)
         if not delivered:
-            raise RuntimeError("the run's last measurements could not be stored (the database stayed unreachable)")
+            raise RuntimeError(
+                f"the run's last measurements could not be stored: {self._sender.refused or 'the database is away'}"
+            )
 
     def end(self) -> dict[str, Any]:
         """The fields of the run's end: what the function said, else succeeded, or cancelled or
@@ -204,12 +197,11 @@ class JobRun(client.Run):
         return {**final, **self.final}
 
     def _collect(self, closing: bool) -> None:
-        if self._sink is None:
+        if not self.writes_directly:
             super()._collect(closing)
 
     def close_sink(self) -> None:
-        if self._sink is not None:
-            self._sink.close()
+        self.database_sink.close()
 
 
 def pick_device(wanted: str) -> torch.device:

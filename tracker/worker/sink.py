@@ -1,35 +1,45 @@
-"""The tracker's implementation of trainer.sink.Sink: buffer, then write to
-PostgreSQL in bulk about once a second (TRAINWATCH_FLUSH_SECONDS)."""
+"""How every run a worker trains reaches PostgreSQL: Trainwatch's own trainer hands this sink
+its batches (trainer.sink.Sink), a job's function its client's hand-offs (`handoff`, the
+payloads a script would send, never encoded nor written to a file). Either way it buffers,
+writes in bulk about once a second (TRAINWATCH_FLUSH_SECONDS), samples the process's system
+metrics, and keeps the points through a database outage."""
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import numpy as np
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from tracker.core.live import EarlyStopping, LiveUpkeep, store_checkpoint, worker_seen
+from tracker.core.live import EarlyStopping, LiveUpkeep, handoff_fields, store_checkpoint, worker_seen
 from tracker.core.storage import ChunkWriter, store_handoff
 from tracker.models import Run
 from trainer.sink import HistogramRecord, ImageRecord, Progress, RunInfo, ScalarBatch
 from trainer.system import SYSTEM_SECONDS, SystemSampler
+from trainer.wire import Payload
 
 log = logging.getLogger(__name__)
 
 
 class DatabaseSink:
-    def __init__(self, run: Run, flush_seconds: float | None = None):
+    def __init__(self, run: Run, flush_seconds: float | None = None, device: str = "cpu"):
         self.run = run
+        self.device = device
         self.flush_seconds = settings.TRAINWATCH_FLUSH_SECONDS if flush_seconds is None else flush_seconds
         self.writer = ChunkWriter(run.pk)
         self._pending: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
         self._pending_histograms: list[HistogramRecord] = []
         self._pending_images: list[ImageRecord] = []
         self._pending_checkpoint: tuple[int, int, bytes] | None = None
-        self._progress: Progress | None = None
+        self._progress: dict[str, int | None] = {}
+        # what a client's hand-offs set on the run besides points (trainer.wire.Payload)
+        self._pending_describe: dict[str, Any] | None = None
+        self._pending_checks: dict[str, Any] | None = None
+        self._pending_rates: list[np.ndarray] = []
         self._last_flush = time.monotonic()
         self._outage_since: float | None = None
         self._system: SystemSampler | None = None
@@ -41,8 +51,8 @@ class DatabaseSink:
     # --- trainer.sink.Sink --------------------------------------------------
 
     def start(self, info: RunInfo) -> None:
-        self._system = SystemSampler(info.device)
-        self._diagnosis = LiveUpkeep(self.run.pk)
+        self.device = info.device
+        self._begin()
         Run.objects.filter(pk=self.run.pk).update(
             device=info.device,
             total_steps=info.total_steps,
@@ -69,9 +79,48 @@ class DatabaseSink:
         self._maybe_flush()
 
     def progress(self, progress: Progress) -> None:
-        self._progress = progress
+        self._progress = {"epoch": progress.epoch, "steps_done": progress.step}
         self._sample_system()
         self._maybe_flush()
+
+    # --- a client's hand-offs (a job's function on a worker) -------------------
+
+    def handoff(self, payload: Payload) -> None:
+        """One hand-off of the job's client, as it would have sent it to the server; written with
+        the next flush."""
+        self._begin()
+        for key, (steps, values) in payload.scalars.items():
+            pending = self._pending.setdefault(key, ([], []))
+            pending[0].append(steps)
+            pending[1].append(values)
+        if "lr" in payload.scalars:
+            self._pending_rates.append(payload.scalars["lr"][1])
+        self._pending_histograms.extend(payload.histograms)
+        self._pending_images.extend(payload.images)
+        if payload.describe is not None:
+            self._pending_describe = payload.describe
+        if payload.checks is not None:
+            self._pending_checks = payload.checks
+        if payload.progress:
+            progress = payload.progress
+            self._progress = {
+                "steps_done": progress.get("step"),
+                "epoch": progress.get("epoch"),
+                "total_steps": progress.get("total_steps"),
+                "steps_per_epoch": progress.get("steps_per_epoch"),
+            }
+            self._sample_system()
+
+    @property
+    def pending(self) -> bool:
+        return bool(
+            self._pending or self._pending_histograms or self._pending_images or self._pending_checkpoint is not None
+        )
+
+    def _begin(self) -> None:
+        if self._system is None:
+            self._system = SystemSampler(self.device)
+            self._diagnosis = LiveUpkeep(self.run.pk)
 
     def checkpoint(self, step: int, epoch: int, blob: bytes) -> None:
         """Written in the same transaction as every point before it: a checkpoint in the
@@ -126,6 +175,8 @@ class DatabaseSink:
         self._pending_histograms.clear()
         self._pending_images.clear()
         self._pending_checkpoint = None
+        self._pending_describe = self._pending_checks = None
+        self._pending_rates.clear()
         self._last_flush = time.monotonic()
         self._after_flush(batch)
 
@@ -144,11 +195,14 @@ class DatabaseSink:
             for key, (steps, values) in self._pending.items()
             if steps
         }
-        progress = {} if self._progress is None else {"epoch": self._progress.epoch, "steps_done": self._progress.step}
         now = timezone.now()
         self._stop = store_handoff(
-            self.run.pk, self.writer, batch, self._pending_histograms, self._pending_images, progress, now
+            self.run.pk, self.writer, batch, self._pending_histograms, self._pending_images, self._progress, now
         )
+        if self._pending_describe is not None or self._pending_checks is not None or self._pending_rates:
+            context = Run.objects.select_for_update().values_list("context", flat=True).get(pk=self.run.pk)
+            fields = handoff_fields(context, self._pending_describe, self._pending_checks, self._pending_rates)
+            Run.objects.filter(pk=self.run.pk).update(**fields)
         if self._pending_checkpoint is not None:
             store_checkpoint(self.run.pk, *self._pending_checkpoint, now)
         worker_seen(self.run, now)
@@ -159,10 +213,11 @@ class DatabaseSink:
         """CPU, memory (and GPU) of the training process every SYSTEM_SECONDS, as series at
         the current step."""
         now = time.monotonic()
-        if self._system is None or self._progress is None or now - self._last_system < SYSTEM_SECONDS:
+        steps_done = self._progress.get("steps_done")
+        if self._system is None or steps_done is None or now - self._last_system < SYSTEM_SECONDS:
             return
         self._last_system = now
-        step = np.array([self._progress.step], dtype=np.int64)
+        step = np.array([steps_done], dtype=np.int64)
         for key, value in self._system.sample().items():
             pending = self._pending.setdefault(key, ([], []))
             pending[0].append(step)

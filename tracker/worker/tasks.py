@@ -14,8 +14,10 @@ from django.conf import settings
 from django.utils import timezone
 
 from tracker.core.alerts import deliver_due
-from tracker.core.dispatch import TRAIN_NEXT
+from tracker.core.dispatch import END_RUN, REFRESH_RUN, TRAIN_NEXT
+from tracker.core.lifecycle import end_as_reported
 from tracker.core.lifecycle import reap_lost_runs as reap
+from tracker.core.live import upkeep
 from tracker.models import Run, Worker
 from tracker.worker.execute import execute_next
 from trainer.entry import describe_registered
@@ -27,6 +29,18 @@ log = logging.getLogger(__name__)
 def train_next(self: Task, queue: str) -> str:
     """One token per queued run: train the queue's next run (tracker.worker.execute.claim_next)."""
     return execute_next(queue, self.request.hostname or "unknown")
+
+
+@shared_task(name=REFRESH_RUN, ignore_result=True)
+def refresh_run(run_id: int) -> None:
+    """A client's running run: its small chunks rolled up, then its live diagnosis."""
+    upkeep(run_id)
+
+
+@shared_task(name=END_RUN, ignore_result=True)
+def end_run(run_id: int) -> str | None:
+    """A client's run whose last payload reported its end: written (once) as reported."""
+    return end_as_reported(run_id)
 
 
 @shared_task(name="tracker.reap_lost_runs", ignore_result=True)
