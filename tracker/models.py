@@ -625,3 +625,141 @@ class Worker(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Blob(models.Model):
+    """One stored file's content, by its SHA-256, in the artifact store (tracker.core.blobs):
+    content-addressed, so the same file logged by any number of runs is stored once."""
+
+    digest = models.CharField(max_length=64, primary_key=True, help_text="SHA-256, hex")
+    size = models.BigIntegerField(help_text="bytes")
+    created_at = models.DateTimeField(default=timezone.now)
+    # who sent the whole file: a digest alone never lets anyone name (and so read) a file
+    # that was sent by someone else and that they cannot see in their projects
+    senders = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
+
+    def __str__(self) -> str:
+        return f"{self.digest[:12]} ({self.size} bytes)"
+
+
+class Artifact(models.Model):
+    """A named, versioned set of files of a project: a model, a dataset, a checkpoint, files."""
+
+    class Type(models.TextChoices):
+        MODEL = "model"
+        DATASET = "dataset"
+        CHECKPOINT = "checkpoint"
+        FILE = "file"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="artifacts")
+    name = models.CharField(max_length=200)
+    type = models.CharField(max_length=16, choices=Type.choices)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="artifact_name_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.project.name}/{self.name}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("artifact", args=[self.pk])
+
+
+class ArtifactVersion(models.Model):
+    """One content of an artifact (v1, v2, ...): a new one only when the files changed."""
+
+    artifact = models.ForeignKey(Artifact, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    digest = models.CharField(max_length=64, help_text="SHA-256 of the manifest: each file's path, digest and size")
+    size = models.BigIntegerField(help_text="bytes, all files")
+    file_count = models.IntegerField()
+    metadata = models.JSONField(default=dict, blank=True)
+    run = models.ForeignKey(
+        Run,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="produced",
+        help_text="the run that logged it",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["artifact", "version"], name="artifact_version_unique"),
+            models.UniqueConstraint(fields=["artifact", "digest"], name="artifact_content_unique"),
+        ]
+        ordering = ["artifact", "-version"]
+
+    def __str__(self) -> str:
+        return f"{self.artifact.name}:v{self.version}"
+
+    @property
+    def label(self) -> str:
+        return f"v{self.version}"
+
+
+class ArtifactFile(models.Model):
+    """A file of a version: its path inside the artifact and its content."""
+
+    version = models.ForeignKey(ArtifactVersion, on_delete=models.CASCADE, related_name="files")
+    path = models.CharField(max_length=1000)
+    blob = models.ForeignKey(Blob, on_delete=models.PROTECT, related_name="+")
+    size = models.BigIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["version", "path"], name="artifact_file_unique")]
+        ordering = ["version", "path"]
+
+    def __str__(self) -> str:
+        return self.path
+
+
+class ArtifactAlias(models.Model):
+    """A name a person (or a run) gives one version of an artifact: production, staging, best."""
+
+    artifact = models.ForeignKey(Artifact, on_delete=models.CASCADE, related_name="aliases")
+    name = models.CharField(max_length=64)
+    version = models.ForeignKey(ArtifactVersion, on_delete=models.CASCADE, related_name="aliases")
+    set_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    set_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["artifact", "name"], name="artifact_alias_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.artifact.name}:{self.name}"
+
+
+class ArtifactAliasEvent(models.Model):
+    """An alias's history: set to a version, or removed (version null), by whom and when."""
+
+    artifact = models.ForeignKey(Artifact, on_delete=models.CASCADE, related_name="alias_events")
+    name = models.CharField(max_length=64)
+    version = models.ForeignKey(ArtifactVersion, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} -> {self.version_id or 'removed'}"
+
+
+class ArtifactUse(models.Model):
+    """A run read a version (run.use_artifact): the lineage's other edge."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="used_artifacts")
+    version = models.ForeignKey(ArtifactVersion, on_delete=models.CASCADE, related_name="uses")
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "version"], name="artifact_use_unique")]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} used {self.version_id}"

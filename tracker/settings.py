@@ -264,3 +264,17 @@ TRAINWATCH_WEBHOOK_DEADLINE_SECONDS = float(os.getenv("TRAINWATCH_WEBHOOK_DEADLI
 TRAINWATCH_PUBLIC_URL = os.getenv("TRAINWATCH_PUBLIC_URL", "http://localhost:8000")
 # The largest payload a client may send in one request (it splits larger hand-offs).
 TRAINWATCH_INGEST_MAX_BYTES = envint("TRAINWATCH_INGEST_MAX_BYTES", str(32 * 1024 * 1024))
+# The artifact store (tracker.core.blobs): files under this folder, or, with a bucket, in any
+# S3-compatible object store (credentials from boto3's usual AWS_* variables or files).
+TRAINWATCH_ARTIFACTS_DIR = Path(
+    os.getenv("TRAINWATCH_ARTIFACTS_DIR")
+    or Path(os.getenv("TRAINWATCH_HOME") or BASE_DIR / ".trainwatch") / "artifacts"
+)
+TRAINWATCH_ARTIFACTS_S3_BUCKET = os.getenv("TRAINWATCH_ARTIFACTS_S3_BUCKET", "")
+TRAINWATCH_ARTIFACTS_S3_PREFIX = os.getenv("TRAINWATCH_ARTIFACTS_S3_PREFIX", "")
+TRAINWATCH_ARTIFACTS_S3_ENDPOINT = os.getenv("TRAINWATCH_ARTIFACTS_S3_ENDPOINT", "")
+# how long a signed download URL of the object store stays valid
+TRAINWATCH_ARTIFACTS_URL_SECONDS = envint("TRAINWATCH_ARTIFACTS_URL_SECONDS", "300")
+# the largest file an artifact may hold, and the most files a version may hold
+TRAINWATCH_ARTIFACT_MAX_FILE_BYTES = envint("TRAINWATCH_ARTIFACT_MAX_FILE_BYTES", str(64 * 2**30))
+TRAINWATCH_ARTIFACT_MAX_FILES = envint("TRAINWATCH_ARTIFACT_MAX_FILES", "10000")

@@ -3,7 +3,7 @@ from django.contrib.staticfiles.storage import staticfiles_storage
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from tracker.views import api, client, dashboard, health, pages, projects, studies, tokens
+from tracker.views import api, artifacts, client, dashboard, health, pages, projects, studies, tokens
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -34,6 +34,18 @@ urlpatterns = [
     path("api/runs/<int:run_id>/histograms/", api.run_histograms, name="api-run-histograms"),
     path("api/runs/<int:run_id>/images/", api.run_images, name="api-run-images"),
     path("api/runs/<int:run_id>/layers/", api.run_layers, name="api-run-layers"),
+    path("api/blobs/<str:digest>/upload/", artifacts.blob_upload, name="api-blob-upload"),
+    path("api/blobs/<str:digest>/", artifacts.blob_download, name="api-blob"),
+    path("api/runs/<int:run_id>/artifacts/", artifacts.log_artifact, name="api-run-artifacts"),
+    path("api/runs/<int:run_id>/artifacts/used/", artifacts.use_artifact, name="api-run-artifacts-used"),
+    path("api/artifacts/", artifacts.api_artifacts, name="api-artifacts"),
+    path("api/artifacts/resolve/", artifacts.api_resolve, name="api-artifact-resolve"),
+    path("api/artifacts/<int:artifact_id>/", artifacts.api_artifact, name="api-artifact"),
+    path("api/artifacts/<int:artifact_id>/aliases/<str:name>/", artifacts.api_alias, name="api-artifact-alias"),
+    path("artifacts/<int:artifact_id>/", artifacts.artifact_page, name="artifact"),
+    path("artifacts/<int:artifact_id>/alias/", artifacts.artifact_alias_form, name="artifact-alias"),
+    path("artifacts/files/<int:version_id>/<path:path>", artifacts.artifact_file, name="artifact-file"),
+    path("models/", artifacts.models_page, name="models"),
     path("projects/", projects.project_list, name="projects"),
     path("projects/<int:project_id>/alerts/", projects.project_alerts, name="project-alerts"),
     path("projects/<int:project_id>/alerts/test/", projects.project_alerts_test, name="project-alerts-test"),

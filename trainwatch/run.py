@@ -43,7 +43,8 @@ from trainer.payloads import CheckResults
 from trainer.sink import ImageRecord, ScalarBatch
 from trainer.system import SYSTEM_SECONDS, SystemSampler
 from trainer.wire import SERIES_KEY, Payload
-from trainwatch.transport import Connection, Outbox, Sender, Spool, Uploader, log
+from trainwatch import artifacts
+from trainwatch.transport import Connection, Outbox, Refused, Sender, Spool, Unreachable, Uploader, log
 from trainwatch.watch import Watcher
 
 MODES = ("online", "offline")
@@ -113,7 +114,8 @@ class Run:
         self._diverged: tuple[int, float] | None = None
         self._outbox = outbox
         self._sender = Sender(outbox, self._collect, flush_seconds)
-        self._sender.start()
+        if self._collects_in_background():
+            self._sender.start()
         _live.add(self)
 
     # --- the script's side --------------------------------------------------
@@ -187,6 +189,65 @@ class Run:
     def restore(self) -> Any:
         """The state of the last `checkpoint` when a requeued job resumes, else None."""
         return None
+
+    def log_artifact(
+        self,
+        path: str | os.PathLike[str],
+        name: str | None = None,
+        type: str = "file",
+        aliases: tuple[str, ...] | list[str] = (),
+        metadata: Mapping[str, Any] | None = None,
+    ) -> artifacts.LoggedArtifact | None:
+        """Keep a file, or a folder's files, with the run as a version of the project's artifact
+        `name` (by default the file's or folder's name): a new version when the content changed,
+        else the version that has it. `type` is model, dataset, checkpoint or file; `aliases`
+        (e.g. ["best"]) move to this version. The server gets each file once, in chunks, resumed
+        after an interruption. Returns the version; None when the run is offline or the server
+        away: it is sent with the rest of the run (at finish, or by `trainwatch sync`)."""
+        artifacts.check_type(type)
+        entry: dict[str, Any] = {
+            "name": name or Path(path).resolve().name,
+            "type": type,
+            "files": artifacts.describe(path),
+            "aliases": list(aliases),
+            "metadata": _jsonable(dict(metadata)) if metadata is not None else None,
+        }
+        channel, run_id = self._artifact_channel()
+        if channel is None or run_id is None:
+            self.spool.write_artifacts([*self.spool.artifacts(), entry])
+            log.info("trainwatch: artifact %s kept for later: the server is not reachable now", entry["name"])
+            return None
+        return artifacts.send_version(channel, run_id, **entry)
+
+    def use_artifact(self, ref: str, root: str | os.PathLike[str] | None = None) -> Path:
+        """The folder that holds the files of artifact `ref` of the run's project (`name`,
+        `name:vN` or `name:alias`), downloaded into TRAINWATCH_DIR's cache once; the run is
+        recorded as using that version (its page and the artifact's show it)."""
+        channel, run_id = self._artifact_channel()
+        if channel is None or run_id is None:
+            raise RuntimeError("use_artifact: the server is not reachable (or the run is offline)")
+        deadline = time.monotonic() + artifacts.timeout()
+        manifest = artifacts.patient(f"reading {ref}", lambda: channel.use(run_id, ref), deadline)
+        return artifacts.lay_out(manifest, channel, Path(root) if root is not None else None)
+
+    def _artifact_channel(self) -> tuple[artifacts.ArtifactChannel | None, int | None]:
+        """Where artifacts go, once the server has the run (None while it is away or offline)."""
+        if not self._outbox.online or not self.flush(FINISH_TIMEOUT):
+            return None, None
+        return self.spool_connection, self.id
+
+    @property
+    def spool_connection(self) -> Connection | None:
+        assert isinstance(self._outbox, Uploader)
+        return self._outbox.connection if isinstance(self._outbox.connection, Connection) else None
+
+    def _send_kept_artifacts(self) -> bool:
+        """The artifacts logged while the server was away; True when none is left."""
+        kept = self.spool.artifacts()
+        channel, run_id = self.spool_connection, self.id
+        if not kept or channel is None or run_id is None:
+            return not kept
+        return send_kept_artifacts(self.spool, channel, run_id)
 
     def log(self, values: Mapping[str, Any], step: int | None = None) -> None:
         """Numbers at a step (the next one when none is given): Python numbers, or one-element
@@ -301,7 +362,7 @@ class Run:
             }
         if timeout is None:
             timeout = float(os.environ.get("TRAINWATCH_FINISH_TIMEOUT", FINISH_TIMEOUT))
-        delivered = self._sender.close(timeout)
+        delivered = self._sender.close(timeout) and self._send_kept_artifacts()
         _live.discard(self)
         if delivered:
             self.spool.remove()
@@ -378,6 +439,10 @@ class Run:
         )
         self._last_payload = time.monotonic()
 
+    def _collects_in_background(self) -> bool:
+        """Whether this run needs its background thread (a worker's own trainer writes for itself)."""
+        return True
+
     def _samples_system(self) -> bool:
         """Whether this run's process is sampled here (a worker's own sink samples for itself)."""
         return True
@@ -412,6 +477,20 @@ class Run:
             "total_steps": self._total_steps,
             "steps_per_epoch": per_epoch,
         }
+
+
+def send_kept_artifacts(spool: Spool, channel: artifacts.ArtifactChannel, run_id: int) -> bool:
+    """Send a spool's artifacts to the run's server; True when all went (those sent leave the spool)."""
+    kept = spool.artifacts()
+    while kept:
+        try:
+            artifacts.send_version(channel, run_id, **kept[0])
+        except (Unreachable, Refused, OSError) as error:
+            log.warning("trainwatch: artifact %s not sent (%s); it stays in %s", kept[0]["name"], error, spool.folder)
+            return False
+        kept = kept[1:]
+        spool.write_artifacts(kept)
+    return True
 
 
 _live: weakref.WeakSet[Run] = weakref.WeakSet()

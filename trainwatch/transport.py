@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -47,6 +47,14 @@ class Refused(Exception):
     will not help. A payload refused for what it holds (400) is set aside, not this."""
 
 
+class OffsetMismatch(Exception):
+    """The server kept another part of an upload than the client thought: go on from `received`."""
+
+    def __init__(self, received: int):
+        super().__init__(f"the upload goes on at byte {received}")
+        self.received = received
+
+
 @dataclass
 class Started:
     run_id: int
@@ -72,13 +80,62 @@ class Connection:
         self.session.headers.update({"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT})
 
     def _post(self, path: str, **kwargs: Any) -> requests.Response:
+        return self._request("POST", path, **kwargs)
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         try:
-            response = self.session.post(self.url + path, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), **kwargs)
+            response = self.session.request(method, self.url + path, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), **kwargs)
         except requests.RequestException as error:
             raise Unreachable(f"{self.url}: {error.__class__.__name__}: {error}") from None
         if response.status_code >= 500:
             raise Unreachable(f"{self.url}{path}: HTTP {response.status_code}")
         return response
+
+    def _json(self, response: requests.Response, *ok: int) -> dict[str, Any]:
+        if response.status_code not in ok:
+            raise self._refusal(response)
+        body: dict[str, Any] = response.json()
+        return body
+
+    # --- artifacts (trainwatch.artifacts.ArtifactChannel) ---------------------------
+
+    def upload_state(self, digest: str) -> dict[str, Any]:
+        return self._json(self._request("GET", f"/api/blobs/{digest}/upload/"), 200)
+
+    def put_chunk(self, digest: str, size: int, offset: int, data: bytes) -> dict[str, Any]:
+        response = self._request(
+            "PUT",
+            f"/api/blobs/{digest}/upload/",
+            params={"size": size, "offset": offset},
+            data=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        if response.status_code == 409 and "received" in response.json():
+            raise OffsetMismatch(int(response.json()["received"]))
+        return self._json(response, 200)
+
+    def log_version(self, run_id: int, body: dict[str, Any]) -> dict[str, Any]:
+        return self._json(self._request("POST", f"/api/runs/{run_id}/artifacts/", json=body), 200, 201)
+
+    def use(self, run_id: int, ref: str) -> dict[str, Any]:
+        version: dict[str, Any] = self._json(
+            self._request("POST", f"/api/runs/{run_id}/artifacts/used/", json={"ref": ref}), 200
+        )["version"]
+        return version
+
+    def download(self, digest: str, start: int) -> Iterator[bytes]:
+        headers = {"Range": f"bytes={start}-"} if start else {}
+        response = self._request("GET", f"/api/blobs/{digest}/", headers=headers, stream=True)
+        if response.status_code == 416:
+            return
+        if response.status_code not in (200, 206):
+            raise self._refusal(response)
+        if start and response.status_code == 200:
+            raise Refused("the server sent the whole file where its rest was asked for")
+        try:
+            yield from response.iter_content(1024 * 1024)
+        except requests.RequestException as error:
+            raise Unreachable(f"{self.url}: {error.__class__.__name__}: {error}") from None
 
     @staticmethod
     def _refusal(response: requests.Response) -> Refused:
@@ -165,11 +222,26 @@ class Spool:
         (kept / f"{path.stem}.txt").write_text(reason + "\n")
         return kept
 
+    @property
+    def _artifacts(self) -> Path:
+        return self.folder / "artifacts.json"
+
+    def artifacts(self) -> list[dict[str, Any]]:
+        """The artifacts logged while the server was away, to send with the rest of the run."""
+        found: list[dict[str, Any]] = json.loads(self._artifacts.read_text()) if self._artifacts.exists() else []
+        return found
+
+    def write_artifacts(self, entries: list[dict[str, Any]]) -> None:
+        temporary = self.folder / "artifacts.json.tmp"
+        temporary.write_text(json.dumps(entries, indent=1))
+        temporary.replace(self._artifacts)
+
     def remove(self) -> None:
         self._removed_state = self.state()
         for path in self.payloads.iterdir():
             path.unlink()
         self.payloads.rmdir()
+        self._artifacts.unlink(missing_ok=True)
         (self.folder / "run.json").unlink()
         self.folder.rmdir()
 
@@ -310,7 +382,11 @@ class Sender(threading.Thread):
                 self.collect(closing)
             except Exception:  # never take the training script down with us
                 log.exception("trainwatch: could not collect the measurements")
-            self._send()
+            try:
+                self._send()
+            except Exception as error:  # nor this thread, which finish() and flush() wait for
+                log.exception("trainwatch: could not send the measurements")
+                self.refused = f"{type(error).__name__}: {error}"
             with self._flushed:
                 self._flush_done = asked
                 self._flushed.notify_all()
@@ -324,6 +400,8 @@ class Sender(threading.Thread):
     def flush(self, timeout: float) -> bool:
         """Collect and send now, from the training thread, waiting at most `timeout` seconds;
         True when the server has everything logged before the call."""
+        if self.ident is None:  # never started: nothing was collected
+            return self.refused is None and self.outbox.online and not self.outbox.pending()
         with self._flushed:
             self._flush_asked += 1
             asked = self._flush_asked
@@ -362,6 +440,8 @@ class Sender(threading.Thread):
     def close(self, timeout: float) -> bool:
         """Collect the last payload and send everything, for at most `timeout` seconds; True
         when the server has it all."""
+        if self.ident is None:  # never started: nothing was collected
+            return self.flush(timeout)
         self._closing.set()
         self._wake.set()
         self._done.wait(timeout)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from django.db import transaction
 
 from tests.conftest import ROOT, start_worker, stop_worker, wait_until
@@ -17,7 +18,7 @@ from tracker.core.dispatch import send_train_token
 from tracker.core.lifecycle import reap_lost_runs
 from tracker.core.runs import create_run
 from tracker.core.storage import read_series
-from tracker.models import ApiToken, Project, Run, RunCheckpoint, Series, Worker
+from tracker.models import ApiToken, ArtifactVersion, Project, Run, RunCheckpoint, Series, Worker
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 SENTINEL = Path(
@@ -38,8 +39,8 @@ def finished(run_id):
     return Run.objects.filter(pk=run_id, status__in=Run.FINISHED).first()
 
 
-def test_an_entry_point_trains_on_a_worker_with_its_series_and_diagnosis(worker, logged_in, user):
-    run = create_run("jobs", mlp(batches=20), "", user)
+def test_an_entry_point_trains_on_a_worker_with_its_series_and_diagnosis(worker, logged_in, user, tmp_path):
+    run = create_run("jobs", mlp(batches=20, keep_model="yes"), "", user)
     done = wait_until(lambda: finished(run.pk), 90, "the entry-point run to finish")
 
     assert done.status == "succeeded", done.error
@@ -53,13 +54,21 @@ def test_an_entry_point_trains_on_a_worker_with_its_series_and_diagnosis(worker,
     assert done.best_val_accuracy is not None and done.best_val_accuracy > 0.4
     assert done.tensors == ["0.weight", "0.bias", "2.weight", "2.bias"]
     assert len(read_series(run.pk, "update_ratio/0.weight")[0]) > 5  # run.watch measured on the worker
-    # the system panel: CPU and memory of the job's process, sampled by the client in the worker
+    # the system panel: CPU and memory of the job's process, sampled by the worker's sink
     steps, memory = read_series(run.pk, "system/memory_mb")
     assert len(steps) >= 1 and memory[0] > 50 and len(read_series(run.pk, "system/cpu_percent")[0]) >= 1
     assert done.context["optimizer"] == "sgd" and done.context["classes"] == 3
     assert done.health in ("healthy", "warning", "error")  # the final diagnosis ran
     page = logged_in.get(f"/runs/{run.pk}/").content.decode()
     assert 'id="run-entry"' in page and "testjobs-mlp" in page
+    # the model it kept: an artifact version of its project, logged by it, that loads back
+    [version] = ArtifactVersion.objects.filter(run=done)
+    assert (version.artifact.name, version.artifact.type, version.version) == ("spiral-mlp", "model", 1)
+    assert sorted(version.aliases.values_list("name", flat=True)) == ["latest", "trained"]
+    download = logged_in.get(f"/artifacts/files/{version.pk}/model.pt")
+    (tmp_path / "model.pt").write_bytes(b"".join(download.streaming_content))
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert set(state) == {"0.weight", "0.bias", "2.weight", "2.bias"} and state["0.weight"].shape == (32, 2)
 
 
 def test_a_cancelled_entry_point_stops_within_a_second(worker, user, client):

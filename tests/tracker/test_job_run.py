@@ -82,3 +82,17 @@ def test_a_job_run_fails_once_the_outage_outlasts_the_limit(monkeypatch, setting
     run.log({"loss": 1.0}, step=0)
     with pytest.raises(RuntimeError, match="the database stayed unreachable"):
         run.finish()
+
+
+def test_trainwatchs_own_trainer_starts_no_thread_it_does_not_use():
+    import threading
+
+    row = Run.objects.create(project=Project.objects.create(name="own"), config={}, status="running")
+    run = JobRun(row, {}, torch.device("cpu"), None, direct=True)
+    assert not any(thread.name == "trainwatch-sender" for thread in threading.enumerate())
+    run.sink.scalars({"loss": (np.arange(5), np.ones(5))})
+    run.sink.drain()
+    run.close_sink()
+    run.finish("succeeded", "done")
+    assert run.end()["status"] == "succeeded"
+    np.testing.assert_array_equal(read_series(row.pk, "loss")[0], np.arange(5))

@@ -151,7 +151,7 @@ def test_a_hugging_face_bert_with_warmup_is_quiet_and_its_rate_follows_the_sched
         callbacks=[TrainwatchCallback(project="zoo", classes=4, loss="cross_entropy")],
     )
     trainer.train()
-    run = Run.objects.get(kind="external", name="bert warmup")
+    run = ended(Run.objects.get(kind="external", name="bert warmup").pk)
     assert run.status == "succeeded" and (run.total_steps, run.steps_per_epoch) == (64, 16)
     for cut, findings in findings_at_cuts("hugging face bert warmup", run).items():
         assert not loud(findings), f"at {cut:.0%}: {loud(findings)}"

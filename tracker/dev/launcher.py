@@ -237,13 +237,15 @@ def _has_cuda() -> bool:
         return False
 
 
-def run_command(command: list[str], redis_db: int | None = None) -> int:
+def run_command(command: list[str], redis_db: int | None = None, suite: bool = False) -> int:
     if not command:
         print("nothing to run: give a command after --", file=sys.stderr)
         return 2
     env, started = _environment()
     if redis_db is not None:
         env["REDIS_URL"] = _with_redis_db(env["REDIS_URL"], redis_db)
+    if suite:  # the suite's artifacts never mix with the demo's
+        env["TRAINWATCH_ARTIFACTS_DIR"] = str(services.home() / "test-artifacts")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the child handles Ctrl-C; we clean up after it
     try:
         return subprocess.run(command, env=env, cwd=ROOT).returncode
@@ -269,7 +271,7 @@ def main(argv: list[str]) -> int:
         if args.command == "demo":
             return demo(args)
         if args.command == "test":
-            return run_command([PYTHON, "-m", "pytest", *rest], redis_db=TEST_REDIS_DB)
+            return run_command([PYTHON, "-m", "pytest", *rest], redis_db=TEST_REDIS_DB, suite=True)
         return run_command(rest)
     except services.ServiceError as error:
         print(f"error: {error}", file=sys.stderr)

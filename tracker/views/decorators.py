@@ -9,7 +9,7 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -46,13 +46,13 @@ def _token_user(request: HttpRequest) -> User | None:
     return found.user
 
 
-def api_login_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+def api_login_required(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
     """A session or an API token. A token request carries no cookie, so it needs no CSRF
     token; a session request that changes something is CSRF-checked as a form would be."""
 
     @csrf_exempt
     @functools.wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if "Authorization" in request.headers:
             user = _token_user(request)
             if user is None:

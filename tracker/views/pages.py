@@ -16,6 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from tracker.core.access import visible_projects, visible_runs
+from tracker.core.artifacts import versions_of_run
 from tracker.core.findings import CONFIRMATIONS, RETRACTIONS
 from tracker.core.lifecycle import cancel_by_member
 from tracker.core.runs import create_run
@@ -132,6 +133,7 @@ def run(request: HttpRequest, run_id: int) -> HttpResponse:
             "page_data": page_data,
             "confirmations": CONFIRMATIONS,
             "retractions": RETRACTIONS,
+            "artifacts": versions_of_run(run),
         },
     )
 

@@ -72,7 +72,8 @@ def execute_run(run_id: int) -> str:
             function = load(name)
             if is_entry_job(run.config):
                 config = _checked_again(function, config)
-            job_run = JobRun(run, config, pick_device(str(config.get("device", "auto"))), resume)
+            device = pick_device(str(config.get("device", "auto")))
+            job_run = JobRun(run, config, device, resume, direct=name == BUILTIN)
             function(job_run)
         job_run.finish()
         final = job_run.end()

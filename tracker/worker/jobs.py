@@ -8,20 +8,23 @@ from __future__ import annotations
 import io
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from django.utils import timezone
 
+from tracker.core import artifacts, blobs
 from tracker.core.live import store_checkpoint
 from tracker.models import Run
 from tracker.worker.sink import DatabaseSink
 from trainer import checkpoint
+from trainer.config import ConfigError
 from trainer.wire import Payload
 from trainwatch import run as client
-from trainwatch.transport import Refused
+from trainwatch.transport import OffsetMismatch, Refused
 
 log = logging.getLogger(__name__)
 # how often should_stop asks the database: a cancel is seen within this, whatever the function logs
@@ -56,13 +59,54 @@ class SinkOutbox:
             self.job.database_sink.flush()
         except (OperationalError, InterfaceError) as error:
             raise Refused(f"the database stayed unreachable ({str(error).strip() or type(error).__name__})") from None
+        except DatabaseError as error:  # e.g. the run was deleted while it trained: nothing more can be stored
+            raise Refused(f"the database refused the run's points ({str(error).strip().splitlines()[0]})") from None
         return not self.pending()
 
     def pending(self) -> bool:
-        return self.job.database_sink.pending
+        return not self.job.writes_directly and self.job.database_sink.pending
 
     def thread_done(self) -> None:
         connection.close()  # the sender thread's own connection
+
+
+class LocalArtifacts:
+    """The artifact calls of a job's run (trainwatch.artifacts.ArtifactChannel), answered inside
+    the worker by tracker.core.artifacts, as the person who queued the job."""
+
+    def __init__(self, row: Run):
+        self.row = row
+        self.user = row.created_by
+
+    def upload_state(self, digest: str) -> dict[str, Any]:
+        return artifacts.upload_state(digest, self.user).as_json()
+
+    def put_chunk(self, digest: str, size: int, offset: int, data: bytes) -> dict[str, Any]:
+        try:
+            state = artifacts.receive_chunk(digest, size, offset, io.BytesIO(data), len(data), self.user)
+        except blobs.OffsetMismatch as mismatch:
+            raise OffsetMismatch(mismatch.received) from None
+        except ConfigError as error:
+            raise Refused("; ".join(f"{field}: {message}" for field, message in error.errors.items())) from None
+        return state.as_json()
+
+    def log_version(self, run_id: int, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            version, created = artifacts.log_version(self.row, user=self.user, **body)
+        except ConfigError as error:
+            raise Refused("; ".join(f"{field}: {message}" for field, message in error.errors.items())) from None
+        return {"version": artifacts.manifest(version), "created": created}
+
+    def use(self, run_id: int, ref: str) -> dict[str, Any]:
+        try:
+            version = artifacts.resolve(self.row.project, ref)
+        except ConfigError as error:
+            raise Refused(error.errors["ref"]) from None
+        artifacts.record_use(self.row, version)
+        return artifacts.manifest(version)
+
+    def download(self, digest: str, start: int) -> Iterator[bytes]:
+        yield from blobs.store().read(digest, start)
 
 
 class JobRun(client.Run):
@@ -70,14 +114,18 @@ class JobRun(client.Run):
     `restore`, `finish`, as in a script; the worker ends the run from what the function did.
     What it measures goes to the worker's DatabaseSink, like Trainwatch's own trainer's."""
 
-    def __init__(self, row: Run, config: dict[str, Any], device: torch.device, resume: bytes | None):
+    def __init__(
+        self, row: Run, config: dict[str, Any], device: torch.device, resume: bytes | None, direct: bool = False
+    ):
+        """`direct`: Trainwatch's own trainer, which writes to the sink itself (`sink`); the
+        client's background thread is then never started."""
         self.row = row
         self._device = device
         self._resume = resume
         self.outcome: dict[str, Any] = {}  # status, message, error when the function said how it ended
         self.final: dict[str, Any] = {}  # more of the run's end (the built-in trainer's device, steps, loss)
         self.database_sink = DatabaseSink(row, device=str(device))
-        self.writes_directly = False
+        self.writes_directly = direct
         self._cancel_checked = 0.0
         self._cancelled = False
         super().__init__(SinkOutbox(self), config, flush_seconds=settings.TRAINWATCH_FLUSH_SECONDS)
@@ -99,6 +147,12 @@ class JobRun(client.Run):
 
     def _samples_system(self) -> bool:
         return False  # the worker's sink samples the process
+
+    def _collects_in_background(self) -> bool:
+        return not self.writes_directly
+
+    def _artifact_channel(self) -> tuple[LocalArtifacts, int]:
+        return LocalArtifacts(self.row), self.id
 
     @property
     def sink(self) -> DatabaseSink:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,6 +21,12 @@ PARAMS = {
     "step_seconds": {"type": "float", "min": 0.0, "max": 5.0, "default": 0.0, "help": "a pause per step"},
     "fail_at_step": {"type": "int", "min": -1, "max": 1_000_000, "default": -1},
     "checkpoint_every": {"type": "int", "min": 0, "max": 1_000_000, "default": 0, "help": "0: each epoch end"},
+    "keep_model": {
+        "type": "choice",
+        "choices": ["no", "yes"],
+        "default": "no",
+        "help": "log the trained model as the artifact spiral-mlp",
+    },
 }
 
 
@@ -78,6 +86,10 @@ def train(run: Any) -> None:
             time.sleep(config["step_seconds"])
         if run.should_stop:
             return
+    if config["keep_model"] == "yes":
+        with tempfile.TemporaryDirectory() as folder:
+            torch.save(model.state_dict(), Path(folder) / "model.pt")
+            run.log_artifact(Path(folder) / "model.pt", name="spiral-mlp", type="model", aliases=["trained"])
 
 
 def check_checked(params: dict[str, Any]) -> dict[str, Any]:
