@@ -34,7 +34,11 @@ def test_aliases_are_set_and_moved_and_the_lineage_shows_both_ways(live_server, 
     evaluator = Run.objects.create(project=project, name="evaluates", config={}, status="succeeded")
     for run, content in ((trainer, b"weights one"), (retrainer, b"weights two")):
         artifacts.log_version(
-            run, "resnet18", "model", [{"path": "model.pt", "digest": stored(content, user), "size": len(content)}], user=user
+            run,
+            "resnet18",
+            "model",
+            [{"path": "model.pt", "digest": stored(content, user), "size": len(content)}],
+            user=user,
         )
     artifacts.record_use(evaluator, artifacts.resolve(project, "resnet18:v1"))
     page = page_as_user
