@@ -409,21 +409,6 @@ class Run(models.Model):
         )
 
 
-class RunCheckpoint(models.Model):
-    """A run's latest checkpoint (trainer.checkpoint): a requeued run resumes from it, and
-    the last one of a finished run holds its trained model (ensembles read it)."""
-
-    run = models.OneToOneField(Run, on_delete=models.CASCADE, related_name="checkpoint", primary_key=True)
-    step = models.BigIntegerField(help_text="steps trained when it was taken")
-    epoch = models.IntegerField(help_text="the epoch in progress (epochs done, at an epoch end)")
-    data = models.BinaryField()
-    size = models.IntegerField(help_text="bytes")
-    created_at = models.DateTimeField(default=timezone.now)
-
-    def __str__(self) -> str:
-        return f"checkpoint of run {self.run_id} at step {self.step}"
-
-
 class Series(models.Model):
     """One row per (run, key): the summary of a stored series, kept current by ingest."""
 
@@ -763,3 +748,24 @@ class ArtifactUse(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.run_id} used {self.version_id}"
+
+
+class Checkpoint(models.Model):
+    """One of a run's checkpoints, its bytes in the artifact store (tracker.core.blobs): the
+    latest is what a requeued run resumes from, the best by the run's retention metric is its
+    model; the retention (trainer.config.RetentionConfig) deletes the others as new ones come."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="checkpoints")
+    step = models.BigIntegerField(help_text="steps trained when it was taken")
+    epoch = models.IntegerField(help_text="the epoch in progress (epochs done, at an epoch end)")
+    blob = models.ForeignKey(Blob, on_delete=models.PROTECT, related_name="+")
+    size = models.BigIntegerField(help_text="bytes")
+    metric = models.FloatField(null=True, blank=True, help_text="the retention's best_metric when it was taken")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "step"], name="checkpoint_step_unique")]
+        ordering = ["run", "-step"]
+
+    def __str__(self) -> str:
+        return f"checkpoint of run {self.run_id} at step {self.step}"

@@ -236,6 +236,8 @@ CELERY_BEAT_SCHEDULE = {
     "reap-lost-runs": {"task": "tracker.reap_lost_runs", "schedule": envint("TRAINWATCH_REAP_EVERY", "30")},
     # alerts whose first sending failed (tracker.core.alerts.RETRY_DELAYS)
     "deliver-alerts": {"task": "tracker.deliver_alerts", "schedule": 60},
+    # stored files nothing holds (a deleted run's checkpoints, an upload never made a version)
+    "sweep-files": {"task": "tracker.sweep_files", "schedule": 3600},
 }
 
 # --- Trainwatch -----------------------------------------------------------

@@ -248,6 +248,26 @@ class ChecksConfig:
 
 
 @dataclass(frozen=True)
+class RetentionConfig:
+    """Which of a run's checkpoints are kept as new ones come (the others are deleted): the
+    latest `keep_latest`, the best by the series `best_metric` (highest or lowest, `best_mode`;
+    "" for none), and one every `keep_every` steps (0: none). A resume reads the latest."""
+
+    keep_latest: int = field(default=2, metadata=integer(1, 1000))
+    best_metric: str = field(default="val_acc", metadata=text(200))
+    best_mode: str = field(default="max", metadata=choice(("max", "min")))
+    keep_every: int = field(default=0, metadata=integer(0, MAX_STEPS))
+
+
+def retention_of(config: Any) -> RetentionConfig:
+    """The checkpoint retention of a stored run config (its defaults where it names none)."""
+    section = config.get("checkpoints") if isinstance(config, dict) else None
+    errors: dict[str, str] = {}
+    policy = Fields(section if isinstance(section, dict) else {}, "checkpoints", errors).read(RetentionConfig)
+    return RetentionConfig() if errors else policy
+
+
+@dataclass(frozen=True)
 class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -255,6 +275,7 @@ class RunConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     instrument: InstrumentConfig = field(default_factory=InstrumentConfig)
     checks: ChecksConfig = field(default_factory=ChecksConfig)
+    checkpoints: RetentionConfig = field(default_factory=RetentionConfig)
     # "check": the sanity checks and the gradient check only
     job: str = field(default="train", metadata=choice(("train", "check")))
     preflight: bool = field(default=False, metadata=boolean())  # run the checks before training
@@ -279,6 +300,7 @@ class RunConfig:
             schedule=_schedule(top.section("schedule"), errors),
             instrument=top.section("instrument").read(InstrumentConfig),
             checks=top.section("checks").read(ChecksConfig),
+            checkpoints=top.section("checkpoints").read(RetentionConfig),
         )
         if config.model.kind == "cnn" and config.data.name not in IMAGE_DATASETS and "data.name" not in errors:
             errors["model.kind"] = (

@@ -24,6 +24,7 @@ they have (`describe_registered`); the server validates a config against those r
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import json
 import math
@@ -35,7 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypedDict, TypeVar
 
-from trainer.config import DEVICES, MAX_EPOCHS, MAX_SEED, ConfigError
+from trainer.config import DEVICES, MAX_EPOCHS, MAX_SEED, ConfigError, RetentionConfig
 from trainer.validation import Fields, choice, integer, text, type_name
 
 ENTRY_GROUP = "trainwatch.jobs"
@@ -263,6 +264,7 @@ class EntryJob:
     device: str = field(default="auto", metadata=choice(DEVICES))
     epochs: int = field(default=DEFAULT_EPOCHS, metadata=integer(1, MAX_EPOCHS))
     seed: int = field(default=0, metadata=integer(0, MAX_SEED))
+    checkpoints: RetentionConfig = field(default_factory=RetentionConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -272,6 +274,7 @@ class EntryJob:
             "device": self.device,
             "epochs": self.epochs,
             "seed": self.seed,
+            "checkpoints": dataclasses.asdict(self.checkpoints),
         }
 
     @property
@@ -301,7 +304,7 @@ def read_entry_job(raw: Any, catalog: Mapping[str, EntryInfo], where: str, check
     errors: dict[str, str] = {}
     top = Fields(raw, "", errors)
     top.seen.update(("job", "params"))
-    base = top.read(EntryJob, params={})
+    base = top.read(EntryJob, params={}, checkpoints=top.section("checkpoints").read(RetentionConfig))
     name = base.entry
     info = find(catalog, name) if "entry" in top.raw and "entry" not in errors else None
     params: dict[str, Any] = {}
@@ -331,7 +334,7 @@ def read_entry_job(raw: Any, catalog: Mapping[str, EntryInfo], where: str, check
     if errors:
         raise ConfigError(errors)
     epochs = base.epochs if "epochs" in top.raw else int((info or {}).get("epochs", DEFAULT_EPOCHS))
-    return EntryJob(name, params, base.device, epochs, base.seed)
+    return EntryJob(name, params, base.device, epochs, base.seed, base.checkpoints)
 
 
 def find(catalog: Mapping[str, EntryInfo], name: str) -> EntryInfo | None:

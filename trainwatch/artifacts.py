@@ -41,6 +41,8 @@ class ArtifactChannel(Protocol):
 
     def download(self, digest: str, start: int) -> Iterator[bytes]: ...
 
+    def checkpoints(self, run_id: int, record: dict[str, Any] | None = None) -> list[dict[str, Any]]: ...
+
 
 @dataclass(frozen=True)
 class LoggedArtifact:
@@ -173,7 +175,7 @@ def cache() -> Path:
     return home() / "cache"
 
 
-def _fetch_blob(channel: ArtifactChannel, digest: str, size: int, deadline: float) -> Path:
+def fetch(channel: ArtifactChannel, digest: str, size: int, deadline: float) -> Path:
     """The file of that digest in the cache, downloaded (resumed from what an earlier try got) and checked."""
     target = cache() / "blobs" / digest[:2] / digest
     if target.exists():
@@ -216,7 +218,7 @@ def lay_out(manifest: dict[str, Any], channel: ArtifactChannel, root: Path | Non
             raise Refused(f"the artifact names a file outside its folder: {entry['path']!r}")
         if destination.exists() and destination.stat().st_size == entry["size"]:
             continue
-        blob = _fetch_blob(channel, entry["digest"], entry["size"], deadline)
+        blob = fetch(channel, entry["digest"], entry["size"], deadline)
         destination.parent.mkdir(parents=True, exist_ok=True)
         destination.unlink(missing_ok=True)
         try:

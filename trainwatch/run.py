@@ -24,6 +24,7 @@ import platform
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -37,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from trainer import checkpoint as checkpoint_format
 from trainer.config import InstrumentConfig
 from trainer.instrument import DeviceRecorder, tile_grid
 from trainer.payloads import CheckResults
@@ -49,6 +51,8 @@ from trainwatch.watch import Watcher
 
 MODES = ("online", "offline")
 FINISH_TIMEOUT = 10.0
+# what run.checkpoint writes, and what a worker's job writes too
+CHECKPOINT_FORMAT = "trainwatch-entry-1"
 # an empty payload at least this often says that the script is alive (a silent run ends lost)
 HEARTBEAT_SECONDS = 5.0
 
@@ -108,7 +112,7 @@ class Run:
         self._system: SystemSampler | None = None
         self._last_system = -SYSTEM_SECONDS
         self._watchers: list[Watcher] = []
-        self._warned_checkpoint = False
+        self._resume_from: int | None = None
         self.finished = False
         # (step, value) of the first non-finite loss the background thread saw: the run diverged
         self._diverged: tuple[int, float] | None = None
@@ -177,18 +181,47 @@ class Run:
         return self._sender.flush(timeout)
 
     def checkpoint(self, state: Any) -> bool:
-        """Keep `state` (a dict of tensors, state_dicts, numbers) so that the run can go on from
-        here after its worker is lost: a queued job's run stores it with the server, beside
-        every step logged so far; True once stored. A script started by `trainwatch.init` saves
-        its own checkpoints, so here this stores nothing and returns False."""
-        if not self._warned_checkpoint:
-            log.info("trainwatch: run.checkpoint keeps state only for runs queued on a worker; nothing stored")
-            self._warned_checkpoint = True
-        return False
+        """Keep `state` (a dict of tensors, state_dicts, numbers, text) with the server, after
+        every step logged so far, so that a run can go on from here: `trainwatch.init(resume=
+        <this run's id>)` in a new script, or a queued job requeued after its worker is lost.
+        The run's retention keeps the latest few and the best. True once stored (False offline
+        or while the server is away: nothing is kept then)."""
+        checked_state(state)
+        channel, run_id = self._artifact_channel()
+        if channel is None or run_id is None:
+            log.warning("trainwatch: run.checkpoint: the server is not reachable; this checkpoint is not kept")
+            return False
+        with tempfile.TemporaryDirectory(prefix="trainwatch-checkpoint-") as folder:
+            path = Path(folder) / "checkpoint.pt"
+            torch.save({"format": CHECKPOINT_FORMAT, "state": state}, path)
+            digest, size = artifacts.sha256_of(path)
+            deadline = time.monotonic() + artifacts.timeout()
+            try:
+                artifacts.send_file(channel, path, digest, size, deadline)
+                record = {"step": self._last_step + 1, "epoch": self._epoch or 0, "digest": digest, "size": size}
+                artifacts.patient("run.checkpoint", lambda: channel.checkpoints(run_id, record), deadline)
+            except (Unreachable, Refused) as error:
+                log.warning("trainwatch: run.checkpoint: not kept (%s)", error)
+                return False
+        return True
 
     def restore(self) -> Any:
-        """The state of the last `checkpoint` when a requeued job resumes, else None."""
-        return None
+        """The state of the latest checkpoint of the run this one resumes (`trainwatch.init(resume=
+        run id)`), on the run's device; None when there is none."""
+        if self._resume_from is None:
+            return None
+        channel, _ = self._artifact_channel()
+        if channel is None:
+            raise RuntimeError("restore: the server is not reachable, and the checkpoint is kept there")
+        deadline = time.monotonic() + artifacts.timeout()
+        kept = artifacts.patient("restore", lambda: channel.checkpoints(self._resume_from), deadline)
+        if not kept:
+            return None
+        latest = max(kept, key=lambda checkpoint: checkpoint["step"])
+        path = artifacts.fetch(channel, latest["digest"], latest["size"], deadline)
+        # data only (checkpoint() refused anything else): a file swapped on the server cannot run code
+        saved = torch.load(path, map_location=self.device, weights_only=True)
+        return saved["state"]
 
     def log_artifact(
         self,
@@ -479,6 +512,16 @@ class Run:
         }
 
 
+def checked_state(state: Any) -> None:
+    """A checkpoint's state is data: refused, with where, when it holds anything else."""
+    problem = checkpoint_format.not_plain(state)
+    if problem:
+        raise TypeError(
+            f"run.checkpoint: {problem}; a checkpoint holds tensors, numbers, text and dicts, lists and "
+            "tuples of them (state_dict() gives those), so that a resume reads it back as data, never code"
+        )
+
+
 def send_kept_artifacts(spool: Spool, channel: artifacts.ArtifactChannel, run_id: int) -> bool:
     """Send a spool's artifacts to the run's server; True when all went (those sent leave the spool)."""
     kept = spool.artifacts()
@@ -526,6 +569,7 @@ def init(
     total_steps: int | None = None,
     steps_per_epoch: int | None = None,
     flush_seconds: float = 1.0,
+    resume: int | None = None,
 ) -> Run:
     """Start a run. The server and the token come from the arguments or TRAINWATCH_URL and
     TRAINWATCH_TOKEN; `mode` (or TRAINWATCH_MODE) "offline" records it in the spool folder
@@ -559,7 +603,11 @@ def init(
     if sys.excepthook is not _excepthook:
         globals()["_previous_excepthook"] = sys.excepthook
         sys.excepthook = _excepthook
-    return Run(Uploader(spool, connection), config, flush_seconds, total_steps, steps_per_epoch)
+    if resume is not None and (isinstance(resume, bool) or not isinstance(resume, int) or resume < 1):
+        raise ValueError(f"trainwatch.init: resume must be the id of a run (a whole number), got {resume!r}")
+    run = Run(Uploader(spool, connection), config, flush_seconds, total_steps, steps_per_epoch)
+    run._resume_from = resume
+    return run
 
 
 def _jsonable(value: Any) -> Any:

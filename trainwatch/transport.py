@@ -123,6 +123,15 @@ class Connection:
         )["version"]
         return version
 
+    def checkpoints(self, run_id: int, record: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """The run's kept checkpoints, newest first (after recording one, when given)."""
+        if record is None:
+            response = self._request("GET", f"/api/runs/{run_id}/checkpoints/")
+        else:
+            response = self._request("POST", f"/api/runs/{run_id}/checkpoints/", json=record)
+        found: list[dict[str, Any]] = self._json(response, 200)["checkpoints"]
+        return found
+
     def download(self, digest: str, start: int) -> Iterator[bytes]:
         headers = {"Range": f"bytes={start}-"} if start else {}
         response = self._request("GET", f"/api/blobs/{digest}/", headers=headers, stream=True)

@@ -174,3 +174,28 @@ def test_a_1_gb_file_goes_and_comes_back_with_the_clients_memory_in_bounds(store
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     assert figures["same_digest"] and figures["rss_growth_mb"] < 100, figures
     assert Run.objects.get(name="round trip").produced.get().size == 2**30
+
+
+def test_a_scripts_checkpoints_are_kept_and_a_new_run_resumes_from_the_latest(client_of):
+    import numpy as np
+    import torch
+
+    import trainwatch
+    from tracker.core import checkpoints
+
+    model = torch.nn.Linear(4, 2)
+    with trainwatch.init(project="vision", name="first") as first:
+        for step in range(12):
+            first.log({"loss": 1.0 / (step + 1), "val_acc": [0.2, 0.9, 0.4][step // 4]}, step=step)
+            if step % 4 == 3:
+                with torch.no_grad():
+                    model.weight.add_(1.0)
+                assert first.checkpoint({"model": model.state_dict(), "step": step + 1})
+        with pytest.raises(TypeError, match="a checkpoint holds tensors"):
+            first.checkpoint({"data": np.zeros(3)})
+    # the latest two (8 and 12) and the best by val_acc (0.9, at 8) are kept; 4 is let go
+    kept = {row["step"]: row["kept_as"] for row in checkpoints.rows(Run.objects.get(pk=first.id))}
+    assert kept == {12: ["latest"], 8: ["latest", "best"]}
+    with trainwatch.init(project="vision", name="second", resume=first.id) as second:
+        state = second.restore()
+    assert state["step"] == 12 and torch.equal(state["model"]["weight"], model.weight)

@@ -1,6 +1,7 @@
 """A team's training functions on real workers: the test package's entry points
 (tests/jobpackage) and the built-in resnet18, queued through the same path as run configs."""
 
+import io
 import os
 import signal
 import tempfile
@@ -14,11 +15,12 @@ from django.db import transaction
 
 from tests.conftest import ROOT, start_worker, stop_worker, wait_until
 from tests.trainer.image_sets import write_cifar10
+from tracker.core import checkpoints
 from tracker.core.dispatch import send_train_token
 from tracker.core.lifecycle import reap_lost_runs
 from tracker.core.runs import create_run
 from tracker.core.storage import read_series
-from tracker.models import ApiToken, ArtifactVersion, Project, Run, RunCheckpoint, Series, Worker
+from tracker.models import ApiToken, ArtifactVersion, Checkpoint, Project, Run, Series, Worker
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 SENTINEL = Path(
@@ -140,12 +142,12 @@ def test_a_killed_workers_entry_point_resumes_from_run_restore_with_every_step_s
             run = create_run("jobs", mlp(epochs=10, batches=20, step_seconds=0.03, checkpoint_every=10))  # ~8 s
             Run.objects.filter(pk=run.pk).update(queue=queue)
             send_train_token(queue, str(uuid.uuid4()))
-        wait_until(lambda: RunCheckpoint.objects.filter(run=run, step__gte=60).exists(), 60, "a checkpoint at 60+")
+        wait_until(lambda: Checkpoint.objects.filter(run=run, step__gte=60).exists(), 60, "a checkpoint at 60+")
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
     finally:
         stop_worker(first)
-    checkpoint_step = RunCheckpoint.objects.get(run=run).step
+    checkpoint_step = Checkpoint.objects.filter(run=run).latest("step").step
     assert Run.objects.get(pk=run.pk).steps_done >= checkpoint_step
     wait_until(lambda: reap_lost_runs(max_silence=2, max_attempts=3) == [(run.pk, "requeued")], 20, "the requeue")
     second = start_worker(f"rescuer-{queue}@localhost", queue, ROOT / ".trainwatch" / "test-worker-entry-rescuer.log")
@@ -178,4 +180,70 @@ def test_resnet18_trains_a_few_steps_on_a_tiny_cifar_file_set_on_the_cpu(worker,
     np.testing.assert_array_equal(read_series(run.pk, "val_acc")[0], [1, 3])
     assert "conv1.weight" in done.tensors and len(done.tensors) == 62
     assert len(read_series(run.pk, "update_ratio/conv1.weight")[0]) >= 1
-    assert RunCheckpoint.objects.get(run=run).step == 4
+    assert Checkpoint.objects.filter(run=run).latest("step").step == 4
+
+
+def test_a_resnet50_job_keeps_two_latest_and_its_best_checkpoint_out_of_postgresql_and_resumes_after_sigkill(
+    django_db_setup, worker, tmp_path
+):
+    from django.db import connection
+
+    from trainwatch.jobs.vision import _model
+
+    def checkpoint_table_bytes():
+        with connection.cursor() as cursor:
+            cursor.execute("select pg_total_relation_size('tracker_checkpoint')")
+            return cursor.fetchone()[0]
+
+    before = checkpoint_table_bytes()
+    folder = write_cifar10(tmp_path / "cifar", n=96)
+    queue = f"entry-{uuid.uuid4().hex[:6]}"
+    config = {
+        "job": "entry",
+        "entry": "resnet50",
+        "device": "cpu",
+        "epochs": 3,
+        "params": {
+            "path": str(folder),
+            "batch_size": 8,
+            "steps_per_epoch": 2,
+            "val_fraction": 0.2,
+            "checkpoint_every": 1,
+            "instrument": False,
+            "loader_workers": 0,
+        },
+        "checkpoints": {"keep_latest": 2, "best_metric": "val_acc"},
+    }
+    first = start_worker(f"doomed-{queue}@localhost", queue, ROOT / ".trainwatch" / "test-worker-resnet50.log")
+    try:
+        with transaction.atomic():
+            run = create_run("vision", config)
+            Run.objects.filter(pk=run.pk).update(queue=queue)
+            send_train_token(queue, str(uuid.uuid4()))
+        wait_until(lambda: Checkpoint.objects.filter(run=run, step__gte=3).exists(), 180, "a checkpoint at step 3")
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    finally:
+        stop_worker(first)
+    resume_step = Checkpoint.objects.filter(run=run).latest("step").step
+    wait_until(lambda: reap_lost_runs(max_silence=2, max_attempts=3) == [(run.pk, "requeued")], 20, "the requeue")
+    second = start_worker(f"rescuer-{queue}@localhost", queue, ROOT / ".trainwatch" / "test-worker-resnet50-2.log")
+    try:
+        done = wait_until(lambda: finished(run.pk), 240, "the resumed resnet50 to finish")
+    finally:
+        stop_worker(second)
+    assert done.status == "succeeded", done.error
+    assert done.resumed_from_step == resume_step >= 3
+    np.testing.assert_array_equal(read_series(run.pk, "loss")[0], np.arange(6))  # every step once
+    # the latest two and the best by val_acc (measured at the epoch ends: steps 2, 4, 6) are kept
+    kept = {c.step: c for c in Checkpoint.objects.filter(run=run)}
+    best = checkpoints.best(run.pk)
+    assert {5, 6} <= set(kept) <= {2, 4, 5, 6} and best.step in (2, 4, 6) and best.step in kept
+    assert min(c.size for c in kept.values()) > 100 * 2**20  # the model and its optimizer's momentum
+    # a row of a few hundred bytes each: PostgreSQL grows by the pages of a small table and its
+    # indexes (48 kB here for 6+ checkpoints of 200 MB, which went to the store)
+    assert checkpoint_table_bytes() - before <= 16 * 4096
+    state = torch.load(io.BytesIO(checkpoints.read(best)), weights_only=True)["state"]
+    fresh = _model("resnet50", 10, 32)
+    fresh.load_state_dict(state["model"])
+    assert state["step"] == best.step

@@ -13,7 +13,7 @@ from tracker.core.dispatch import send_train_token
 from tracker.core.lifecycle import reap_lost_runs
 from tracker.core.runs import create_run
 from tracker.core.storage import read_series
-from tracker.models import Histogram, Run, RunCheckpoint, Series
+from tracker.models import Checkpoint, Histogram, Run, Series
 from trainer.config import InstrumentConfig
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -35,7 +35,7 @@ def test_a_run_whose_worker_is_killed_resumes_from_its_checkpoint_on_another_wor
             Run.objects.filter(pk=run.pk).update(queue=queue)
             send_train_token(queue, str(uuid.uuid4()))  # on commit, to this queue
         wait_until(
-            lambda: RunCheckpoint.objects.filter(run=run, step__gt=500).exists(),
+            lambda: Checkpoint.objects.filter(run=run, step__gt=500).exists(),
             60,
             "the run to be well under way, with a checkpoint",
         )
@@ -44,7 +44,7 @@ def test_a_run_whose_worker_is_killed_resumes_from_its_checkpoint_on_another_wor
     finally:
         stop_worker(first)
     stuck = Run.objects.get(pk=run.pk)
-    checkpoint_step = RunCheckpoint.objects.get(run=run).step
+    checkpoint_step = Checkpoint.objects.filter(run=run).latest("step").step
     assert stuck.status == "running" and stuck.attempts == 1
     assert stuck.steps_done >= checkpoint_step  # the points after the checkpoint will be measured again
 

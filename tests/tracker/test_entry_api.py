@@ -54,10 +54,13 @@ def test_a_registered_entry_point_is_queued_with_its_params_resolved(logged_in, 
             "step_seconds": 0.0,
             "fail_at_step": -1,
             "checkpoint_every": 0,
+            "keep_model": "no",
         },
         "device": "auto",
         "epochs": 5,
         "seed": 0,
+        # the retention of its checkpoints, the default one
+        "checkpoints": {"keep_latest": 2, "best_metric": "val_acc", "best_mode": "max", "keep_every": 0},
     }
     assert run.name == "testjobs-mlp lr=0.2 optimizer=adam"  # what was given, not the defaults
     assert run.epochs == 5

@@ -3,14 +3,15 @@ own trainer or a job's function, through tracker.worker.sink) and a client's run
 (tracker.core.external) call it from its one home and repeat none of it."""
 
 from tests.conftest import ROOT
+from tracker.core import checkpoints
 from tracker.core.lifecycle import end_as_reported, reported_ending
-from tracker.core.live import EarlyStopping, LiveUpkeep, handoff_fields, store_checkpoint, upkeep_due, worker_seen
+from tracker.core.live import EarlyStopping, LiveUpkeep, handoff_fields, upkeep_due, worker_seen
 from tracker.worker.sink import DatabaseSink
 
 # each rule, its home, and what that home writes or reads, which no other module of tracker/ spells out again
 RULES = [
     (worker_seen, "tracker/core/live.py", "update(seen_at="),
-    (store_checkpoint, "tracker/core/live.py", "RunCheckpoint.objects.update_or_create"),
+    (checkpoints.save, "tracker/core/checkpoints.py", "Checkpoint.objects.update_or_create"),
     (EarlyStopping, "tracker/core/live.py", "early_stop_reason(self.run"),
     (upkeep_due, "tracker/core/live.py", "diagnosed_at__lt="),
     (LiveUpkeep, "tracker/core/live.py", "diagnose_run(run_id)"),

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 from django.utils import timezone
 
+from tracker.core import checkpoints
 from tracker.core.lifecycle import reap_lost_runs
 from tracker.core.storage import ChunkWriter
-from tracker.models import Project, Run, RunCheckpoint, Series
+from tracker.models import Checkpoint, Project, Run, Series
 
 pytestmark = pytest.mark.django_db
 
@@ -47,9 +48,9 @@ def test_after_its_last_attempt_a_silent_run_is_lost():
 
 def test_a_silent_run_with_a_checkpoint_keeps_it_and_its_measurements_to_resume():
     lost = running(120, attempts=1)
-    RunCheckpoint.objects.create(run=lost, step=30, epoch=3, data=b"state", size=5)
+    checkpoints.save(lost.pk, 30, 3, b"state", timezone.now())
     assert reap_lost_runs(60, 3) == [(lost.pk, "requeued")]
     lost.refresh_from_db()
     assert lost.status == "queued" and "resumes from the checkpoint at step 30" in lost.message
     assert Series.objects.get(run=lost, key="loss").count == 40  # the worker drops steps 30..39 when it resumes
-    assert RunCheckpoint.objects.filter(run=lost, step=30).exists()
+    assert Checkpoint.objects.filter(run=lost, step=30).exists()

@@ -29,6 +29,7 @@ from tracker.models import (
     ArtifactUse,
     ArtifactVersion,
     Blob,
+    Checkpoint,
     Project,
     Run,
 )
@@ -98,12 +99,14 @@ def check_alias(value: Any, field: str, errors: dict[str, str]) -> str:
 
 def blob_visible(digest: str, user: AnyUser | None) -> bool:
     """Whether `user` may read (and so name in a version of theirs) the stored file: it is in a
-    version of one of their projects, or they sent it whole themselves."""
+    version or a checkpoint of one of their projects, or they sent it whole themselves."""
     acting = acting_user(user)
     if acting is None or sees_everything(acting):
         return Blob.objects.filter(digest=digest).exists()
+    projects = visible_projects(acting)
     return (
-        ArtifactFile.objects.filter(blob_id=digest, version__artifact__project__in=visible_projects(acting)).exists()
+        ArtifactFile.objects.filter(blob_id=digest, version__artifact__project__in=projects).exists()
+        or Checkpoint.objects.filter(blob_id=digest, run__project__in=projects).exists()
         or Blob.objects.filter(digest=digest, senders=acting).exists()
     )
 
@@ -156,6 +159,13 @@ def receive_chunk(
     if sender is not None:
         blob.senders.add(sender)
     return UploadState(True, 0)
+
+
+def store_bytes(data: bytes) -> Blob:
+    """Bytes made on the server's side (a worker's checkpoint) as a stored file, once."""
+    digest = blobs.put_bytes(data)
+    blob, _ = Blob.objects.get_or_create(digest=digest, defaults={"size": len(data)})
+    return blob
 
 
 # --- versions ---------------------------------------------------------------------

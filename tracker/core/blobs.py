@@ -71,6 +71,12 @@ class BlobStore(Protocol):
         """A short-lived URL the client downloads from directly, where the store has them."""
         ...
 
+    def delete(self, digest: str) -> None: ...
+
+    def drop_upload(self, digest: str) -> None:
+        """Forget what an unfinished upload of the file kept."""
+        ...
+
 
 def _hash_pieces(pieces: Iterator[bytes]) -> tuple[str, int]:
     digest, size = hashlib.sha256(), 0
@@ -147,6 +153,12 @@ class FileStore:
 
     def signed_url(self, digest: str, filename: str) -> str | None:
         return None  # the server streams the file itself
+
+    def delete(self, digest: str) -> None:
+        self._path(digest).unlink(missing_ok=True)
+
+    def drop_upload(self, digest: str) -> None:
+        self._part(digest).unlink(missing_ok=True)
 
 
 class S3Store:
@@ -241,6 +253,14 @@ class S3Store:
             self.client.delete_object(Bucket=self.bucket, Key=key)
             raise BlobError(f"the file sent has SHA-256 {found} and {found_size} bytes, not {digest} and {size}")
 
+    def delete(self, digest: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(digest))
+
+    def drop_upload(self, digest: str) -> None:
+        upload_id = self._upload_id(digest, create=False)
+        if upload_id is not None:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=self._key(digest), UploadId=upload_id)
+
     def read(self, digest: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         options: dict[str, Any] = {}
         if start or end is not None:
@@ -263,6 +283,28 @@ class S3Store:
                 ExpiresIn=settings.TRAINWATCH_ARTIFACTS_URL_SECONDS,
             )
         )
+
+
+def put_bytes(data: bytes) -> str:
+    """Bytes made on the server's side (a worker's checkpoint) into the store, chunk by chunk as
+    an upload would come, unless the store has them; their digest."""
+    import io  # noqa: PLC0415
+
+    digest = hashlib.sha256(data).hexdigest()
+    target = store()
+    if target.has(digest):
+        return digest
+    offset = target.received(digest)
+    if offset % CHUNK_BYTES or offset > len(data):
+        offset = 0  # not where a chunk of these bytes ends: a part file of another try, written over
+        target.drop_upload(digest)
+    while True:
+        length = expected_chunk(offset, len(data))
+        offset = target.write(digest, len(data), offset, io.BytesIO(data[offset : offset + length]), length)
+        if offset >= len(data):
+            break
+    target.complete(digest, len(data))
+    return digest
 
 
 @functools.cache

@@ -18,7 +18,7 @@ from tracker.core.alerts import alert_on_end, alert_on_findings
 from tracker.core.findings import diagnose_run
 from tracker.core.runs import requeue
 from tracker.core.storage import compact_series
-from tracker.models import Run, RunCheckpoint
+from tracker.models import Checkpoint, Run
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def reap_lost_runs(max_silence: float, max_attempts: int) -> list[tuple[int, str
             what = f"{who} went silent {silent:.0f} s ago at step {locked.steps_done}"
             # an external run has no job to queue again: its script was killed, or lost its network for good
             if not locked.is_external and locked.attempts < max_attempts:
-                saved = RunCheckpoint.objects.filter(run=locked).values_list("step", flat=True).first()
+                saved = Checkpoint.objects.filter(run=locked).order_by("-step").values_list("step", flat=True).first()
                 how = f"resumes from the checkpoint at step {saved}" if saved is not None else "restarts from scratch"
                 requeue(
                     locked,

@@ -2,7 +2,7 @@
 job's function, through tracker.worker.sink) and a client's run over HTTP (through
 tracker.core.external) call these, so that each rule lives here once: what a hand-off sets
 on the run, the live upkeep and its cadence, the study's early stopping, the worker's
-heartbeat, the checkpoint row."""
+heartbeat (a checkpoint's home is tracker.core.checkpoints)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from pydantic import TypeAdapter, ValidationError
 from tracker.core.findings import diagnose_run
 from tracker.core.storage import roll_up_series
 from tracker.core.studies import early_stop_reason, early_stopping_of
-from tracker.models import Run, RunCheckpoint, Worker
+from tracker.models import Run, Worker
 from trainer.payloads import CheckResults
 from trainer.wire import WireError
 
@@ -149,10 +149,3 @@ class EarlyStopping:
 def worker_seen(run: Run, now: dt.datetime) -> None:
     """The worker that trains the run was alive at `now`: the workers page and the reaper read it."""
     Worker.objects.filter(name=run.worker).update(seen_at=now)
-
-
-def store_checkpoint(run_id: int, step: int, epoch: int, blob: bytes, now: dt.datetime) -> None:
-    """The run's one latest checkpoint; a requeued run resumes from it."""
-    RunCheckpoint.objects.update_or_create(
-        run_id=run_id, defaults={"step": step, "epoch": epoch, "data": blob, "size": len(blob), "created_at": now}
-    )

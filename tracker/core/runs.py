@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from tracker.core.access import may_use_project
 from tracker.core.dispatch import send_train_token
-from tracker.models import PRIORITY_MAX, PRIORITY_MIN, Project, Run, RunCheckpoint, Worker
+from tracker.models import PRIORITY_MAX, PRIORITY_MIN, Checkpoint, Project, Run, Worker
 from trainer.config import ConfigError, RunConfig
 from trainer.entry import (
     BUILTIN,
@@ -324,7 +324,7 @@ def requeue(locked: Run, message: str, resume: bool) -> None:
     measurements stay (the worker drops those after the checkpoint's step); from scratch,
     they are cleared, so that two attempts never mix."""
     if not resume:
-        RunCheckpoint.objects.filter(run=locked).delete()
+        Checkpoint.objects.filter(run=locked).delete()  # their files go with the periodic sweep
         locked.chunks.all().delete()
         locked.series.all().delete()
         locked.histograms.all().delete()

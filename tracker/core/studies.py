@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from django.db import transaction
 from django.utils import timezone
 
+from tracker.core import checkpoints
 from tracker.core.runs import (
     acting_user,
     check_name,
@@ -269,15 +270,16 @@ def evaluate_ensemble(study: Study, k: int) -> dict[str, Any]:
     from trainer.ensemble import ensemble_accuracy  # noqa: PLC0415
 
     best = list(
-        study.runs.filter(status=Run.Status.SUCCEEDED, checkpoint__isnull=False, best_val_accuracy__isnull=False)
-        .select_related("checkpoint")
+        study.runs.filter(status=Run.Status.SUCCEEDED, checkpoints__isnull=False, best_val_accuracy__isnull=False)
+        .distinct()
         .order_by("-best_val_accuracy")[:k]
     )
     if any(run.is_entry_job for run in best):
         raise ConfigError({"k": "an ensemble is of Trainwatch's own models; this study trains a function of a package"})
     if len(best) < 2:
         raise ConfigError({"k": "an ensemble needs at least 2 succeeded runs with a checkpoint"})
-    members = [(RunConfig.from_dict(run.config), bytes(run.checkpoint.data)) for run in best]
+    # each run's last checkpoint holds its trained model
+    members = [(RunConfig.from_dict(run.config), checkpoints.read_latest(run.pk)) for run in best]
     outcome = ensemble_accuracy(members)
     study.ensemble = {
         "k": len(best),

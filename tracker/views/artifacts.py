@@ -11,15 +11,16 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_http_methods, require_POST
 
-from tracker.core import artifacts, blobs
+from tracker.core import artifacts, blobs, checkpoints
 from tracker.core.access import visible_projects, visible_runs
 from tracker.lib.finite_json import JsonResponse
 from tracker.models import Artifact, ArtifactVersion, Blob
 from tracker.views.decorators import api_login_required, bad_request, current_user, read_json_object
-from trainer.config import ConfigError
+from trainer.config import ConfigError, retention_of
 
 RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 
@@ -224,6 +225,41 @@ def _artifact_json(artifact: Artifact, versions: bool) -> dict[str, Any]:
             for event in artifact.alias_events.select_related("version", "by")[:200]
         ]
     return data
+
+
+@require_http_methods(["GET", "POST"])
+@api_login_required
+def api_checkpoints(request: HttpRequest, run_id: int) -> JsonResponse:
+    """GET /api/runs/<id>/checkpoints/: the checkpoints the run's retention keeps, newest first,
+    each with why it is kept and its file's digest (GET /api/blobs/<digest>/ downloads it).
+    POST {"step", "epoch", "digest", "size"}: a client's checkpoint, its file uploaded first."""
+    user = current_user(request)
+    run = get_object_or_404(visible_runs(user), pk=run_id)
+    if request.method == "POST":
+        body, refused = read_json_object(request, ("step", "epoch", "digest", "size"))
+        if refused is not None:
+            return refused
+        errors: dict[str, str] = {}
+        digest = artifacts.check_digest(body.get("digest"), "digest", errors)
+        for field in ("step", "epoch"):
+            value = body.get(field)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10**12:
+                errors[field] = f"must be a whole number from 0; got {value!r}"
+        if digest and not artifacts.blob_visible(digest, user):
+            errors["digest"] = "no file with this digest has been uploaded (send it first)"
+        if errors:
+            return bad_request(errors)
+        checkpoints.record(run.pk, body["step"], body["epoch"], Blob.objects.get(digest=digest), timezone.now())
+    return JsonResponse({"retention": retention_of(run.config).__dict__, "checkpoints": checkpoints.rows(run)})
+
+
+@login_required
+def checkpoint_file(request: HttpRequest, run_id: int, step: int) -> HttpResponseBase:
+    """A checkpoint of a run, downloaded as <run name>-step<N>.pt."""
+    run = get_object_or_404(visible_runs(current_user(request)), pk=run_id)
+    found = get_object_or_404(run.checkpoints, step=step)
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", run.name).strip("-") or f"run{run.pk}"
+    return _send_blob(request, found.blob_id, f"{safe}-step{step}.pt")
 
 
 # --- pages ------------------------------------------------------------------------

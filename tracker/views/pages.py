@@ -15,6 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from tracker.core import checkpoints
 from tracker.core.access import visible_projects, visible_runs
 from tracker.core.artifacts import versions_of_run
 from tracker.core.findings import CONFIRMATIONS, RETRACTIONS
@@ -134,6 +135,7 @@ def run(request: HttpRequest, run_id: int) -> HttpResponse:
             "confirmations": CONFIRMATIONS,
             "retractions": RETRACTIONS,
             "artifacts": versions_of_run(run),
+            "checkpoints": checkpoints.rows(run),
         },
     )
 

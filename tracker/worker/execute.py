@@ -11,10 +11,11 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from tracker.core import checkpoints
 from tracker.core.lifecycle import finish_run
 from tracker.core.runs import data_roots
 from tracker.core.storage import truncate_run
-from tracker.models import Run, RunCheckpoint
+from tracker.models import Run
 from tracker.worker.jobs import JobRun, pick_device
 from trainer import checkpoint
 from trainer.config import ConfigError
@@ -123,12 +124,12 @@ def _checked_again(function: Any, config: dict[str, Any]) -> dict[str, Any]:
 def _prepare_resume(run_id: int) -> bytes | None:
     """The checkpoint to go on from, if the run has one; the measurements of a lost attempt
     after it (or all of them, without one) are removed first, so that no step is stored twice."""
-    saved = RunCheckpoint.objects.filter(run_id=run_id).first()
+    saved = checkpoints.latest(run_id)
     if saved is None:
         truncate_run(run_id, 0)
         Run.objects.filter(pk=run_id).update(resumed_from_step=None)
         return None
-    blob = bytes(saved.data)
+    blob = checkpoints.read(saved)
     if is_entry_job(Run.objects.values_list("config", flat=True).get(pk=run_id)):
         # the function's own state, read by run.restore(); its step and epoch are the checkpoint's
         truncate_run(run_id, saved.step)
@@ -139,7 +140,7 @@ def _prepare_resume(run_id: int) -> bytes | None:
         loop = checkpoint.load(blob)["loop"]
     except Exception:
         log.exception("run %s: its checkpoint at step %s cannot be read; starting from scratch", run_id, saved.step)
-        saved.delete()
+        checkpoints.delete_all(run_id)
         truncate_run(run_id, 0)
         return None
     truncate_run(run_id, saved.step)

@@ -16,11 +16,9 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from django.utils import timezone
 
-from tracker.core import artifacts, blobs
-from tracker.core.live import store_checkpoint
-from tracker.models import Run
+from tracker.core import artifacts, blobs, checkpoints
+from tracker.models import Blob, Run
 from tracker.worker.sink import DatabaseSink
-from trainer import checkpoint
 from trainer.config import ConfigError
 from trainer.wire import Payload
 from trainwatch import run as client
@@ -31,7 +29,6 @@ log = logging.getLogger(__name__)
 CANCEL_POLL_SECONDS = 0.2
 # what a job's function may end its run as, with run.finish(status, message)
 END_STATUSES = ("succeeded", "failed", "cancelled", "diverged", "stopped")
-CHECKPOINT_FORMAT = "trainwatch-entry-1"
 
 
 class SinkOutbox:
@@ -107,6 +104,13 @@ class LocalArtifacts:
 
     def download(self, digest: str, start: int) -> Iterator[bytes]:
         yield from blobs.store().read(digest, start)
+
+    def checkpoints(self, run_id: int, record: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        run = Run.objects.get(pk=run_id)
+        if record is not None:
+            blob = Blob.objects.get(digest=record["digest"])
+            checkpoints.record(run_id, record["step"], record["epoch"], blob, timezone.now())
+        return checkpoints.rows(run)
 
 
 class JobRun(client.Run):
@@ -186,20 +190,15 @@ class JobRun(client.Run):
     def checkpoint(self, state: Any) -> bool:
         """Store `state` beside every step logged so far (they are sent first): a requeued run
         resumes from it with the steps after it removed, so that no step is stored twice."""
-        problem = checkpoint.not_plain(state)
-        if problem:
-            raise TypeError(
-                f"run.checkpoint: {problem}; a checkpoint holds tensors, numbers, text and dicts, lists and "
-                "tuples of them (state_dict() gives those), so that a resume reads it back as data, never code"
-            )
+        client.checked_state(state)
         if not self.flush(settings.TRAINWATCH_DB_OUTAGE_SECONDS):
             log.warning("run %s: the measurements could not be stored; checkpoint skipped", self.row.pk)
             return False
         buffer = io.BytesIO()
-        torch.save({"format": CHECKPOINT_FORMAT, "state": state}, buffer)
+        torch.save({"format": client.CHECKPOINT_FORMAT, "state": state}, buffer)
         blob = buffer.getvalue()
         try:
-            store_checkpoint(self.row.pk, self._last_step + 1, self._epoch or 0, blob, timezone.now())
+            checkpoints.save(self.row.pk, self._last_step + 1, self._epoch or 0, blob, timezone.now())
         except (OperationalError, InterfaceError):
             connection.close()
             log.warning("run %s: the database is unreachable; checkpoint skipped", self.row.pk)
@@ -209,7 +208,7 @@ class JobRun(client.Run):
     def restore(self) -> Any:
         if self._resume is None:
             return None
-        # data only (checkpoint() refused anything else): bytes swapped in the database cannot run code
+        # data only (checkpoint() refused anything else): a file swapped in the store cannot run code
         saved = torch.load(io.BytesIO(self._resume), map_location=self._device, weights_only=True)
         return saved["state"]
 

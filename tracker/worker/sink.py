@@ -15,7 +15,8 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from tracker.core.live import EarlyStopping, LiveUpkeep, handoff_fields, store_checkpoint, worker_seen
+from tracker.core import checkpoints
+from tracker.core.live import EarlyStopping, LiveUpkeep, handoff_fields, worker_seen
 from tracker.core.storage import ChunkWriter, store_handoff
 from tracker.models import Run
 from trainer.sink import HistogramRecord, ImageRecord, Progress, RunInfo, ScalarBatch
@@ -204,7 +205,7 @@ class DatabaseSink:
             fields = handoff_fields(context, self._pending_describe, self._pending_checks, self._pending_rates)
             Run.objects.filter(pk=self.run.pk).update(**fields)
         if self._pending_checkpoint is not None:
-            store_checkpoint(self.run.pk, *self._pending_checkpoint, now)
+            checkpoints.save(self.run.pk, *self._pending_checkpoint, now)
         worker_seen(self.run, now)
         self._stop = self._early_stopping.judge(batch, self._stop) is not None or self._stop
         return batch

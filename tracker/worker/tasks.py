@@ -13,6 +13,7 @@ from celery.signals import worker_process_init, worker_ready, worker_shutting_do
 from django.conf import settings
 from django.utils import timezone
 
+from tracker.core import checkpoints
 from tracker.core.alerts import deliver_due
 from tracker.core.dispatch import END_RUN, REFRESH_RUN, TRAIN_NEXT
 from tracker.core.lifecycle import end_as_reported
@@ -50,6 +51,12 @@ def reap_lost_runs() -> list[tuple[int, str]]:
     for run_id, what in done:
         log.warning("run %s: no heartbeat for %s s: %s", run_id, settings.TRAINWATCH_LOST_SECONDS, what)
     return done
+
+
+@shared_task(name="tracker.sweep_files", ignore_result=True)
+def sweep_files() -> int:
+    """Periodic (Celery beat): stored files that nothing holds any more, a day after."""
+    return checkpoints.sweep(timezone.now())
 
 
 @shared_task(name="tracker.deliver_alerts", ignore_result=True)
