@@ -282,6 +282,9 @@ class Run(models.Model):
         default=dict, blank=True, help_text="each parameter tensor's kind (weight, bias, norm_scale, ...)"
     )
     diagnosed_at = models.DateTimeField(null=True, blank=True)
+    # its console output kept (tracker.core.console), and what was cut once over the cap
+    console_bytes = models.BigIntegerField(default=0)
+    console_dropped = models.BigIntegerField(default=0, help_text="bytes of console output past the cap, not kept")
     # the end a client's last payload reported ({"status", "message", "error", "finished_at"}),
     # until a task on the upkeep queue (or the reaper, should that task be lost) writes it
     ending = models.JSONField(null=True, blank=True)
@@ -769,3 +772,21 @@ class Checkpoint(models.Model):
 
     def __str__(self) -> str:
         return f"checkpoint of run {self.run_id} at step {self.step}"
+
+
+class ConsoleChunk(models.Model):
+    """Lines a run printed on one stream, in order (seq over both streams), kept together: the
+    time of each line (seconds since the epoch) and the lines' text joined by newlines."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="console")
+    seq = models.IntegerField()
+    stream = models.CharField(max_length=6)
+    times = ArrayField(models.FloatField())
+    text = models.TextField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "seq"], name="console_seq_unique")]
+        ordering = ["run", "seq"]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} console {self.seq}"

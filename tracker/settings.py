@@ -266,6 +266,8 @@ TRAINWATCH_WEBHOOK_DEADLINE_SECONDS = float(os.getenv("TRAINWATCH_WEBHOOK_DEADLI
 TRAINWATCH_PUBLIC_URL = os.getenv("TRAINWATCH_PUBLIC_URL", "http://localhost:8000")
 # The largest payload a client may send in one request (it splits larger hand-offs).
 TRAINWATCH_INGEST_MAX_BYTES = envint("TRAINWATCH_INGEST_MAX_BYTES", str(32 * 1024 * 1024))
+# A run's console output kept at most (tracker.core.console); past it, a mark and a count.
+TRAINWATCH_CONSOLE_MAX_BYTES = envint("TRAINWATCH_CONSOLE_MAX_BYTES", str(16 * 2**20))
 # The artifact store (tracker.core.blobs): files under this folder, or, with a bucket, in any
 # S3-compatible object store (credentials from boto3's usual AWS_* variables or files).
 TRAINWATCH_ARTIFACTS_DIR = Path(

@@ -18,7 +18,8 @@ what the body holds, and the body is the packed little-endian arrays themselves.
                           "device": text} | null,
              "checks": {"sanity": [...], "gradient": [...], "passed": bool} | null,
              "finish": {"status": "succeeded" | "failed" | "cancelled" | "diverged", "message": text, "error": text,
-                        "seconds": seconds of training} | null}
+                        "seconds": seconds of training} | null,
+             "console": [[seconds since the epoch, "stdout" | "stderr", line], ...]}   (optional)
 
 in that order. Payloads go in `seq` order on one channel, so what `watch` learnt about the
 model, the results of checks and the run's end arrive in order with the measurements,
@@ -38,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from trainer import safe_json
+from trainer.console import MAX_LINE, STREAMS, Line
 from trainer.sink import HistogramRecord, ImageRecord, ScalarBatch
 from trainer.tensor_names import PARAMETER_KINDS
 
@@ -72,6 +74,7 @@ class Payload:
     describe: dict[str, Any] | None = None
     checks: dict[str, Any] | None = None
     finish: dict[str, Any] | None = None
+    console: list[Line] = field(default_factory=list)
 
     @property
     def points(self) -> int:
@@ -89,6 +92,8 @@ def encode(payload: Payload) -> bytes:
         "checks": payload.checks,
         "finish": payload.finish,
     }
+    if payload.console:
+        header["console"] = [list(line) for line in payload.console]
     body: list[bytes] = []
     for key, (steps, values) in payload.scalars.items():
         header["scalars"].append([key, len(steps)])
@@ -189,7 +194,17 @@ def decode(data: bytes) -> Payload:
         raise WireError(f"header: not valid JSON: {error}") from None
     if not isinstance(header, dict):
         raise WireError("header: must be a JSON object")
-    unknown = set(header) - {"seq", "scalars", "histograms", "images", "progress", "describe", "checks", "finish"}
+    unknown = set(header) - {
+        "seq",
+        "scalars",
+        "histograms",
+        "images",
+        "progress",
+        "describe",
+        "checks",
+        "finish",
+        "console",
+    }
     if unknown:
         raise WireError(f"header: unknown fields {', '.join(sorted(unknown))}")
     payload = Payload(seq=_whole(header.get("seq"), "seq"))
@@ -256,7 +271,27 @@ def decode(data: bytes) -> Payload:
     payload.describe = _describe(header.get("describe"))
     payload.checks = _checks(header.get("checks"))
     payload.finish = _finish(header.get("finish"))
+    payload.console = _console(header.get("console", []))
     return payload
+
+
+def _console(entries: Any) -> list[Line]:
+    if not isinstance(entries, list):
+        raise WireError("console: must be a list of [time, stream, line] entries")
+    lines: list[Line] = []
+    for index, entry in enumerate(entries):
+        what = f"console[{index}]"
+        if not isinstance(entry, list) or len(entry) != 3:
+            raise WireError(f"{what}: must be [time, stream, line]")
+        at, stream, text = entry
+        if isinstance(at, bool) or not isinstance(at, (int, float)) or not 0 <= at < 1e11:
+            raise WireError(f"{what}: the time must be seconds since the epoch, got {at!r}")
+        if stream not in STREAMS:
+            raise WireError(f"{what}: the stream must be one of {', '.join(STREAMS)}, got {stream!r}")
+        if not isinstance(text, str) or len(text) > MAX_LINE or "\n" in text or "\x00" in text:
+            raise WireError(f"{what}: the line must be text of at most {MAX_LINE} characters, without newline or NUL")
+        lines.append((float(at), stream, text))
+    return lines
 
 
 def _describe(describe: Any) -> dict[str, Any] | None:

@@ -40,17 +40,21 @@ import torch
 
 from trainer import checkpoint as checkpoint_format
 from trainer.config import InstrumentConfig
+from trainer.console import Line
 from trainer.instrument import DeviceRecorder, tile_grid
 from trainer.payloads import CheckResults
 from trainer.sink import ImageRecord, ScalarBatch
 from trainer.system import SYSTEM_SECONDS, SystemSampler
 from trainer.wire import SERIES_KEY, Payload
 from trainwatch import artifacts
+from trainwatch import console as console_capture
 from trainwatch.transport import Connection, Outbox, Refused, Sender, Spool, Unreachable, Uploader, log
 from trainwatch.watch import Watcher
 
 MODES = ("online", "offline")
 FINISH_TIMEOUT = 10.0
+# console output sent in one hand-off at most (a burst waits for the next ones)
+CONSOLE_BYTES = 512 * 1024
 # what run.checkpoint writes, and what a worker's job writes too
 CHECKPOINT_FORMAT = "trainwatch-entry-1"
 # an empty payload at least this often says that the script is alive (a silent run ends lost)
@@ -94,6 +98,7 @@ class Run:
         flush_seconds: float = 1.0,
         total_steps: int | None = None,
         steps_per_epoch: int | None = None,
+        console: bool = False,
     ):
         self.config = config
         self._lock = threading.Lock()
@@ -113,11 +118,14 @@ class Run:
         self._last_system = -SYSTEM_SECONDS
         self._watchers: list[Watcher] = []
         self._resume_from: int | None = None
+        self._console: list[Line] = []
         self.finished = False
         # (step, value) of the first non-finite loss the background thread saw: the run diverged
         self._diverged: tuple[int, float] | None = None
         self._outbox = outbox
         self._sender = Sender(outbox, self._collect, flush_seconds)
+        if console:
+            console_capture.listen(self._printed)
         if self._collects_in_background():
             self._sender.start()
         _live.add(self)
@@ -384,6 +392,7 @@ class Run:
         self.finished = True
         for watcher in self._watchers:
             watcher.close()
+        console_capture.stop_listening(self._printed)
         status = status or ("cancelled" if self.should_stop else "succeeded")
         steps = f"{self._last_step + 1} steps" if self._last_step >= 0 else "no step"
         with self._lock:
@@ -450,6 +459,7 @@ class Run:
             checks = self._checks if self._pending_checks else None
             self._pending_checks = False
             finish = self._finish if closing else None
+            console = self._take_console(closing)
         batch, histograms = recorder.drain()
         if self._diverged is None and "loss" in batch:
             steps, losses = batch["loss"]
@@ -465,16 +475,42 @@ class Run:
         self._sample_system(batch)
         records = [ImageRecord("first_layer", step, tile_grid(tiles.cpu().numpy())) for step, tiles in images]
         heartbeat_due = time.monotonic() - self._last_payload >= HEARTBEAT_SECONDS
-        if not (batch or histograms or records or describe or checks or finish or heartbeat_due):
+        if not (batch or histograms or records or describe or checks or finish or console or heartbeat_due):
             return
         self._outbox.put(
-            Payload(0, batch, histograms, records, self._progress(), describe, dict(checks) if checks else None, finish)
+            Payload(
+                0,
+                batch,
+                histograms,
+                records,
+                self._progress(),
+                describe,
+                dict(checks) if checks else None,
+                finish,
+                console,
+            )
         )
         self._last_payload = time.monotonic()
 
     def _collects_in_background(self) -> bool:
         """Whether this run needs its background thread (a worker's own trainer writes for itself)."""
         return True
+
+    def _printed(self, lines: list[Line]) -> None:
+        with self._lock:
+            self._console.extend(lines)
+
+    def _take_console(self, closing: bool) -> list[Line]:
+        """The lines printed since the last hand-off (the caller holds the lock); at most
+        CONSOLE_BYTES a hand-off, the rest with the next, all of it at the end."""
+        taken, size = 0, 0
+        for _, _, text in self._console:
+            size += len(text) + 1
+            if size > CONSOLE_BYTES and taken and not closing:
+                break
+            taken += 1
+        lines, self._console = self._console[:taken], self._console[taken:]
+        return lines
 
     def _samples_system(self) -> bool:
         """Whether this run's process is sampled here (a worker's own sink samples for itself)."""
@@ -570,11 +606,14 @@ def init(
     steps_per_epoch: int | None = None,
     flush_seconds: float = 1.0,
     resume: int | None = None,
+    console: bool = True,
 ) -> Run:
     """Start a run. The server and the token come from the arguments or TRAINWATCH_URL and
     TRAINWATCH_TOKEN; `mode` (or TRAINWATCH_MODE) "offline" records it in the spool folder
     only, for `trainwatch sync` later. A server that cannot be reached now is tried again in the
-    background while the script trains."""
+    background while the script trains. What the script prints goes to the run's page too
+    (`console=False`: not). `resume`: the id of a run whose latest checkpoint `run.restore()`
+    returns."""
     mode = mode or os.environ.get("TRAINWATCH_MODE", "online")
     if mode not in MODES:
         raise ValueError(f"mode: must be one of {', '.join(MODES)}, got {mode!r}")
@@ -605,7 +644,7 @@ def init(
         sys.excepthook = _excepthook
     if resume is not None and (isinstance(resume, bool) or not isinstance(resume, int) or resume < 1):
         raise ValueError(f"trainwatch.init: resume must be the id of a run (a whole number), got {resume!r}")
-    run = Run(Uploader(spool, connection), config, flush_seconds, total_steps, steps_per_epoch)
+    run = Run(Uploader(spool, connection), config, flush_seconds, total_steps, steps_per_epoch, console)
     run._resume_from = resume
     return run
 

@@ -467,7 +467,7 @@ class Sender(threading.Thread):
 
 def split(payload: Payload, limit: int) -> list[Payload]:
     """Payloads of at most about `limit` bytes: the scalars cut into step ranges, histograms and
-    images apart; describe and checks go with the first, the end with the last."""
+    images apart; describe, checks and console output go with the first, the end with the last."""
     point_budget = max(1, (limit - 64 * 1024) // 16)
     pieces: list[Payload] = []
     current = Payload(0)
@@ -493,7 +493,7 @@ def split(payload: Payload, limit: int) -> list[Payload]:
         bytes_left -= size
     for image in payload.images:
         pieces.append(Payload(0, images=[image]))
-    pieces[0].describe, pieces[0].checks = payload.describe, payload.checks
+    pieces[0].describe, pieces[0].checks, pieces[0].console = payload.describe, payload.checks, payload.console
     pieces[-1].finish = payload.finish
     for piece in pieces:
         piece.progress = payload.progress

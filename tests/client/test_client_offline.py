@@ -305,3 +305,10 @@ def test_an_evaluation_in_training_mode_is_counted_where_the_mode_matters(dropou
         assert steps.tolist() == [10, 20, 29] and passes.tolist() == [2.0, 2.0, 2.0]
     else:
         assert "eval_in_train_mode" not in series
+
+
+def test_what_the_script_printed_travels_with_the_first_piece_of_a_split_hand_off():
+    lines = [(1000.0, "stdout", "epoch 1"), (1001.0, "stderr", "warning")]
+    payload = Payload(0, {"loss": (np.arange(200_000), np.ones(200_000))}, console=lines)
+    pieces = split(payload, 1024 * 1024)
+    assert len(pieces) > 1 and pieces[0].console == lines and all(not piece.console for piece in pieces[1:])

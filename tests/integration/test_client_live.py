@@ -16,6 +16,7 @@ import requests
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
 from tests.conftest import ARTIFACTS, ROOT, WebServer, ended, logged_in_page, wait_until
+from tracker.core import console
 from tracker.core.lifecycle import reap_lost_runs
 from tracker.core.storage import read_series
 from tracker.models import Histogram, Run, RunImage
@@ -67,6 +68,8 @@ def test_a_script_with_the_client_shows_everything_on_its_run_page(server, token
     np.testing.assert_array_equal(loss_steps, np.arange(172))
     assert read_series(run.pk, "val_acc")[1][-1] > 0.85 and run.best_val_accuracy > 0.85
     assert len(read_series(run.pk, "system/memory_mb")[0]) >= 1  # the client samples its process too
+    printed = "".join(console.as_text(run))  # what the script printed, on its run page too
+    assert " stdout run started: " in printed and run.console_bytes > 0
     cadence = InstrumentConfig(histogram_every=50)  # the script's watch(): the defaults but histograms
     ratio_steps = [s for s in range(172) if cadence.measures_parameters(s)]  # every 5 steps to 100, then 20
     assert read_series(run.pk, "update_ratio/0.weight")[0].tolist() == ratio_steps

@@ -16,6 +16,7 @@ from django.db import DataError, IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from tracker.core import console
 from tracker.core.access import visible_runs
 from tracker.core.dispatch import END_RUN, REFRESH_RUN, send_upkeep
 from tracker.core.lifecycle import reported_ending
@@ -240,6 +241,7 @@ def ingest(run: Run, payload: Payload) -> IngestAnswer:
             },
             now,
         )
+        console.append(run.pk, payload.console)
         rates = [payload.scalars["lr"][1]] if "lr" in payload.scalars else []
         updates: dict[str, Any] = {
             "ingest_seq": payload.seq,

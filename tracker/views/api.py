@@ -8,6 +8,7 @@ from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from tracker.core import console
 from tracker.core.access import visible_runs
 from tracker.core.compare import comparison, flatten
 from tracker.core.layers import histogram_matrix, layer_matrix
@@ -209,3 +210,19 @@ def run_layers(request: HttpRequest, run_id: int) -> JsonResponse:
     if not query.is_valid():
         return bad_request(first_errors(query))
     return JsonResponse(layer_matrix(run, query.cleaned_data["quantity"], query.cleaned_data["buckets"]))
+
+
+@require_GET
+@api_login_required
+def run_console(request: HttpRequest, run_id: int) -> JsonResponse:
+    """GET /api/runs/<id>/console/?tail=500 | ?after=<chunk> [&q=text]: the run's output lines
+    [chunk, time, stream, text]: its last `tail`, or those after a chunk the page has; with q,
+    only the lines that hold it. `last` is the newest chunk, `live` whether more may come."""
+    run = get_object_or_404(visible_runs(request.user), pk=run_id)
+    try:
+        after = int(request.GET["after"]) if request.GET.get("after") else None
+        tail = min(max(int(request.GET.get("tail") or 500), 1), console.MAX_ANSWER_LINES)
+    except ValueError:
+        return bad_request({"query": "after and tail must be whole numbers"})
+    query = request.GET.get("q", "")[:200]
+    return JsonResponse(console.read(run, after=after, tail=tail, query=query))

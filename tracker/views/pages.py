@@ -11,11 +11,11 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import DurationField, ExpressionWrapper, F, Q, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from tracker.core import checkpoints
+from tracker.core import checkpoints, console
 from tracker.core.access import visible_projects, visible_runs
 from tracker.core.artifacts import versions_of_run
 from tracker.core.findings import CONFIRMATIONS, RETRACTIONS
@@ -136,8 +136,18 @@ def run(request: HttpRequest, run_id: int) -> HttpResponse:
             "retractions": RETRACTIONS,
             "artifacts": versions_of_run(run),
             "checkpoints": checkpoints.rows(run),
+            "last_lines": console.last_lines(run) if run.status == Run.Status.FAILED else [],
         },
     )
+
+
+@login_required
+def console_text(request: HttpRequest, run_id: int) -> StreamingHttpResponse:
+    """The run's whole console output as a text file."""
+    run = get_object_or_404(visible_runs(request.user), pk=run_id)
+    response = StreamingHttpResponse(console.as_text(run), content_type="text/plain; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-console.txt"'
+    return response
 
 
 @login_required

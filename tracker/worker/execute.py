@@ -16,6 +16,7 @@ from tracker.core.lifecycle import finish_run
 from tracker.core.runs import data_roots
 from tracker.core.storage import truncate_run
 from tracker.models import Run
+from tracker.worker.console import ConsoleCapture
 from tracker.worker.jobs import JobRun, pick_device
 from trainer import checkpoint
 from trainer.config import ConfigError
@@ -67,14 +68,17 @@ def execute_run(run_id: int) -> str:
     name, config = job_of(run.config)
     job_run: JobRun | None = None
     final: dict[str, Any] = {}
+    capture = ConsoleCapture()
     try:
-        # a member's job reads only inside the data folders, checked as each file is opened
-        with read_roots(None if run.reads_any_path else data_roots()):
+        # a member's job reads only inside the data folders, checked as each file is opened;
+        # what it prints, at any level, goes to the run's console
+        with read_roots(None if run.reads_any_path else data_roots()), capture:
             function = load(name)
             if is_entry_job(run.config):
                 config = _checked_again(function, config)
             device = pick_device(str(config.get("device", "auto")))
             job_run = JobRun(run, config, device, resume, direct=name == BUILTIN)
+            job_run.database_sink.console_source = capture.drain
             function(job_run)
         job_run.finish()
         final = job_run.end()

@@ -227,6 +227,11 @@ class JobRun(client.Run):
         for watcher in self._watchers:
             watcher.close()
         delivered = self._sender.close(settings.TRAINWATCH_DB_OUTAGE_SECONDS if timeout is None else timeout)
+        if self.writes_directly:
+            try:
+                self.database_sink.drain()  # the console's last lines, after the trainer's own last flush
+            except DatabaseError:
+                delivered = False
         self.database_sink.close()
         client._live.discard(self)
         if not delivered:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,10 +16,11 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from tracker.core import checkpoints
+from tracker.core import checkpoints, console
 from tracker.core.live import EarlyStopping, LiveUpkeep, handoff_fields, worker_seen
 from tracker.core.storage import ChunkWriter, store_handoff
 from tracker.models import Run
+from trainer.console import Line
 from trainer.sink import HistogramRecord, ImageRecord, Progress, RunInfo, ScalarBatch
 from trainer.system import SYSTEM_SECONDS, SystemSampler
 from trainer.wire import Payload
@@ -41,6 +43,9 @@ class DatabaseSink:
         self._pending_describe: dict[str, Any] | None = None
         self._pending_checks: dict[str, Any] | None = None
         self._pending_rates: list[np.ndarray] = []
+        # the job's console output (tracker.worker.console), pulled at each flush
+        self.console_source: Callable[[], list[Line]] | None = None
+        self._pending_console: list[Line] = []
         self._last_flush = time.monotonic()
         self._outage_since: float | None = None
         self._system: SystemSampler | None = None
@@ -102,6 +107,7 @@ class DatabaseSink:
             self._pending_describe = payload.describe
         if payload.checks is not None:
             self._pending_checks = payload.checks
+        self._pending_console.extend(payload.console)
         if payload.progress:
             progress = payload.progress
             self._progress = {
@@ -115,7 +121,11 @@ class DatabaseSink:
     @property
     def pending(self) -> bool:
         return bool(
-            self._pending or self._pending_histograms or self._pending_images or self._pending_checkpoint is not None
+            self._pending
+            or self._pending_histograms
+            or self._pending_images
+            or self._pending_console
+            or self._pending_checkpoint is not None
         )
 
     def _begin(self) -> None:
@@ -178,6 +188,7 @@ class DatabaseSink:
         self._pending_checkpoint = None
         self._pending_describe = self._pending_checks = None
         self._pending_rates.clear()
+        self._pending_console.clear()
         self._last_flush = time.monotonic()
         self._after_flush(batch)
 
@@ -197,6 +208,9 @@ class DatabaseSink:
             if steps
         }
         now = timezone.now()
+        if self.console_source is not None:
+            self._pending_console.extend(self.console_source())  # kept here until a flush stores them
+        console.append(self.run.pk, self._pending_console)
         self._stop = store_handoff(
             self.run.pk, self.writer, batch, self._pending_histograms, self._pending_images, self._progress, now
         )
