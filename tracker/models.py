@@ -790,3 +790,14 @@ class ConsoleChunk(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.run_id} console {self.seq}"
+
+
+class RunEnvironment(models.Model):
+    """Where a run trained (trainer.environment): its command line, packages, GPUs and driver,
+    uncommitted changes. A table of its own: a few hundred kB that no list of runs reads."""
+
+    run = models.OneToOneField(Run, on_delete=models.CASCADE, primary_key=True, related_name="environment")
+    data = models.JSONField(default=dict)
+
+    def __str__(self) -> str:
+        return f"environment of run {self.run_id}"

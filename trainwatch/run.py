@@ -41,6 +41,7 @@ import torch
 from trainer import checkpoint as checkpoint_format
 from trainer.config import InstrumentConfig
 from trainer.console import Line
+from trainer.environment import describe_environment
 from trainer.instrument import DeviceRecorder, tile_grid
 from trainer.payloads import CheckResults
 from trainer.sink import ImageRecord, ScalarBatch
@@ -636,6 +637,7 @@ def init(
         "config": _jsonable(config),
         "tags": tags or [],
         "source": describe_source(),
+        "environment": describe_environment(torch),
         "client_id": client_id,
     }
     spool = Spool.create(client_id, request)

@@ -19,7 +19,7 @@ from tests.conftest import ARTIFACTS, ROOT, WebServer, ended, logged_in_page, wa
 from tracker.core import console
 from tracker.core.lifecycle import reap_lost_runs
 from tracker.core.storage import read_series
-from tracker.models import Histogram, Run, RunImage
+from tracker.models import Histogram, Run, RunEnvironment, RunImage
 from trainer.config import InstrumentConfig
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -70,6 +70,8 @@ def test_a_script_with_the_client_shows_everything_on_its_run_page(server, token
     assert len(read_series(run.pk, "system/memory_mb")[0]) >= 1  # the client samples its process too
     printed = "".join(console.as_text(run))  # what the script printed, on its run page too
     assert " stdout run started: " in printed and run.console_bytes > 0
+    environment = RunEnvironment.objects.get(run=run).data  # where it trained, as the client saw it
+    assert "train_digits.py" in environment["command"] and "torch" in environment["packages"]
     cadence = InstrumentConfig(histogram_every=50)  # the script's watch(): the defaults but histograms
     ratio_steps = [s for s in range(172) if cadence.measures_parameters(s)]  # every 5 steps to 100, then 20
     assert read_series(run.pk, "update_ratio/0.weight")[0].tolist() == ratio_steps

@@ -20,7 +20,7 @@ from tracker.core.dispatch import send_train_token
 from tracker.core.lifecycle import reap_lost_runs
 from tracker.core.runs import create_run
 from tracker.core.storage import read_series
-from tracker.models import ApiToken, ArtifactVersion, Checkpoint, Project, Run, Series, Worker
+from tracker.models import ApiToken, ArtifactVersion, Checkpoint, Project, Run, RunEnvironment, Series, Worker
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 SENTINEL = Path(
@@ -63,6 +63,10 @@ def test_an_entry_point_trains_on_a_worker_with_its_series_and_diagnosis(worker,
     assert done.health in ("healthy", "warning", "error")  # the final diagnosis ran
     page = logged_in.get(f"/runs/{run.pk}/").content.decode()
     assert 'id="run-entry"' in page and "testjobs-mlp" in page
+    environment = RunEnvironment.objects.get(run=run).data  # the worker's, for its job
+    assert (
+        environment["command"] == f"entry point testjobs-mlp on worker {worker}" and "torch" in environment["packages"]
+    )
     # the model it kept: an artifact version of its project, logged by it, that loads back
     [version] = ArtifactVersion.objects.filter(run=done)
     assert (version.artifact.name, version.artifact.type, version.version) == ("spiral-mlp", "model", 1)

@@ -19,11 +19,12 @@ from django.utils.dateparse import parse_datetime
 from tracker.core import console
 from tracker.core.access import visible_runs
 from tracker.core.dispatch import END_RUN, REFRESH_RUN, send_upkeep
+from tracker.core.environment import check_environment
 from tracker.core.lifecycle import reported_ending
 from tracker.core.live import handoff_fields, upkeep_due
 from tracker.core.runs import acting_user, check_name, check_project, check_tags, project_for
 from tracker.core.storage import ChunkWriter, store_handoff
-from tracker.models import Run
+from tracker.models import Run, RunEnvironment
 from trainer import safe_json
 from trainer.config import ConfigError
 from trainer.wire import Payload, WireError, announced_seq, decode
@@ -135,6 +136,7 @@ def start_external_run(
     client_id: Any,
     user: AnyUser | None,
     started_at: Any = None,
+    environment: Any = None,
 ) -> tuple[Run, bool]:
     """The run a client asked for: (run, created). A creation retried with the same client_id
     (its answer lost on the way) finds the run it made; raises ConfigError naming each bad field."""
@@ -146,6 +148,7 @@ def start_external_run(
     clean_tags = check_tags(tags, errors)
     clean_config = _check_config(config, errors)
     clean_source = _check_source(source, errors)
+    clean_environment = check_environment(environment, errors)
     started = _check_started_at(started_at, errors)
     if errors:
         raise ConfigError(errors)
@@ -173,6 +176,7 @@ def start_external_run(
                 heartbeat_at=now,
                 attempts=1,
             )
+            RunEnvironment.objects.create(run=run, data=clean_environment)
     except IntegrityError:  # the same creation, arriving twice at once
         return Run.objects.get(client_id=client_id), False
     return run, True

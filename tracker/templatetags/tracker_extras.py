@@ -35,3 +35,9 @@ def finite_json_script(value: Any, element_id: str) -> str:
     """json_script with the API's encoder: a NaN (a diverged run's loss) is written as null,
     which a page's JSON.parse reads, where NaN would lose the whole page's data."""
     return _finite_json_script(value, element_id)
+
+
+@register.filter
+def get_item(mapping: Any, key: Any) -> Any:
+    """mapping[key] in a template (a table of values by run id)."""
+    return mapping.get(key) if isinstance(mapping, dict) else None

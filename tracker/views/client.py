@@ -14,7 +14,7 @@ from tracker.lib.finite_json import JsonResponse
 from tracker.views.decorators import api_login_required, bad_request, read_json_object
 from trainer.config import ConfigError
 
-START_FIELDS = ("project", "name", "config", "tags", "source", "client_id", "started_at")
+START_FIELDS = ("project", "name", "config", "tags", "source", "client_id", "started_at", "environment")
 
 
 @require_POST
@@ -35,6 +35,7 @@ def start(request: HttpRequest) -> JsonResponse:
             body.get("client_id"),
             request.user,
             body.get("started_at"),
+            body.get("environment"),
         )
     except ConfigError as error:
         return bad_request(error.errors)

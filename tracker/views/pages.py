@@ -18,11 +18,12 @@ from django.views.decorators.http import require_POST
 from tracker.core import checkpoints, console
 from tracker.core.access import visible_projects, visible_runs
 from tracker.core.artifacts import versions_of_run
+from tracker.core.environment import differences as environment_differences
 from tracker.core.findings import CONFIRMATIONS, RETRACTIONS
 from tracker.core.lifecycle import cancel_by_member
 from tracker.core.runs import create_run
 from tracker.core.tensorboard import export_zip
-from tracker.models import RUN_SORTS, Project, Run, Study, run_ordering
+from tracker.models import RUN_SORTS, Project, Run, RunEnvironment, Study, run_ordering
 from trainer.config import OPTIMIZER_SETTINGS, SCHEDULE_SETTINGS, ConfigError
 from trainer.diagnosis import thresholds
 
@@ -137,6 +138,7 @@ def run(request: HttpRequest, run_id: int) -> HttpResponse:
             "artifacts": versions_of_run(run),
             "checkpoints": checkpoints.rows(run),
             "last_lines": console.last_lines(run) if run.status == Run.Status.FAILED else [],
+            "environment": RunEnvironment.objects.filter(run=run).values_list("data", flat=True).first() or {},
         },
     )
 
@@ -180,5 +182,13 @@ def tensorboard_export(request: HttpRequest, run_id: int) -> HttpResponse:
 
 @login_required
 def compare(request: HttpRequest) -> HttpResponse:
-    """The comparison page; its state (runs, metric, grouping, lr overlay, x axis) is in the URL."""
-    return render(request, "tracker/compare.html", {})
+    """The comparison page; its state (runs, metric, grouping, lr overlay, x axis) is in the URL.
+    What differs between the runs' environments is drawn here, the rest by compare.js."""
+    ids = [int(part) for part in request.GET.get("runs", "").split(",") if part.strip().isdigit()][:50]
+    runs = list(visible_runs(request.user).filter(pk__in=ids).order_by("pk"))
+    found = dict(RunEnvironment.objects.filter(run__in=runs).values_list("run_id", "data"))
+    return render(
+        request,
+        "tracker/compare.html",
+        {"env_runs": runs, "env_rows": environment_differences({run.pk: found.get(run.pk, {}) for run in runs})},
+    )

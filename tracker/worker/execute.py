@@ -3,6 +3,7 @@ tracker.worker.tasks is a thin wrapper around them, so they are testable without
 
 from __future__ import annotations
 
+import functools
 import logging
 import traceback
 from typing import Any
@@ -15,12 +16,13 @@ from tracker.core import checkpoints
 from tracker.core.lifecycle import finish_run
 from tracker.core.runs import data_roots
 from tracker.core.storage import truncate_run
-from tracker.models import Run
+from tracker.models import Run, RunEnvironment
 from tracker.worker.console import ConsoleCapture
 from tracker.worker.jobs import JobRun, pick_device
 from trainer import checkpoint
 from trainer.config import ConfigError
 from trainer.entry import BUILTIN, RESERVED, EntryError, EntryJob, is_entry_job, load, read_params, run_check, spec_of
+from trainer.environment import describe_environment
 from trainer.files import DataError, allowed, read_roots
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,7 @@ def execute_run(run_id: int) -> str:
     resume = _prepare_resume(run_id)
     run = Run.objects.get(pk=run_id)
     name, config = job_of(run.config)
+    RunEnvironment.objects.update_or_create(run=run, defaults={"data": worker_environment(name, run.worker)})
     job_run: JobRun | None = None
     final: dict[str, Any] = {}
     capture = ConsoleCapture()
@@ -93,6 +96,18 @@ def execute_run(run_id: int) -> str:
         final = {"status": Run.Status.FAILED, "message": message[:2000], "error": traceback.format_exc()}
     finish_run(run_id, **final)
     return str(final["status"])
+
+
+def worker_environment(entry: str, worker: str) -> dict[str, Any]:
+    return {**_worker_environment(), "command": f"entry point {entry} on worker {worker}"}
+
+
+@functools.cache
+def _worker_environment() -> dict[str, Any]:
+    """This worker process's environment: the same for each of its jobs."""
+    import torch  # noqa: PLC0415 - the worker has imported it already
+
+    return describe_environment(torch, git=False)
 
 
 def job_of(config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
