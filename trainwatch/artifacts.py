@@ -136,7 +136,7 @@ def describe(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Each file's path inside the artifact, its digest, size, and where it lies now."""
     return [
         {"path": inside, "digest": digest, "size": size, "source": str(file)}
-        for inside, file in files_of(Path(path))
+        for inside, file in files_of(Path(path).resolve())  # a later sync may run from elsewhere
         for digest, size in [sha256_of(file)]
     ]
 

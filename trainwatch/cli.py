@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from trainwatch.run import send_kept_artifacts
 from trainwatch.transport import Connection, Refused, Spool, Unreachable, Uploader, home
 
 
@@ -29,9 +30,15 @@ def sync(folders: list[Path], url: str, token: str) -> int:
             print(f"{folder}: the server wants payloads in another order; run sync again", file=sys.stderr)
             failures += 1
             continue
+        artifacts = len(spool.artifacts())
+        if artifacts and not send_kept_artifacts(spool, connection, spool.state()["run_id"]):
+            print(f"{folder}: its artifacts were not all sent; run sync again", file=sys.stderr)
+            failures += 1
+            continue
         url_of_run = spool.state()["url"]
         spool.remove()
-        print(f"{folder}: {pending} payloads uploaded: {url_of_run}")
+        sent = f" and {artifacts} artifact{'s' if artifacts != 1 else ''}" if artifacts else ""
+        print(f"{folder}: {pending} payloads{sent} uploaded: {url_of_run}")
     return 1 if failures else 0
 
 

@@ -19,6 +19,7 @@ parser.add_argument("--lr", type=float, default=0.1)
 parser.add_argument("--sleep", type=float, default=0.0, help="seconds per step, to make the run last")
 parser.add_argument("--project", default="scripts")
 parser.add_argument("--name", default="digits mlp")
+parser.add_argument("--keep-model", action="store_true", help="log the trained model as the artifact digits-mlp")
 args = parser.parse_args()
 
 torch.manual_seed(0)
@@ -83,4 +84,7 @@ with trainwatch.init(
             },
             step=step - 1,
         )
+    if args.keep_model:
+        torch.save(model.state_dict(), "model.pt")
+        run.log_artifact("model.pt", name="digits-mlp", type="model", aliases=["trained"])
 print("done", flush=True)

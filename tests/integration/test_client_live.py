@@ -16,10 +16,10 @@ import requests
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 
 from tests.conftest import ARTIFACTS, ROOT, WebServer, ended, logged_in_page, wait_until
-from tracker.core import console
+from tracker.core import blobs, console
 from tracker.core.lifecycle import reap_lost_runs
 from tracker.core.storage import read_series
-from tracker.models import Histogram, Run, RunEnvironment, RunImage
+from tracker.models import ArtifactVersion, Histogram, Run, RunEnvironment, RunImage
 from trainer.config import InstrumentConfig
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -160,9 +160,11 @@ def test_a_members_cancel_stops_the_script(server, token, tmp_path, user, client
     assert run.epochs == 100 and run.epoch < 100  # its progress says where it stopped
 
 
-def test_a_run_recorded_offline_is_uploaded_by_sync(server, token, tmp_path):
+def test_a_run_recorded_offline_is_uploaded_by_sync_with_its_artifact(server, token, tmp_path):
     output = finished(
-        script(server, token, tmp_path, "--epochs", "3", "--name", "offline run", TRAINWATCH_MODE="offline")
+        script(
+            server, token, tmp_path, "--epochs", "3", "--name", "offline run", "--keep-model", TRAINWATCH_MODE="offline"
+        )
     )
     assert "trainwatch sync" in output and not Run.objects.exists()
     folders = list((tmp_path / "runs").iterdir())
@@ -179,6 +181,11 @@ def test_a_run_recorded_offline_is_uploaded_by_sync(server, token, tmp_path):
     assert run.finished_at < run.created_at  # trained before the upload, by the script's clock
     np.testing.assert_array_equal(read_series(run.pk, "loss")[0], np.arange(3 * 43))
     assert not folders[0].exists()
+    # the model it logged offline went with it: its file, read back, is the one the script saved
+    version = ArtifactVersion.objects.get(artifact__name="digits-mlp")
+    assert version.run == run and "and 1 artifact uploaded" in sync.stdout
+    stored = b"".join(blobs.store().read(version.files.get().blob_id))
+    assert stored == (tmp_path / "model.pt").read_bytes()
 
 
 def test_the_docs_example_runs_as_written(server, token, tmp_path):
