@@ -148,6 +148,7 @@ def start_worker(
     from django.db import connection
 
     from tracker.celery import app
+    from tracker.dev.launcher import worker_command
 
     environment = dict(
         os.environ,
@@ -162,29 +163,7 @@ def start_worker(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "w")  # noqa: SIM115 - stays open while the worker runs; stop_worker closes it
     proc = subprocess.Popen(
-        [
-            *(
-                command
-                or [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "tracker",
-                    "worker",
-                    "-Q",
-                    queues,
-                    "--concurrency",
-                    str(concurrency),
-                    "-n",
-                    name,
-                    "--loglevel",
-                    "INFO",
-                ]
-            ),
-            "--without-gossip",
-            "--without-mingle",
-        ],
+        [*(command or worker_command(name, queues, concurrency)), "--without-gossip", "--without-mingle"],
         env=environment,
         cwd=ROOT,
         stdout=log,

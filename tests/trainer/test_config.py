@@ -116,13 +116,14 @@ def test_every_setting_declares_its_rule_next_to_its_one_default():
         c.ScheduleConfig,
         c.InstrumentConfig,
         c.ChecksConfig,
+        c.RetentionConfig,
         c.RunConfig,
     ):
         for spec in dataclasses.fields(section):
             assert (
                 RULE in spec.metadata
                 or dataclasses.is_dataclass(spec.type)
-                or spec.name in ("model", "data", "optimizer", "schedule", "instrument", "checks")
+                or spec.name in ("model", "data", "optimizer", "schedule", "instrument", "checks", "checkpoints")
             ), f"{section.__name__}.{spec.name}"
 
 

@@ -114,28 +114,19 @@ def web_server_command(port: int) -> list[str]:
     ]
 
 
+def worker_command(name: str, queues: str, concurrency: int, *extra: str) -> list[str]:
+    """A Celery worker of the project: the demo's, the upkeep queue's, the suite's."""
+    return [
+        PYTHON, "-m", "celery", "-A", "tracker", "worker", "-Q", queues,
+        "--concurrency", str(concurrency), "-n", name, "--loglevel", "INFO", *extra,
+    ]  # fmt: skip
+
+
 def upkeep_worker_command(name: str, queue: str) -> list[str]:
     """The worker of the upkeep queue (a client run's roll-up, live diagnosis and end): threads,
     since its tasks wait on the database, apart from the training workers so that neither
     waits behind the other."""
-    return [
-        PYTHON,
-        "-m",
-        "celery",
-        "-A",
-        "tracker",
-        "worker",
-        "-Q",
-        queue,
-        "--pool",
-        "threads",
-        "--concurrency",
-        "4",
-        "-n",
-        name,
-        "--loglevel",
-        "INFO",
-    ]
+    return worker_command(name, queue, 4, "--pool", "threads")
 
 
 def _free_web_port(preferred: int) -> int:
@@ -176,25 +167,9 @@ def demo(args: argparse.Namespace) -> int:
         # -B: Celery beat inside the demo's one worker, for the reaper of lost runs
         children.start(
             "worker",
-            [
-                PYTHON,
-                "-m",
-                "celery",
-                "-A",
-                "tracker",
-                "worker",
-                "-B",
-                "-Q",
-                queues,
-                "--concurrency",
-                concurrency,
-                "-n",
-                "demo@%h",
-                "--loglevel",
-                "INFO",
-                "--schedule",
-                str(services.home() / "celerybeat-schedule"),
-            ],
+            worker_command(
+                "demo@%h", queues, args.concurrency, "-B", "--schedule", str(services.home() / "celerybeat-schedule")
+            ),
             worker_env,
         )
         upkeep_queue = env.get("TRAINWATCH_UPKEEP_QUEUE", "upkeep")
