@@ -131,8 +131,12 @@ window.Trainwatch = (function () {
      there is nothing more to wait for (every run shown has ended), true to go on. A failed step
      is retried after three times the interval; a hidden tab is not polled until it is shown
      again. When it stops, body[data-polling-stopped] is "1".
-     `first`: ms before the first step (default: one interval). */
-  function poll(step, every, first = every) {
+     `first`: ms before the first step (default: one interval). A second loop of a page (its
+     console) gives itself a `name`: its marks are then body[data-<name>-polling-stopped] and
+     body[data-<name>-last-poll], so that the page's own loop keeps its marks. */
+  function poll(step, every, first = every, name = "") {
+    const stopped = name ? `${name}PollingStopped` : "pollingStopped";
+    const lastPoll = name ? `${name}LastPoll` : "lastPoll";
     let timer = null;
     async function tick() {
       timer = null;
@@ -142,12 +146,12 @@ window.Trainwatch = (function () {
       }
       let next = every;
       try {
-        if ((await step()) === false) { document.body.dataset.pollingStopped = "1"; return; }
+        if ((await step()) === false) { document.body.dataset[stopped] = "1"; return; }
       } catch (error) {
         console.warn("refresh failed, retrying:", error.message);
         next = every * 3;
       }
-      document.body.dataset.lastPoll = String(Date.now());
+      document.body.dataset[lastPoll] = String(Date.now());
       timer = setTimeout(tick, next);
     }
     timer = setTimeout(tick, first);

@@ -68,5 +68,5 @@
     typing = setTimeout(() => load(search.value).catch((error) => console.warn(error.message)), 300);
   });
 
-  load("").then(() => { if (live) T.poll(step, 1000); }).catch((error) => console.warn(error.message));
+  load("").then(() => { if (live) T.poll(step, 1000, 1000, "console"); }).catch((error) => console.warn(error.message));
 })();
