@@ -359,3 +359,32 @@ def test_a_reported_end_whose_task_was_lost_is_written_by_the_reaper_and_nothing
     assert (run.status, run.message, run.ending) == ("succeeded", "done", None)
     assert run.finished_at == run.started_at + dt.timedelta(seconds=12)  # by the script's clock
     assert end_as_reported(run_id) is None  # written once
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reported_end_waits_for_a_live_diagnosis_that_holds_the_run_rather_than_skipping_it(client, token, run_id):
+    # the upkeep worker's threads: a refresh's diagnosis writes its findings under the run's
+    # row lock while the run's end task starts; the end must be written, not left to the reaper
+    import threading
+
+    from django.db import connection, transaction
+
+    Run.objects.filter(pk=run_id).update(ending={"status": "succeeded", "message": "done", "error": ""})
+    locked, release = threading.Event(), threading.Event()
+
+    def diagnosis() -> None:
+        try:
+            with transaction.atomic():
+                Run.objects.select_for_update().get(pk=run_id)
+                locked.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=diagnosis)
+    holder.start()
+    assert locked.wait(10)
+    threading.Timer(0.5, release.set).start()
+    assert end_as_reported(run_id) == "succeeded"
+    holder.join()
+    assert Run.objects.get(pk=run_id).status == "succeeded"

@@ -63,13 +63,11 @@ def reported_ending(run: Run, finish: dict[str, Any], stop: bool) -> dict[str, A
 def end_as_reported(run_id: int) -> str | None:
     """Write the end a client reported (compaction, final diagnosis, alerts, the study's next
     step: tracker.core.lifecycle.finish_run); the run's status, or None when another process
-    has taken it or there is none to write. Claimed under a lock, so it is written once."""
+    has taken it or there is none to write. Claimed under the row's lock, so it is written once;
+    the claim waits for the lock (a live diagnosis may hold it a moment) rather than skipping
+    the run, since nothing but the reaper would come back for it."""
     with transaction.atomic():
-        run = (
-            Run.objects.select_for_update(skip_locked=True)
-            .filter(pk=run_id, status=Run.Status.RUNNING, ending__isnull=False)
-            .first()
-        )
+        run = Run.objects.select_for_update().filter(pk=run_id, status=Run.Status.RUNNING, ending__isnull=False).first()
         if run is None or run.ending is None:
             return None
         ending = dict(run.ending)
