@@ -801,3 +801,46 @@ class RunEnvironment(models.Model):
 
     def __str__(self) -> str:
         return f"environment of run {self.run_id}"
+
+
+class Report(models.Model):
+    """What a team learned, as a document: a title and an ordered list of blocks (Markdown, or a
+    query of runs drawn as a chart or a table: tracker.core.reports validates them). Every save
+    is also a ReportVersion, so that an older one can be restored."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="reports")
+    title = models.CharField(max_length=200)
+    blocks = models.JSONField(default=list)
+    version = models.IntegerField(default=1, help_text="the number of its latest ReportVersion")
+    # a read-only link for people without an account: the token opens this report and the data of
+    # its blocks, nothing else; emptied when revoked
+    share_token = models.CharField(max_length=64, blank=True, db_index=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-updated_at"]
+
+    def __str__(self) -> str:
+        return f"report #{self.pk} {self.title}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("report", args=[self.pk])
+
+
+class ReportVersion(models.Model):
+    report = models.ForeignKey(Report, on_delete=models.CASCADE, related_name="versions")
+    number = models.IntegerField()
+    title = models.CharField(max_length=200)
+    blocks = models.JSONField(default=list)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+    what = models.CharField(max_length=200, blank=True, help_text="what changed, in words")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["report", "number"], name="report_version_unique")]
+        ordering = ["report", "-number"]
+
+    def __str__(self) -> str:
+        return f"report {self.report_id} version {self.number}"

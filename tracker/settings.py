@@ -268,6 +268,8 @@ TRAINWATCH_PUBLIC_URL = os.getenv("TRAINWATCH_PUBLIC_URL", "http://localhost:800
 TRAINWATCH_INGEST_MAX_BYTES = envint("TRAINWATCH_INGEST_MAX_BYTES", str(32 * 1024 * 1024))
 # A run's console output kept at most (tracker.core.console); past it, a mark and a count.
 TRAINWATCH_CONSOLE_MAX_BYTES = envint("TRAINWATCH_CONSOLE_MAX_BYTES", str(16 * 2**20))
+# the pages that may frame a shared report's chart (CSP frame-ancestors), comma-separated
+TRAINWATCH_EMBED_ANCESTORS = envlist("TRAINWATCH_EMBED_ANCESTORS", "*")
 # The artifact store (tracker.core.blobs): files under this folder, or, with a bucket, in any
 # S3-compatible object store (credentials from boto3's usual AWS_* variables or files).
 TRAINWATCH_ARTIFACTS_DIR = Path(

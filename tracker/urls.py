@@ -3,7 +3,7 @@ from django.contrib.staticfiles.storage import staticfiles_storage
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from tracker.views import api, artifacts, client, dashboard, health, pages, projects, studies, tokens
+from tracker.views import api, artifacts, client, dashboard, health, pages, projects, reports, studies, tokens
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -50,6 +50,23 @@ urlpatterns = [
     path("artifacts/<int:artifact_id>/alias/", artifacts.artifact_alias_form, name="artifact-alias"),
     path("artifacts/files/<int:version_id>/<path:path>", artifacts.artifact_file, name="artifact-file"),
     path("models/", artifacts.models_page, name="models"),
+    path("reports/", reports.report_list, name="reports"),
+    path("reports/<int:report_id>/", reports.report_page, name="report"),
+    path("reports/<int:report_id>/history/", reports.report_history, name="report-history"),
+    path("reports/<int:report_id>/history/<int:number>/restore/", reports.report_restore, name="report-restore"),
+    path("reports/<int:report_id>/share/", reports.report_share, name="report-share"),
+    path("reports/<int:report_id>/export.html", reports.report_export, name="report-export"),
+    path("shared/<str:token>/", reports.shared_page, name="report-shared"),
+    path("shared/<str:token>/blocks/<str:block_id>/", reports.shared_embed, name="report-embed"),
+    path("api/shared/<str:token>/blocks/<str:block_id>/", reports.api_shared_block, name="api-shared-block"),
+    path("api/reports/", reports.api_reports, name="api-reports"),
+    path("api/reports/<int:report_id>/", reports.api_report, name="api-report"),
+    path("api/reports/<int:report_id>/blocks/", reports.api_add_block, name="api-report-blocks"),
+    path("api/reports/<int:report_id>/blocks/<str:block_id>/", reports.api_block_data, name="api-report-block"),
+    path("api/reports/<int:report_id>/blocks/<str:block_id>/freeze/", reports.api_freeze, name="api-report-freeze"),
+    path("api/reports/<int:report_id>/versions/", reports.api_versions, name="api-report-versions"),
+    path("api/reports/<int:report_id>/versions/<int:number>/restore/", reports.api_restore, name="api-report-restore"),
+    path("api/markdown/", reports.api_markdown, name="api-markdown"),
     path("projects/", projects.project_list, name="projects"),
     path("projects/<int:project_id>/alerts/", projects.project_alerts, name="project-alerts"),
     path("projects/<int:project_id>/alerts/test/", projects.project_alerts_test, name="project-alerts-test"),

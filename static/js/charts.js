@@ -227,6 +227,75 @@ window.Trainwatch = (function () {
     figure.querySelector("figcaption").append(bar);
   }
 
+  function withAlpha(hex, alpha) {
+    const n = parseInt(hex.slice(1), 16);
+    return `rgba(${n >> 16}, ${(n >> 8) & 255}, ${n & 255}, ${alpha})`;
+  }
+
+  /* The datasets of a comparison (GET /api/compare/, a report's chart block): one line per run,
+     or per group its mean between two band edges (min..max, or mean ± std), on an x axis of
+     steps, epochs or wall time; the learning rate on an "lr" axis when asked. The one drawing of
+     compared runs: the compare page, a report, its share view and its export all call this.
+     options: {x: "step"|"epoch"|"wall", band: "minmax"|"std", lr: bool, smoothing: 0..0.99}. */
+  function comparisonDatasets(body, options) {
+    const out = [];
+    const smoothing = options.smoothing || 0;
+    const toX = (step, stepsPerEpoch, clock) => {
+      if (options.x === "wall") return clock.known ? clock.at(step) : null;
+      return options.x === "epoch" && stepsPerEpoch ? (step + 1) / stepsPerEpoch : step;
+    };
+    const points = (steps, values, stepsPerEpoch, clock) =>
+      steps.map((s, i) => ({ x: toX(s, stepsPerEpoch, clock), y: values[i] })).filter((p) => p.x !== null);
+    const smoothed = (values) => (smoothing ? smooth(values, "ema", smoothing) : values);
+    const stepsPerEpoch = Object.fromEntries(body.runs.map((run) => [run.id, run.steps_per_epoch]));
+    const walls = Object.fromEntries(body.runs.map((run) => [run.id, wallClock(run.wall.steps, run.wall.values)]));
+    if (body.groups) {
+      Object.entries(body.groups).forEach(([name, group], index) => {
+        const color = palette[index % palette.length];
+        const spe = stepsPerEpoch[group.runs[0]];
+        const wall = walls[group.runs[0]];  // the group's first run's clock
+        const offset = (sign) => group.mean.map((m, i) => (m === null || group.std[i] === null ? null : m + sign * group.std[i]));
+        const [lower, upper] = options.band === "std" ? [offset(-1), offset(1)] : [group.min, group.max];
+        out.push({ label: `_low ${name}`, data: points(group.steps, lower, spe, wall), borderWidth: 0, pointRadius: 0 });
+        out.push({ label: `_high ${name}`, data: points(group.steps, upper, spe, wall), borderWidth: 0, pointRadius: 0,
+                   fill: "-1", backgroundColor: withAlpha(color, 0.15) });
+        out.push({ label: `${name} (mean of ${group.runs.length})`, data: points(group.steps, smoothed(group.mean), spe, wall),
+                   borderColor: color, borderWidth: 2, pointRadius: 0 });
+      });
+    } else {
+      body.runs.forEach((run, index) => {
+        out.push({ label: `#${run.id} ${run.label}`, data: points(run.steps, smoothed(run.values), run.steps_per_epoch, walls[run.id]),
+                   borderColor: palette[index % palette.length], borderWidth: 1.5, pointRadius: 0 });
+      });
+    }
+    if (options.lr) {
+      body.runs.forEach((run, index) => {
+        if (!run.lr) return;
+        out.push({ label: `lr #${run.id}`, data: points(run.lr.steps, run.lr.values, run.steps_per_epoch, walls[run.id]),
+                   borderColor: palette[index % palette.length], borderDash: [4, 3], borderWidth: 1,
+                   pointRadius: 0, yAxisID: "lr" });
+      });
+    }
+    return out;
+  }
+
+  /* A comparison drawn on a canvas (see comparisonDatasets); band edges stay out of the legend. */
+  function comparisonChart(canvas, body, options) {
+    const chart = lineChart(canvas, {
+      yLabel: body.metric, xLabel: options.x === "wall" ? "wall time (s)" : options.x, logY: options.y === "log",
+      datasets: comparisonDatasets(body, options), zoom: options.zoom,
+    });
+    chart.options.plugins.legend.labels.filter = (item) => !item.text.startsWith("_");
+    if (options.lr) {
+      chart.options.scales.lr = { type: "logarithmic", position: "right", title: { display: true, text: "learning rate" },
+                                  grid: { drawOnChartArea: false }, ticks: { callback: logTick } };
+    }
+    if (options.xMin !== undefined && options.xMin !== null) chart.options.scales.x.min = options.xMin;
+    if (options.xMax !== undefined && options.xMax !== null) chart.options.scales.x.max = options.xMax;
+    chart.update("none");
+    return chart;
+  }
+
   return { palette, lineChart, logTick, markerRadius, smooth, toCSV, toolbar, emaExtend, formatNumber, formatSeconds,
-           fetchJSON, interp, wallClock, poll };
+           fetchJSON, interp, wallClock, poll, comparisonDatasets, comparisonChart };
 })();

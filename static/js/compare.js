@@ -26,64 +26,10 @@
     history.replaceState(null, "", `?${query}`);
   }
 
-  function toX(step, stepsPerEpoch, clock) {
-    if (state.x === "wall") return clock.known ? clock.at(step) : null;
-    return state.x === "epoch" && stepsPerEpoch ? (step + 1) / stepsPerEpoch : step;
-  }
-
-  function points(steps, values, stepsPerEpoch, clock) {
-    return steps.map((s, i) => ({ x: toX(s, stepsPerEpoch, clock), y: values[i] })).filter((p) => p.x !== null);
-  }
-
-  function withAlpha(hex, alpha) {
-    const n = parseInt(hex.slice(1), 16);
-    return `rgba(${n >> 16}, ${(n >> 8) & 255}, ${n & 255}, ${alpha})`;
-  }
-
-  function datasets(body) {
-    const out = [];
-    const stepsPerEpoch = Object.fromEntries(body.runs.map((run) => [run.id, run.steps_per_epoch]));
-    const walls = Object.fromEntries(body.runs.map((run) => [run.id, T.wallClock(run.wall.steps, run.wall.values)]));
-    if (body.groups) {
-      Object.entries(body.groups).forEach(([name, group], index) => {
-        const color = T.palette[index % T.palette.length];
-        const spe = stepsPerEpoch[group.runs[0]];
-        const wall = walls[group.runs[0]];  // the group's first run's clock
-        const offset = (sign) => group.mean.map((m, i) => (m === null || group.std[i] === null ? null : m + sign * group.std[i]));
-        const [lower, upper] = state.band === "std" ? [offset(-1), offset(1)] : [group.min, group.max];
-        out.push({ label: `_low ${name}`, data: points(group.steps, lower, spe, wall), borderWidth: 0, pointRadius: 0 });
-        out.push({ label: `_high ${name}`, data: points(group.steps, upper, spe, wall), borderWidth: 0, pointRadius: 0,
-                   fill: "-1", backgroundColor: withAlpha(color, 0.15) });
-        out.push({ label: `${name} (mean of ${group.runs.length})`, data: points(group.steps, group.mean, spe, wall),
-                   borderColor: color, borderWidth: 2, pointRadius: 0 });
-      });
-    } else {
-      body.runs.forEach((run, index) => {
-        out.push({ label: `#${run.id} ${run.label}`, data: points(run.steps, run.values, run.steps_per_epoch, walls[run.id]),
-                   borderColor: T.palette[index % T.palette.length], borderWidth: 1.5, pointRadius: 0 });
-      });
-    }
-    if (state.lr) {
-      body.runs.forEach((run, index) => {
-        if (!run.lr) return;
-        out.push({ label: `lr #${run.id}`, data: points(run.lr.steps, run.lr.values, run.steps_per_epoch, walls[run.id]),
-                   borderColor: T.palette[index % T.palette.length], borderDash: [4, 3], borderWidth: 1,
-                   pointRadius: 0, yAxisID: "lr" });
-      });
-    }
-    return out;
-  }
-
   function draw(body) {
     if (chart) chart.destroy();
-    chart = T.lineChart(document.getElementById("chart-compare"), {
-      yLabel: body.metric, xLabel: state.x === "wall" ? "wall time (s)" : state.x, logY: state.y === "log", datasets: datasets(body) });
-    chart.options.plugins.legend.labels.filter = (item) => !item.text.startsWith("_");
-    if (state.lr) {
-      chart.options.scales.lr = { type: "logarithmic", position: "right", title: { display: true, text: "learning rate" },
-                                  grid: { drawOnChartArea: false }, ticks: { callback: T.logTick } };
-    }
-    chart.update("none");
+    chart = T.comparisonChart(document.getElementById("chart-compare"), body,
+                              { x: state.x, y: state.y, band: state.band, lr: state.lr });
     window.trainwatchCompare = chart;  // read by the browser tests
     document.getElementById("compare-caption").textContent =
       `${body.metric} of ${body.runs.length} runs` + (body.groups ? `, grouped by ${state.group.join(", ")} `
@@ -176,5 +122,12 @@
   document.getElementById("band").addEventListener("change", (event) => { state.band = event.target.value; redraw(); });
   document.getElementById("lr-overlay").addEventListener("change", (event) => { state.lr = event.target.checked; load(); });
   document.getElementById("compare-controls").addEventListener("submit", (event) => event.preventDefault());
+  T.addToReport(document.getElementById("add-to-report-button"), () => [{
+    type: "chart",
+    title: document.getElementById("compare-caption").textContent,
+    select: { runs: state.runs.split(",").map(Number).filter((id) => id > 0) },
+    metric: state.metric, group: state.group, x: state.x, y: state.y, band: state.band,
+    source: location.pathname + location.search,
+  }]);
   load().catch((error) => console.warn("compare:", error.message));
 })();

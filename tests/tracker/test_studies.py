@@ -144,7 +144,7 @@ def test_the_csv_report_quotes_text_a_spreadsheet_would_run_as_a_formula():
     import csv
     import io
 
-    from tracker.core.reports import report_csv
+    from tracker.core.study_report import report_csv
 
     row = {"id": 7, "name": '=HYPERLINK("http://evil.example","x")', "stage": "@SUM(A1)", "values": {"tag": "+1+2"}}
     row |= {"best_val_accuracy": 0.5, "final_loss": -0.25, "status": "succeeded", "health": "ok", "seconds": 3.0}

@@ -1,123 +1,541 @@
-"""A study's report as Markdown and CSV, from its summary (tracker.core.studies.summary)."""
+"""Reports: a project's documents of what its team learned. A report is a title and an ordered
+list of blocks: Markdown text, or a *query* of runs (which runs, which metric, how drawn) that is
+read again whenever the report is shown, unless the block is frozen (its runs and last step
+pinned). Every save is validated whole (nothing is half-saved) and kept as a version.
+
+Who reads a block's data is a Viewer: a member reads the runs and studies of their projects, a
+share link only those of the report's own project. A run or study a viewer may not read is
+counted as "not available", never named."""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-from typing import Any
+import dataclasses
+import secrets
+from typing import Annotated, Any, Literal
 
-from tracker.core.studies import StudySummary
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
+from tracker.core.access import sees_everything, visible_projects, visible_runs
+from tracker.core.compare import comparison, config_diff, flatten
+from tracker.core.markdown import render
+from tracker.core.runs import RUN_FILTERS, filter_runs
+from tracker.core.studies import summary
+from tracker.models import RUN_SORTS, Project, Report, ReportVersion, Run, Study, run_ordering
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, dict):
-        return str(value.get("name") or json.dumps(value, sort_keys=True))
-    return str(value)
-
-
-def report_markdown(data: StudySummary) -> str:
-    lines = [f"# Study: {data['name']}", ""]
-    if data["question"]:
-        lines += [f"**Question.** {data['question']}", ""]
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(data["counts"].items()))
-    lines += [f"{data['kind']} study, {data['total']} runs ({counts}).", ""]
-    lines += [
-        "## Leaderboard",
-        "",
-        "| rank | run | " + " | ".join(data["keys"]) + " | best val acc | final loss (smoothed) | status | diagnosis |",
-        "| --- | --- | " + " | ".join("---" for _ in data["keys"]) + " | --- | --- | --- | --- |",
-    ]
-    for rank, row in enumerate(data["rows"], 1):
-        cells = [
-            str(rank),
-            f"#{row['id']} {row['name']}",
-            *(_fmt(row["values"].get(k)) for k in data["keys"]),
-            _fmt(row["best_val_accuracy"]),
-            _fmt(row["final_loss"]),
-            row["status"],
-            row["finding"] or row["health"] or "–",
-        ]
-        lines.append("| " + " | ".join(cell.replace("|", "/") for cell in cells) + " |")
-    lines.append("")
-    if data["warnings"]:
-        lines += ["## Warnings", "", *(f"- {w}" for w in data["warnings"]), ""]
-    if data["ensemble"]:
-        e = data["ensemble"]
-        members = ", #".join(map(str, e["runs"]))
-        lines += [
-            "## Ensemble",
-            "",
-            f"Top {e['k']} runs (#{members}) averaged: validation accuracy "
-            f"{e['accuracy']:.4f}, against {e['best_single']:.4f} for the best single run "
-            f"({e['examples']} examples).",
-            "",
-        ]
-    findings: dict[str, int] = {}
-    for row in data["rows"]:
-        if row["finding"]:
-            findings[row["finding"]] = findings.get(row["finding"], 0) + 1
-    ranked = sorted(findings.items(), key=lambda item: -item[1])
-    lines += ["## Diagnosis", "", *([f"- {title}: {n} run(s)" for title, n in ranked] or ["- no finding"]), ""]
-    lines += ["## Notes", "", data["notes"] or "(none)", ""]
-    return "\n".join(lines)
+MAX_BLOCKS = 100
+MAX_RUNS = 100  # of one block: a report is read by people, not a bulk export
+MAX_MARKDOWN = 50_000
+CHART_POINTS = 1000
+SERIES_KEY = r"^[A-Za-z0-9_.:/@+-]{1,100}$"
+CONFIG_KEY = r"^[A-Za-z0-9_.-]{1,100}$"
+TABLE_COLUMNS = (
+    "name",
+    "status",
+    "project",
+    "optimizer",
+    "lr",
+    "best_val_accuracy",
+    "final_loss",
+    "steps",
+    "health",
+    "finding",
+    "created",
+)
+DEFAULT_COLUMNS = ["name", "status", "optimizer", "lr", "best_val_accuracy", "final_loss", "health"]
 
 
-# a spreadsheet runs a cell that starts with one of these as a formula (OWASP's CSV injection)
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+class ReportError(Exception):
+    """Bad input, as {field: message} (e.g. {"blocks[2].metric": "..."})."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(f"{field}: {message}" for field, message in errors.items()))
+        self.errors = errors
 
 
-def _cell(value: Any) -> Any:
-    """A text cell that a spreadsheet would run as a formula, quoted with a leading ' so that it
-    shows as the text it is; numbers, and text that reads as a number (-0.5), are left alone."""
-    if not isinstance(value, str) or not value.startswith(FORMULA_STARTS):
-        return value
-    try:
-        float(value)
-    except ValueError:
-        return "'" + value
-    return value
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
-def report_csv(data: StudySummary) -> str:
-    """The study's leaderboard as CSV; run names, config values and findings are people's text,
-    so a cell that would run as a formula in a spreadsheet is quoted."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(
-        [
-            "rank",
-            "run",
-            "name",
-            "stage",
-            *data["keys"],
-            "best_val_accuracy",
-            "final_loss",
-            "status",
-            "health",
-            "finding",
-            "seconds",
-        ]
+class Selection(_Strict):
+    """Which runs a block shows: by id, of a study, with all these tags, or passing the runs
+    table's filters; the conditions given all hold."""
+
+    runs: list[Annotated[int, Field(ge=1)]] | None = Field(default=None, min_length=1, max_length=MAX_RUNS)
+    study: Annotated[int, Field(ge=1)] | None = None
+    tags: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(default_factory=list, max_length=10)
+    filter: dict[str, Annotated[str, Field(max_length=200)]] = Field(default_factory=dict)
+
+    @field_validator("filter")
+    @classmethod
+    def _known_filters(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(RUN_FILTERS))
+        if unknown:
+            raise ValueError(f"unknown filter {', '.join(unknown)}; allowed: {', '.join(RUN_FILTERS)}")
+        return {key: text for key, text in value.items() if text.strip()}
+
+    @model_validator(mode="after")
+    def _says_which(self) -> Selection:
+        if not (self.runs or self.study or self.tags or self.filter):
+            raise ValueError("name the runs: runs (ids), study, tags or filter")
+        return self
+
+
+class Frozen(_Strict):
+    """A frozen block's pinned runs and the last step it showed."""
+
+    runs: list[Annotated[int, Field(ge=1)]] = Field(max_length=MAX_RUNS)
+    step: Annotated[int, Field(ge=0)]
+    at: str = ""  # when it was frozen (ISO time), for the page
+
+
+BlockId = Annotated[str, Field(pattern=r"^[a-z0-9]{1,16}$")]
+
+
+class MarkdownBlock(_Strict):
+    type: Literal["markdown"]
+    id: BlockId | None = None
+    text: str = Field(default="", max_length=MAX_MARKDOWN)
+
+
+class ChartBlock(_Strict):
+    type: Literal["chart"]
+    id: BlockId | None = None
+    title: str = Field(default="", max_length=200)
+    select: Selection
+    metric: str = Field(default="loss", pattern=SERIES_KEY)
+    group: list[Annotated[str, Field(pattern=CONFIG_KEY)]] = Field(default_factory=list, max_length=5)
+    x: Literal["step", "epoch", "wall"] = "epoch"
+    y: Literal["linear", "log"] = "linear"
+    band: Literal["minmax", "std"] = "minmax"
+    smoothing: Annotated[float, Field(ge=0, le=0.99)] = 0.0
+    x_min: float | None = None
+    x_max: float | None = None
+    frozen: Frozen | None = None
+    source: str = Field(default="", max_length=1000)  # the page it was added from, for a link back
+
+    @model_validator(mode="after")
+    def _range(self) -> ChartBlock:
+        if self.x_min is not None and self.x_max is not None and self.x_min >= self.x_max:
+            raise ValueError("x_min must be below x_max")
+        return self
+
+
+class RunsTableBlock(_Strict):
+    type: Literal["runs"]
+    id: BlockId | None = None
+    title: str = Field(default="", max_length=200)
+    select: Selection
+    columns: list[Literal[TABLE_COLUMNS]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: list(DEFAULT_COLUMNS), min_length=1, max_length=len(TABLE_COLUMNS)
     )
-    for rank, row in enumerate(data["rows"], 1):
-        writer.writerow(
-            _cell(cell)
-            for cell in [
-                rank,
-                row["id"],
-                row["name"],
-                row["stage"],
-                *(_fmt(row["values"].get(k)) for k in data["keys"]),
-                row["best_val_accuracy"],
-                row["final_loss"],
-                row["status"],
-                row["health"],
-                row["finding"],
-                row["seconds"],
-            ]
+    sort: str = "-best_val_accuracy"
+    frozen: Frozen | None = None
+    source: str = Field(default="", max_length=1000)
+
+    @field_validator("sort")
+    @classmethod
+    def _known_sort(cls, value: str) -> str:
+        if value.lstrip("-") not in RUN_SORTS:
+            raise ValueError(f"must be one of {', '.join(RUN_SORTS)}, with - for descending")
+        return value
+
+
+class ConfigDiffBlock(_Strict):
+    type: Literal["config_diff"]
+    id: BlockId | None = None
+    title: str = Field(default="", max_length=200)
+    select: Selection
+    frozen: Frozen | None = None
+    source: str = Field(default="", max_length=1000)
+
+
+class FindingsBlock(_Strict):
+    type: Literal["findings"]
+    id: BlockId | None = None
+    title: str = Field(default="", max_length=200)
+    select: Selection
+    frozen: Frozen | None = None
+    source: str = Field(default="", max_length=1000)
+
+
+class LeaderboardBlock(_Strict):
+    type: Literal["leaderboard"]
+    id: BlockId | None = None
+    title: str = Field(default="", max_length=200)
+    study: Annotated[int, Field(ge=1)]
+    parallel: bool = True  # with the parallel-coordinates view of its searched values
+    frozen: Frozen | None = None
+    source: str = Field(default="", max_length=1000)
+
+
+Block = Annotated[
+    MarkdownBlock | ChartBlock | RunsTableBlock | ConfigDiffBlock | FindingsBlock | LeaderboardBlock,
+    Field(discriminator="type"),
+]
+BLOCK_TYPES = ("markdown", "chart", "runs", "config_diff", "findings", "leaderboard")
+_BLOCKS = TypeAdapter(list[Block])
+
+
+def _where(prefix: str, location: tuple[int | str, ...]) -> str:
+    where = prefix
+    for part in location:
+        if isinstance(part, int):
+            where += f"[{part}]"
+        elif part in BLOCK_TYPES and where.endswith("]"):
+            continue  # the union's branch, named by the block's own type
+        else:
+            where += f".{part}"
+    return where
+
+
+def check_blocks(raw: Any, prefix: str = "blocks") -> list[dict[str, Any]]:
+    """The blocks as stored (each with an id), or ReportError naming each wrong block and field."""
+    if not isinstance(raw, list):
+        raise ReportError({prefix: "must be a list of blocks"})
+    if len(raw) > MAX_BLOCKS:
+        raise ReportError({prefix: f"at most {MAX_BLOCKS} blocks; got {len(raw)}"})
+    try:
+        blocks = _BLOCKS.validate_python(raw)
+    except ValidationError as error:
+        errors: dict[str, str] = {}
+        for problem in error.errors():
+            errors.setdefault(_where(prefix, tuple(problem["loc"])), problem["msg"].removeprefix("Value error, "))
+        raise ReportError(errors) from None
+    stored, seen = [], set()
+    for index, block in enumerate(blocks):
+        data = block.model_dump(exclude_none=False)
+        if data["id"] is None:
+            data["id"] = secrets.token_hex(4)
+        if data["id"] in seen:
+            raise ReportError({f"{prefix}[{index}].id": f"{data['id']!r} is the id of another block"})
+        seen.add(data["id"])
+        stored.append(data)
+    return stored
+
+
+def check_title(title: Any) -> str:
+    if not isinstance(title, str) or not title.strip():
+        raise ReportError({"title": "must be non-empty text"})
+    if len(title.strip()) > 200:
+        raise ReportError({"title": "must be at most 200 characters"})
+    return title.strip()
+
+
+def visible_reports(user) -> QuerySet[Report]:
+    return Report.objects.filter(project__in=visible_projects(user)).select_related("project", "created_by")
+
+
+@transaction.atomic
+def create_report(project: Project, title: Any, blocks: Any, user) -> Report:
+    checked_title, checked = check_title(title), check_blocks(blocks)
+    now = timezone.now()
+    report = Report.objects.create(
+        project=project, title=checked_title, blocks=checked, created_by=user, created_at=now, updated_at=now
+    )
+    ReportVersion.objects.create(
+        report=report, number=1, title=checked_title, blocks=checked, author=user, created_at=now, what="created"
+    )
+    return report
+
+
+def save_report(
+    report: Report, user, *, title: Any = None, blocks: Any = None, base: int | None = None, what: str
+) -> Report:
+    """A new version of the report (title and/or blocks replaced). `base`: the version the
+    editor started from; when another save came in between, ReportError on "version" (409)."""
+    checked_title = check_title(title) if title is not None else None
+    checked = check_blocks(blocks) if blocks is not None else None
+    with transaction.atomic():
+        locked = Report.objects.select_for_update().get(pk=report.pk)
+        if base is not None and base != locked.version:
+            raise ReportError(
+                {"version": f"the report is at version {locked.version} (you edited version {base}); reload it"}
+            )
+        if checked_title is not None:
+            locked.title = checked_title
+        if checked is not None:
+            locked.blocks = checked
+        locked.version += 1
+        locked.updated_at = timezone.now()
+        locked.save(update_fields=["title", "blocks", "version", "updated_at"])
+        ReportVersion.objects.create(
+            report=locked,
+            number=locked.version,
+            title=locked.title,
+            blocks=locked.blocks,
+            author=user,
+            created_at=locked.updated_at,
+            what=what[:200],
         )
-    return out.getvalue()
+    return locked
+
+
+def add_block(report: Report, user, block: Any, position: Any = None) -> tuple[Report, dict[str, Any]]:
+    """The block appended (or put at `position`), as a new version."""
+    (checked,) = check_blocks([block], prefix="block")
+    blocks = [b for b in report.blocks]
+    if position is None:
+        position = len(blocks)
+    if not isinstance(position, int) or isinstance(position, bool) or not 0 <= position <= len(blocks):
+        raise ReportError({"position": f"must be a whole number from 0 to {len(blocks)}"})
+    while checked["id"] in {b["id"] for b in blocks}:
+        checked["id"] = secrets.token_hex(4)
+    blocks.insert(position, checked)
+    return save_report(report, user, blocks=blocks, what=f"added a {checked['type']} block"), checked
+
+
+def restore(report: Report, number: int, user) -> Report:
+    old = report.versions.filter(number=number).first()
+    if old is None:
+        raise ReportError({"version": f"must be one of the report's versions (1 to {report.version})"})
+    return save_report(report, user, title=old.title, blocks=old.blocks, what=f"restored version {number}")
+
+
+def new_share_token(report: Report) -> str:
+    token = secrets.token_urlsafe(24)
+    Report.objects.filter(pk=report.pk).update(share_token=token)
+    report.share_token = token
+    return token
+
+
+def revoke_share_token(report: Report) -> None:
+    Report.objects.filter(pk=report.pk).update(share_token="")
+    report.share_token = ""
+
+
+def shared_report(token: str) -> Report | None:
+    if not token or len(token) > 64:
+        return None
+    return Report.objects.select_related("project").filter(share_token=token).first()
+
+
+# --- reading a block's data --------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Viewer:
+    """What a reader of a report may see of runs and studies."""
+
+    runs: QuerySet[Run]
+    studies: QuerySet[Study]
+
+
+def member_viewer(user) -> Viewer:
+    if sees_everything(user):
+        return Viewer(Run.objects.all(), Study.objects.all())
+    return Viewer(visible_runs(user), Study.objects.filter(project__in=visible_projects(user)))
+
+
+def share_viewer(report: Report) -> Viewer:
+    """A share link reads the report's own project only, whatever its blocks name."""
+    return Viewer(Run.objects.filter(project_id=report.project_id), Study.objects.filter(project_id=report.project_id))
+
+
+def _unavailable(count: int, what: str = "run") -> str:
+    if not count:
+        return ""
+    return f"{count} {what}{'s' if count > 1 else ''} of this block {'is' if count == 1 else 'are'} not available (deleted, or not shared with you)"
+
+
+def selected_runs(block: dict[str, Any], viewer: Viewer) -> tuple[list[Run], str]:
+    """The block's runs this viewer may read (its frozen runs when frozen, in their order), and
+    what is missing, in words that name nothing."""
+    frozen = block.get("frozen")
+    if frozen:
+        ids = frozen["runs"]
+        found = viewer.runs.select_related("project").in_bulk(ids)
+        return [found[pk] for pk in ids if pk in found], _unavailable(len(ids) - len(found))
+    select = block["select"]
+    queryset = viewer.runs.select_related("project")
+    missing = ""
+    if select.get("study"):
+        if not viewer.studies.filter(pk=select["study"]).exists():
+            return [], "the study of this block is not available (deleted, or not shared with you)"
+        queryset = queryset.filter(study_id=select["study"])
+    if select.get("tags"):
+        queryset = queryset.filter(tags__contains=select["tags"])
+    if select.get("filter"):
+        queryset = filter_runs(queryset, select["filter"])
+    if select.get("runs"):
+        ids = select["runs"]
+        found = queryset.in_bulk(ids)
+        missing = _unavailable(sum(1 for pk in ids if pk not in found and not viewer.runs.filter(pk=pk).exists()))
+        return [found[pk] for pk in ids if pk in found], missing
+    return list(queryset.order_by("pk")[:MAX_RUNS]), missing
+
+
+def _cut(steps: list[int], values: list[Any], last: int) -> tuple[list[int], list[Any]]:
+    keep = [i for i, step in enumerate(steps) if step <= last]
+    return [steps[i] for i in keep], [values[i] for i in keep]
+
+
+def chart_data(block: dict[str, Any], viewer: Viewer) -> dict[str, Any]:
+    runs, missing = selected_runs(block, viewer)
+    if not runs:
+        return {"runs": [], "diff": {}, "metric": block["metric"], "missing": missing, "live": False}
+    known = set().union(*(flatten(run.config) for run in runs))
+    group = [key for key in block["group"] if key in known]
+    data: dict[str, Any] = dict(comparison(runs, block["metric"], group, False, CHART_POINTS))
+    frozen = block.get("frozen")
+    if frozen:
+        for run in data["runs"]:
+            run["steps"], run["values"] = _cut(run["steps"], run["values"], frozen["step"])
+            run["wall"]["steps"], run["wall"]["values"] = _cut(
+                run["wall"]["steps"], run["wall"]["values"], frozen["step"]
+            )
+        for band in data.get("groups", {}).values():
+            keep = [i for i, step in enumerate(band["steps"]) if step <= frozen["step"]]
+            for field in ("steps", "mean", "std", "min", "max", "count"):
+                band[field] = [band[field][i] for i in keep]
+    data["group_by"] = group
+    data["missing"] = missing
+    data["live"] = not frozen and any(not run.is_finished for run in runs)
+    return data
+
+
+def _cell(run: Run, column: str) -> Any:
+    return {
+        "name": lambda: run.name or f"run {run.pk}",
+        "status": lambda: run.status,
+        "project": lambda: run.project.name,
+        "optimizer": lambda: run.optimizer_name,
+        "lr": lambda: run.learning_rate,
+        "best_val_accuracy": lambda: run.best_val_accuracy,
+        "final_loss": lambda: run.final_loss,
+        "steps": lambda: run.steps_done,
+        "health": lambda: run.health,
+        "finding": lambda: run.findings[0]["title"] if run.findings else "",
+        "created": lambda: run.created_at.isoformat(),
+    }[column]()
+
+
+def runs_table_data(block: dict[str, Any], viewer: Viewer) -> dict[str, Any]:
+    runs, missing = selected_runs(block, viewer)
+    sort = block["sort"]
+    ordered = Run.objects.filter(pk__in=[run.pk for run in runs]).order_by(
+        *run_ordering(sort.lstrip("-"), sort.startswith("-"))
+    )
+    by_id = {run.pk: run for run in runs}
+    rows = [
+        {"id": pk, "cells": [_cell(by_id[pk], column) for column in block["columns"]]}
+        for pk in ordered.values_list("pk", flat=True)
+    ]
+    return {"columns": block["columns"], "rows": rows, "missing": missing, "live": _live(block, runs)}
+
+
+def config_diff_data(block: dict[str, Any], viewer: Viewer) -> dict[str, Any]:
+    runs, missing = selected_runs(block, viewer)
+    return {
+        "runs": [{"id": run.pk, "name": run.name or f"run {run.pk}"} for run in runs],
+        "diff": config_diff(runs),
+        "missing": missing,
+        "live": False,
+    }
+
+
+FINDING_FIELDS = ("rule", "severity", "title", "evidence", "advice", "step")
+
+
+def findings_data(block: dict[str, Any], viewer: Viewer) -> dict[str, Any]:
+    runs, missing = selected_runs(block, viewer)
+    return {
+        "runs": [
+            {
+                "id": run.pk,
+                "name": run.name or f"run {run.pk}",
+                "health": run.health,
+                "findings": [{field: finding.get(field) for field in FINDING_FIELDS} for finding in run.findings],
+            }
+            for run in runs
+        ],
+        "missing": missing,
+        "live": _live(block, runs),
+    }
+
+
+def leaderboard_data(block: dict[str, Any], viewer: Viewer) -> dict[str, Any]:
+    study = viewer.studies.filter(pk=block["study"]).first()
+    if study is None:
+        return {
+            "rows": [],
+            "keys": [],
+            "missing": "the study of this block is not available (deleted, or not shared with you)",
+            "live": False,
+        }
+    data = summary(study)
+    rows = data["rows"]
+    frozen = block.get("frozen")
+    if frozen:
+        pinned = set(frozen["runs"])
+        rows = [row for row in rows if row["id"] in pinned]
+    return {
+        "name": data["name"],
+        "keys": data["keys"],
+        "log_keys": data["log_keys"],
+        "rows": rows,
+        "missing": "",
+        "live": not frozen and data["finished"] < data["total"],
+    }
+
+
+def _live(block: dict[str, Any], runs: list[Run]) -> bool:
+    return not block.get("frozen") and any(not run.is_finished for run in runs)
+
+
+READERS = {
+    "chart": chart_data,
+    "runs": runs_table_data,
+    "config_diff": config_diff_data,
+    "findings": findings_data,
+    "leaderboard": leaderboard_data,
+}
+
+
+def block_data(block: dict[str, Any], viewer: Viewer) -> dict[str, Any]:
+    """What a block shows now (a frozen block: what it showed when frozen)."""
+    if block["type"] == "markdown":
+        return {"html": render(block["text"]), "missing": "", "live": False}
+    return READERS[block["type"]](block, viewer)
+
+
+def find_block(report: Report, block_id: str) -> dict[str, Any] | None:
+    return next((block for block in report.blocks if block["id"] == block_id), None)
+
+
+def freeze(report: Report, block_id: str, user, frozen: bool) -> Report:
+    """Pins (or unpins) a block's runs and its last step: the runs it shows now, to the step the
+    furthest of them has reached."""
+    block = find_block(report, block_id)
+    if block is None:
+        raise ReportError({"block": f"no block {block_id!r} in this report"})
+    if block["type"] == "markdown":
+        raise ReportError({"block": "a text block has nothing to freeze"})
+    blocks = [dict(b) for b in report.blocks]
+    target = next(b for b in blocks if b["id"] == block_id)
+    if frozen:
+        viewer = member_viewer(user)
+        if block["type"] == "leaderboard":
+            runs = list(viewer.runs.filter(study_id=block["study"]))
+        else:
+            runs, _ = selected_runs({**block, "frozen": None}, viewer)
+        target["frozen"] = {
+            "runs": [run.pk for run in runs][:MAX_RUNS],
+            # steps count from 0: a run that has done n steps has shown step n - 1
+            "step": max(0, max((run.steps_done - 1 for run in runs), default=0)),
+            "at": timezone.now().isoformat(),
+        }
+        what = f"froze a {block['type']} block at step {target['frozen']['step']}"
+    else:
+        target["frozen"] = None
+        what = f"made a {block['type']} block live"
+    return save_report(report, user, blocks=blocks, what=what)
+
+
+def rendered_blocks(report: Report) -> list[dict[str, Any]]:
+    """The blocks with their Markdown as sanitised HTML, for the page's first paint."""
+    return [
+        {**block, "html": render(block["text"])} if block["type"] == "markdown" else block for block in report.blocks
+    ]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
-from django.db.models import F, Window
+from django.db.models import F, Q, QuerySet, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
@@ -351,3 +351,30 @@ def retry(run: Run) -> bool:
         locked.created_at = timezone.now()
         requeue(locked, "", resume=False)
     return True
+
+
+# the runs table's filters (the runs page's URL, a report block's `filter`)
+RUN_FILTERS = ("status", "project", "study", "optimizer", "schedule", "tag", "q")
+
+
+def filter_runs(queryset: QuerySet[Run], filters: dict[str, str]) -> QuerySet[Run]:
+    """The runs of the queryset that pass the runs table's filters (RUN_FILTERS; empty ones and
+    values that cannot match, such as an unknown status, do not filter)."""
+    if filters.get("status") in Run.Status.values:
+        queryset = queryset.filter(status=filters["status"])
+    if filters.get("project"):
+        queryset = queryset.filter(project__name=filters["project"])
+    if filters.get("study", "").isdigit():
+        queryset = queryset.filter(study_id=int(filters["study"]))
+    if filters.get("optimizer"):
+        queryset = queryset.filter(config__optimizer__name=filters["optimizer"])
+    if filters.get("schedule"):
+        queryset = queryset.filter(config__schedule__name=filters["schedule"])
+    if filters.get("tag"):
+        queryset = queryset.filter(tags__contains=[filters["tag"]])
+    if filters.get("q"):
+        # the matching projects first (a handful), so that the run side is one indexable condition
+        # (a trigram index on the name where the server has pg_trgm), not an OR across a join
+        projects = list(Project.objects.filter(name__icontains=filters["q"]).values_list("pk", flat=True))
+        queryset = queryset.filter(Q(name__icontains=filters["q"]) | Q(project_id__in=projects))
+    return queryset

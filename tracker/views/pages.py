@@ -10,7 +10,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import DurationField, ExpressionWrapper, F, Q, QuerySet
+from django.db.models import DurationField, ExpressionWrapper, F, QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -21,14 +21,13 @@ from tracker.core.artifacts import versions_of_run
 from tracker.core.environment import differences as environment_differences
 from tracker.core.findings import CONFIRMATIONS, RETRACTIONS
 from tracker.core.lifecycle import cancel_by_member
-from tracker.core.runs import create_run
+from tracker.core.runs import RUN_FILTERS, create_run, filter_runs
 from tracker.core.tensorboard import export_zip
-from tracker.models import RUN_SORTS, Project, Run, RunEnvironment, Study, run_ordering
+from tracker.models import RUN_SORTS, Run, RunEnvironment, Study, run_ordering
 from trainer.config import OPTIMIZER_SETTINGS, SCHEDULE_SETTINGS, ConfigError
 from trainer.diagnosis import thresholds
 
 RUNS_PER_PAGE = 50
-FILTERS = ("status", "project", "study", "optimizer", "schedule", "tag", "q")
 # The run page's charts draw the diagnosis's own thresholds (json_script), never a copy.
 THRESHOLDS = {
     "ratio_low": thresholds.RATIO_LOW,
@@ -40,29 +39,11 @@ THRESHOLDS = {
 
 
 def _filtered_runs(request: HttpRequest) -> tuple[QuerySet[Run], dict[str, str], str]:
-    queryset = (
-        visible_runs(request.user)
-        .select_related("project")
-        .annotate(duration=ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField()))
+    filters = {key: request.GET.get(key, "").strip() for key in RUN_FILTERS}
+    queryset = filter_runs(visible_runs(request.user), filters)
+    queryset = queryset.select_related("project").annotate(
+        duration=ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
     )
-    filters = {key: request.GET.get(key, "").strip() for key in FILTERS}
-    if filters["status"] in Run.Status.values:
-        queryset = queryset.filter(status=filters["status"])
-    if filters["project"]:
-        queryset = queryset.filter(project__name=filters["project"])
-    if filters["study"].isdigit():
-        queryset = queryset.filter(study_id=int(filters["study"]))
-    if filters["optimizer"]:
-        queryset = queryset.filter(config__optimizer__name=filters["optimizer"])
-    if filters["schedule"]:
-        queryset = queryset.filter(config__schedule__name=filters["schedule"])
-    if filters["tag"]:
-        queryset = queryset.filter(tags__contains=[filters["tag"]])
-    if filters["q"]:
-        # the matching projects first (a handful), so that the run side is one indexable condition
-        # (a trigram index on the name where the server has pg_trgm), not an OR across a join
-        projects = list(Project.objects.filter(name__icontains=filters["q"]).values_list("pk", flat=True))
-        queryset = queryset.filter(Q(name__icontains=filters["q"]) | Q(project_id__in=projects))
     sort = request.GET.get("sort", "-created")
     name = sort.lstrip("-")
     if name not in RUN_SORTS:

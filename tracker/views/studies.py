@@ -15,8 +15,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from tracker.core.access import visible_projects
-from tracker.core.reports import report_csv, report_markdown
 from tracker.core.studies import create_study, evaluate_ensemble, promote, set_notes, summary
+from tracker.core.study_report import report_csv, report_markdown
 from tracker.forms import StudyForm
 from tracker.lib.finite_json import JsonResponse
 from tracker.models import Study

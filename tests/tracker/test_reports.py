@@ -1,0 +1,301 @@
+"""Reports: blocks validated whole, saved as versions, restored; block data read as a member or
+through a share link, which opens that report and nothing else; Markdown sanitised."""
+
+import json
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+
+from tests.conftest import member_of
+from tracker.core import reports
+from tracker.core.markdown import TAGS, render
+from tracker.core.storage import ChunkWriter
+from tracker.models import Project, Report, Run, Study
+
+pytestmark = pytest.mark.django_db
+
+
+def make_run(project, optimizer="adam", seed=0, steps=30, status="succeeded", study=None):
+    config = {"optimizer": {"name": optimizer, "lr": 0.01}, "seed": seed, "epochs": 3}
+    run = Run.objects.create(
+        project=project,
+        name=f"{optimizer}-{seed}",
+        config=config,
+        status=status,
+        steps_per_epoch=10,
+        steps_done=steps,
+        study=study,
+        findings=[
+            {
+                "rule": "lr_too_high",
+                "severity": "warning",
+                "title": "learning rate too high",
+                "evidence": "update ratio 3e-2 on fc1 since step 4",
+                "advice": "lower it",
+                "series": [],
+                "step": 4,
+                "numbers": {},
+            }
+        ],
+    )
+    values = np.linspace(2.0, 0.5, steps) + seed * 0.01
+    ChunkWriter(run.pk).write({"loss": (np.arange(steps), values)})
+    return run
+
+
+def post(client, url, body):
+    return client.post(url, json.dumps(body), content_type="application/json")
+
+
+def put(client, url, body):
+    return client.put(url, json.dumps(body), content_type="application/json")
+
+
+@pytest.fixture
+def team(logged_in, user):
+    project = member_of(user, "vision")
+    runs = [make_run(project, optimizer, seed) for optimizer in ("adam", "sgd") for seed in (0, 1)]
+    return project, runs
+
+
+def chart(ids, **fields):
+    return {"type": "chart", "select": {"runs": ids}, "metric": "loss", "group": ["optimizer.name"], **fields}
+
+
+def test_a_report_is_made_with_blocks_and_every_change_is_a_version_that_can_be_restored(logged_in, user, team):
+    _, runs = team
+    made = post(
+        logged_in,
+        "/api/reports/",
+        {
+            "project": "vision",
+            "title": "Optimizers",
+            "blocks": [{"type": "markdown", "text": "# Why"}, chart([r.pk for r in runs])],
+        },
+    )
+    assert made.status_code == 201, made.content
+    report = made.json()
+    assert report["version"] == 1 and [b["type"] for b in report["blocks"]] == ["markdown", "chart"]
+    assert all(len(b["id"]) == 8 for b in report["blocks"])  # the server names blocks
+    url = f"/api/reports/{report['id']}/"
+    edited = put(logged_in, url, {"title": "Optimizers, seeds", "version": 1, "blocks": report["blocks"][1:]})
+    assert edited.status_code == 200 and edited.json()["version"] == 2
+    stale = put(logged_in, url, {"title": "late", "version": 1})
+    assert stale.status_code == 409 and "reload" in stale.json()["errors"]["version"]
+    assert post(logged_in, f"{url}versions/1/restore/", {}).json()["version"] == 3
+    restored = logged_in.get(url).json()
+    assert restored["title"] == "Optimizers" and [b["type"] for b in restored["blocks"]] == ["markdown", "chart"]
+    versions = logged_in.get(f"{url}versions/").json()["versions"]
+    assert [(v["number"], v["author"], v["what"]) for v in versions] == [
+        (3, "alice", "restored version 1"),
+        (2, "alice", "edited"),
+        (1, "alice", "created"),
+    ]
+    history = logged_in.get(f"/reports/{report['id']}/history/")
+    assert history.status_code == 200 and b"restored version 1" in history.content
+
+
+@pytest.mark.parametrize(
+    ("blocks", "field", "says"),
+    [
+        ("nope", "blocks", "list of blocks"),
+        ([{"type": "poem"}], "blocks[0]", "does not match any of the expected tags"),
+        ([{"type": "markdown", "text": "ok"}, {"type": "chart", "select": {}}], "blocks[1].select", "name the runs"),
+        ([{"type": "chart", "select": {"runs": [1]}, "metric": "loss; drop"}], "blocks[0].metric", "pattern"),
+        ([{"type": "chart", "select": {"runs": [1]}, "x": "time"}], "blocks[0].x", "'step', 'epoch' or 'wall'"),
+        ([{"type": "chart", "select": {"runs": [1]}, "smoothing": 2}], "blocks[0].smoothing", "less than or equal"),
+        ([{"type": "runs", "select": {"study": 1}, "sort": "-password"}], "blocks[0].sort", "must be one of"),
+        ([{"type": "runs", "select": {"filter": {"owner": "x"}}}], "blocks[0].select.filter", "unknown filter owner"),
+        ([{"type": "markdown", "text": "x", "onload": "y"}], "blocks[0].onload", "Extra inputs"),
+        ([{"type": "markdown", "id": "a"}, {"type": "markdown", "id": "a"}], "blocks[1].id", "another block"),
+        ([{"type": "leaderboard", "study": "1"}], "blocks[0].study", "valid integer"),
+    ],
+)
+def test_a_malformed_block_is_refused_naming_the_block_and_field_and_nothing_is_saved(
+    logged_in, team, blocks, field, says
+):
+    answer = post(logged_in, "/api/reports/", {"project": "vision", "title": "t", "blocks": blocks})
+    assert answer.status_code == 400
+    errors = answer.json()["errors"]
+    assert field in errors and says in errors[field], errors
+    assert not Report.objects.exists()
+
+
+def test_a_report_goes_only_into_a_project_of_its_author(logged_in, team):
+    Project.objects.create(name="theirs")
+    answer = post(logged_in, "/api/reports/", {"project": "theirs", "title": "t", "blocks": []})
+    assert answer.status_code == 400 and "one of your projects" in answer.json()["errors"]["project"]
+    assert post(logged_in, "/api/reports/", {"project": "vision", "title": " ", "blocks": []}).json()["errors"] == {
+        "title": "must be non-empty text"
+    }
+
+
+def test_a_chart_block_reads_its_query_live_and_a_frozen_one_keeps_its_runs_and_last_step(logged_in, user, team):
+    project, runs = team
+    study = Study.objects.create(project=project, name="opt", kind="grid", spec={})
+    Run.objects.filter(pk__in=[r.pk for r in runs]).update(study=study)
+    report = reports.create_report(
+        project,
+        "r",
+        [chart(None, select={"study": study.pk}, id="live"), chart(None, select={"study": study.pk}, id="cold")],
+        user,
+    )
+    reports.freeze(report, "cold", user, True)
+    report.refresh_from_db()
+    assert report.blocks[1]["frozen"]["runs"] == [r.pk for r in runs] and report.blocks[1]["frozen"]["step"] == 29
+    # a new run joins the study and the old runs go on training
+    newcomer = make_run(project, "rmsprop", 0, steps=60, status="running", study=study)
+    ChunkWriter(runs[0].pk).write({"loss": (np.arange(30, 50), np.full(20, 0.4))})
+    live = logged_in.get(f"/api/reports/{report.pk}/blocks/live/").json()
+    cold = logged_in.get(f"/api/reports/{report.pk}/blocks/cold/").json()
+    assert newcomer.pk in [r["id"] for r in live["runs"]] and live["live"] is True
+    assert "rmsprop" in " ".join(live["groups"])
+    assert [r["id"] for r in cold["runs"]] == [r.pk for r in runs] and cold["live"] is False
+    assert (
+        max(max(r["steps"]) for r in cold["runs"]) == 29 and max(max(b["steps"]) for b in cold["groups"].values()) <= 29
+    )
+    assert max(live["runs"][0]["steps"]) == 49
+
+
+def test_a_block_naming_runs_the_viewer_cannot_see_says_so_without_naming_them(logged_in, user, team):
+    project, runs = team
+    theirs = make_run(Project.objects.create(name="secret-project"), "lion", 7)
+    deleted = make_run(project, "gone", 3)
+    deleted_id = deleted.pk
+    deleted.delete()
+    report = reports.create_report(project, "r", [chart([runs[0].pk, theirs.pk, deleted_id], id="c")], user)
+    data = logged_in.get(f"/api/reports/{report.pk}/blocks/c/").json()
+    assert [r["id"] for r in data["runs"]] == [runs[0].pk]
+    assert data["missing"].startswith("2 runs of this block are not available")
+    text = json.dumps(data)
+    assert "lion" not in text and "secret-project" not in text and str(theirs.pk) not in data["missing"]
+
+
+def test_every_block_type_reads_its_data(logged_in, user, team):
+    project, runs = team
+    study = Study.objects.create(project=project, name="opt", kind="grid", spec={"choices": {}, "seeds": 1})
+    ids = [r.pk for r in runs]
+    blocks = [
+        {
+            "type": "runs",
+            "id": "t",
+            "select": {"runs": ids},
+            "columns": ["name", "optimizer", "final_loss"],
+            "sort": "name",
+        },
+        {"type": "config_diff", "id": "d", "select": {"runs": ids}},
+        {"type": "findings", "id": "f", "select": {"filter": {"optimizer": "sgd"}}},
+        {"type": "markdown", "id": "m", "text": "**bold** <script>alert(1)</script>"},
+    ]
+    report = reports.create_report(project, "r", blocks, user)
+    table = logged_in.get(f"/api/reports/{report.pk}/blocks/t/").json()
+    assert [row["cells"][0] for row in table["rows"]] == ["adam-0", "adam-1", "sgd-0", "sgd-1"]
+    diff = logged_in.get(f"/api/reports/{report.pk}/blocks/d/").json()
+    assert set(diff["diff"]) == {"optimizer.name", "seed"}
+    found = logged_in.get(f"/api/reports/{report.pk}/blocks/f/").json()
+    assert [r["name"] for r in found["runs"]] == ["sgd-0", "sgd-1"]
+    assert found["runs"][0]["findings"][0]["evidence"] == "update ratio 3e-2 on fc1 since step 4"
+    markdown = logged_in.get(f"/api/reports/{report.pk}/blocks/m/").json()
+    assert markdown["html"].startswith("<p><strong>bold</strong> &lt;script&gt;")
+    assert study.pk  # a leaderboard of a study without a summary-able spec is the study page's business
+
+
+def test_a_share_link_opens_its_report_and_nothing_else_and_a_revoked_one_answers_404(client, logged_in, user, team):
+    project, runs = team
+    other = reports.create_report(project, "other", [chart([runs[1].pk], id="o")], user)
+    theirs = make_run(Project.objects.create(name="secret-project"), "lion", 7)
+    report = reports.create_report(project, "shared", [chart([runs[0].pk, theirs.pk], id="c")], user)
+    assert logged_in.post(f"/reports/{report.pk}/share/").status_code == 302
+    token = Report.objects.get(pk=report.pk).share_token
+    assert len(token) >= 32
+    logged_in.logout()
+    page = client.get(f"/shared/{token}/")
+    assert page.status_code == 200 and b"shared" in page.content
+    data = client.get(f"/api/shared/{token}/blocks/c/").json()
+    # its own project's run only, even where a block names another project's run its author sees
+    assert [r["id"] for r in data["runs"]] == [runs[0].pk] and "1 run" in data["missing"]
+    assert client.get(f"/api/shared/{token}/blocks/o/").status_code == 404  # another report's block
+    for url in (
+        f"/api/runs/{runs[0].pk}/",
+        f"/api/runs/{runs[0].pk}/series/?keys=loss",
+        f"/api/compare/?runs={runs[0].pk}",
+        f"/api/reports/{report.pk}/",
+        f"/api/reports/{other.pk}/",
+        f"/api/reports/{report.pk}/blocks/c/",
+        "/api/reports/",
+        "/api/runs/",
+        "/api/studies/",
+    ):
+        for headers in ({}, {"HTTP_AUTHORIZATION": f"Bearer {token}"}):
+            answer = client.get(url, **headers)
+            assert answer.status_code == 401, (url, headers, answer.status_code)
+    for url in (f"/runs/{runs[0].pk}/", f"/reports/{report.pk}/", f"/reports/{other.pk}/", "/runs/", "/studies/"):
+        assert client.get(url).status_code == 302  # to the login
+    client.force_login(user)
+    client.post(f"/reports/{report.pk}/share/", {"revoke": "1"})
+    client.logout()
+    assert client.get(f"/shared/{token}/").status_code == 404
+    assert client.get(f"/api/shared/{token}/blocks/c/").status_code == 404
+    assert client.get(f"/shared/{token}/blocks/c/").status_code == 404
+
+
+def test_the_embed_view_may_be_framed_and_nothing_else_may(client, logged_in, user, team):
+    project, runs = team
+    report = reports.create_report(project, "r", [chart([runs[0].pk], id="c")], user)
+    token = reports.new_share_token(report)
+    embed = client.get(f"/shared/{token}/blocks/c/")
+    assert embed.status_code == 200 and "X-Frame-Options" not in embed.headers
+    assert "frame-ancestors *" in embed.headers["Content-Security-Policy"]
+    page = client.get(f"/shared/{token}/")
+    assert (
+        page.headers["X-Frame-Options"] == "DENY"
+        and "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    )
+
+
+def test_the_html_export_holds_every_blocks_data_and_its_scripts(logged_in, user, team):
+    project, runs = team
+    report = reports.create_report(
+        project, "Export me", [{"type": "markdown", "text": "# Title"}, chart([r.pk for r in runs], id="c")], user
+    )
+    answer = logged_in.get(f"/reports/{report.pk}/export.html")
+    assert answer.status_code == 200 and 'filename="export-me.html"' in answer.headers["Content-Disposition"]
+    html = answer.content.decode()
+    assert "<h1>Title</h1>" in html and "<script src=" not in html and '<link rel="stylesheet"' not in html
+    data = json.loads(html.split('<script id="report-data" type="application/json">')[1].split("</script>")[0])
+    assert len(data["embedded"]["c"]["runs"]) == 4
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<script>alert(1)</script>",
+        "[x](javascript:alert(1))",
+        "[x](JaVaScRiPt:alert(1))",
+        "![x](javascript:alert(1))",
+        '<img src=x onerror="alert(1)">',
+        "<iframe src='https://example.com'></iframe>",
+        '<a href="#" onclick="alert(1)">x</a>',
+        "[x](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)",
+        "<svg onload=alert(1)>",
+        "`<script>` and <style>body{}</style>",
+    ],
+)
+def test_markdown_keeps_no_script_handler_javascript_link_or_frame(text):
+    # what is left may mention them as text; as elements and attributes, none survives
+    found: list[tuple[str, list[tuple[str, str | None]]]] = []
+
+    class Elements(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            found.append((tag, attrs))
+
+    Elements().feed(render(text))
+    for tag, attrs in found:
+        assert tag in TAGS, (text, tag)
+        for name, value in attrs:
+            assert not name.startswith("on"), (text, name)
+            if name in ("href", "src"):
+                assert (value or "").split(":")[0].lower() in ("http", "https", "mailto") or ":" not in (value or ""), (
+                    text
+                )
