@@ -109,4 +109,9 @@
 
   T.sendJSON = sendJSON;
   T.addToReport = addToReport;
+  // a page whose view the server describes: <button data-add-to-report="<json_script id>">
+  document.querySelectorAll("button[data-add-to-report]").forEach((button) => {
+    const source = document.getElementById(button.dataset.addToReport);
+    if (source) addToReport(button, () => JSON.parse(source.textContent));
+  });
 })();

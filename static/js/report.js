@@ -22,7 +22,8 @@
 
   function cellText(value, column) {
     if (value === null || value === undefined || value === "") return "–";
-    if (typeof value === "number") return column === "steps" ? String(value) : T.formatNumber(value);
+    if (typeof value === "number") return Number.isInteger(value) ? String(value) : T.formatNumber(value);
+    if (typeof value === "object") return value.name !== undefined ? String(value.name) : JSON.stringify(value);
     if (column === "created") return value.slice(0, 16).replace("T", " ");
     return String(value);
   }
@@ -238,15 +239,14 @@
         band: form.band.value, smoothing: Number(form.smoothing.value) || 0,
         group: form.group.value.split(",").map((key) => key.trim()).filter(Boolean),
       };
-      await save("edited a chart", { blocks: blocks.map((b) => (b.id === block.id ? changed : b)) });
-      rebuild();
+      await changeBlocks("edited a chart", blocks.map((b) => (b.id === block.id ? changed : b)));
     });
     box.querySelector(".block-body").before(form);
   }
 
   async function changeBlocks(what, next) {
     await save(what, { blocks: next });
-    rebuild();
+    await rebuild();
   }
 
   async function setFrozen(block, frozen) {
@@ -257,7 +257,7 @@
       blocks = saved.blocks;
       document.body.dataset.version = String(version);
       say(`Saved: version ${version}.`);
-      rebuild();
+      await rebuild();
     } catch (error) {
       say(error.message, true);
     }

@@ -539,3 +539,48 @@ def rendered_blocks(report: Report) -> list[dict[str, Any]]:
     return [
         {**block, "html": render(block["text"])} if block["type"] == "markdown" else block for block in report.blocks
     ]
+
+
+# --- the blocks of a page's current view ("Add to report") ---------------------------------------
+
+
+def study_view(study: Study, group_by: list[str]) -> list[dict[str, Any]]:
+    """A study page: its leaderboard, and its loss grouped as the page groups it."""
+    source = study.get_absolute_url()
+    return [
+        {"type": "leaderboard", "title": f"Study #{study.pk} {study.name}", "study": study.pk, "source": source},
+        {
+            "type": "chart",
+            "title": f"Loss of study #{study.pk} {study.name}",
+            "select": {"study": study.pk},
+            "metric": "loss",
+            "group": group_by,
+            "source": source,
+        },
+    ]
+
+
+def run_view(run: Run) -> list[dict[str, Any]]:
+    """A run page: its loss and its findings."""
+    source = run.get_absolute_url()
+    name = run.name or f"run {run.pk}"
+    return [
+        {
+            "type": "chart",
+            "title": f"Loss of #{run.pk} {name}",
+            "select": {"runs": [run.pk]},
+            "metric": "loss",
+            "x": "step",
+            "source": source,
+        },
+        {"type": "findings", "title": f"Diagnosis of #{run.pk} {name}", "select": {"runs": [run.pk]}, "source": source},
+    ]
+
+
+def runs_view(filters: dict[str, str], sort: str, shown: list[int], source: str) -> list[dict[str, Any]]:
+    """The runs table: its filters (or, unfiltered, the runs of the page shown) in its order."""
+    given = {key: value for key, value in filters.items() if value}
+    select: dict[str, Any] = {"filter": given} if given else {"runs": shown[:MAX_RUNS]}
+    if not given and not shown:
+        return []
+    return [{"type": "runs", "title": "Runs", "select": select, "sort": sort, "source": source}]

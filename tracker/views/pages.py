@@ -21,6 +21,7 @@ from tracker.core.artifacts import versions_of_run
 from tracker.core.environment import differences as environment_differences
 from tracker.core.findings import CONFIRMATIONS, RETRACTIONS
 from tracker.core.lifecycle import cancel_by_member
+from tracker.core.reports import run_view, runs_view
 from tracker.core.runs import RUN_FILTERS, create_run, filter_runs
 from tracker.core.tensorboard import export_zip
 from tracker.models import RUN_SORTS, Run, RunEnvironment, Study, run_ordering
@@ -79,6 +80,7 @@ def runs(request: HttpRequest) -> HttpResponse:
             "query": urlencode({**keep, "sort": sort}),
             "filter_query": urlencode(keep),
             "live": any(not run.is_finished for run in rows),
+            "report_blocks": runs_view(keep, sort, [run.pk for run in rows], request.get_full_path()),
         },
     )
 
@@ -120,6 +122,7 @@ def run(request: HttpRequest, run_id: int) -> HttpResponse:
             "checkpoints": checkpoints.rows(run),
             "last_lines": console.last_lines(run) if run.status == Run.Status.FAILED else [],
             "environment": RunEnvironment.objects.filter(run=run).values_list("data", flat=True).first() or {},
+            "report_blocks": run_view(run),
         },
     )
 

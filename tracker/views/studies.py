@@ -15,6 +15,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from tracker.core.access import visible_projects
+from tracker.core.reports import study_view
 from tracker.core.studies import create_study, evaluate_ensemble, promote, set_notes, summary
 from tracker.core.study_report import report_csv, report_markdown
 from tracker.forms import StudyForm
@@ -53,7 +54,11 @@ def study_list(request: HttpRequest) -> HttpResponse:
 def study_page(request: HttpRequest, study_id: int) -> HttpResponse:
     study = get_object_or_404(visible_studies(request.user).select_related("project"), pk=study_id)
     data = summary(study)
-    return render(request, "tracker/study.html", {"study": study, "data": data, "page_data": data})
+    return render(
+        request,
+        "tracker/study.html",
+        {"study": study, "data": data, "page_data": data, "report_blocks": study_view(study, data["group_by"])},
+    )
 
 
 def _posted_whole(request: HttpRequest, name: str, default: str) -> int:
