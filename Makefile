@@ -27,11 +27,13 @@ demo: $(STAMP)
 	$(PY) -m tracker.dev.launcher demo $(DEMO_ARGS)
 
 # The browser tests drive Debian's chromium; the deployment test validates docker-compose.yml
-# with Docker's compose plugin or Debian's docker-compose. Install what is missing (as root).
+# with Docker's compose plugin or Debian's docker-compose; the report tests read a PDF's pages
+# with poppler's pdftoppm. Install what is missing (as root).
 system-tools:
 	@missing=""; \
 	test -x $(CHROMIUM) || command -v chromium >/dev/null || missing="$$missing chromium"; \
 	docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	command -v pdftoppm >/dev/null || missing="$$missing poppler-utils"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian's$$missing for the tests"; \

@@ -352,7 +352,42 @@
     }).catch(() => {}));
   }
 
+  /* A chart as the page drew it, on white (a canvas is transparent), as a PNG data URL. */
+  function png(chart) {
+    const canvas = document.createElement("canvas");
+    canvas.width = chart.canvas.width;
+    canvas.height = chart.canvas.height;
+    const context = canvas.getContext("2d");
+    context.fillStyle = "#fff";
+    context.fillRect(0, 0, canvas.width, canvas.height);
+    context.drawImage(chart.canvas, 0, 0);
+    return canvas.toDataURL("image/png");
+  }
+
+  function startExports() {
+    const markdown = document.getElementById("export-markdown");
+    if (markdown) markdown.addEventListener("click", async () => {
+      say("Exporting…");
+      const images = Object.fromEntries(Object.entries(charts).map(([id, chart]) => [id, png(chart)]));
+      const meta = document.querySelector('meta[name="csrf-token"]');
+      const response = await fetch(`/reports/${page.id}/export.md.zip`, {
+        method: "POST", credentials: "same-origin", body: JSON.stringify({ images }),
+        headers: { "Content-Type": "application/json", "X-CSRFToken": meta ? meta.content : "" },
+      });
+      if (!response.ok) { say(`Export failed: HTTP ${response.status}`, true); return; }
+      const link = document.createElement("a");
+      link.href = URL.createObjectURL(await response.blob());
+      link.download = (response.headers.get("Content-Disposition") || "").split('filename="')[1]?.replace('"', "") || "report.zip";
+      link.click();
+      setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+      say("Exported.");
+    });
+    const print = document.getElementById("print-report");
+    if (print) print.addEventListener("click", () => window.print());
+  }
+
   if (page.editable) startEditing();
+  startExports();
   drawAll();
   window.trainwatchReport = { charts, blocks: () => blocks };  // read by the browser tests
 })();

@@ -4,8 +4,13 @@ draws its charts from disk with the network off; hostile text that never runs an
 
 from __future__ import annotations
 
+import subprocess
+import zipfile
+from pathlib import Path
+
 import numpy as np
 import pytest
+from markdown_it import MarkdownIt
 
 from tests.conftest import ARTIFACTS, member_of
 from tracker.core import reports
@@ -273,3 +278,58 @@ def test_hostile_text_in_every_field_never_runs_on_the_page_the_share_view_or_th
             view.close()
     finally:
         stranger.close()
+
+
+def coloured_pixels(png: Path) -> int:
+    """Pixels of a chart's palette (not grey, not white): lines and bands drawn."""
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(png).convert("RGB"), dtype=np.int16)
+    return int(np.sum(pixels.max(axis=2) - pixels.min(axis=2) > 60))
+
+
+def test_the_markdown_export_holds_each_chart_as_the_page_drew_it_and_the_pdf_shows_them(
+    live_server, page_as_user, user, optimizer_study, tmp_path
+):
+    project, study, runs = optimizer_study
+    report = reports.create_report(
+        project,
+        "On paper",
+        [
+            {"type": "markdown", "text": f"# Findings\n\nAdam wins. {XSS} [x](javascript:alert(1))"},
+            {
+                "type": "chart",
+                "id": "grouped",
+                "title": "Loss by optimizer",
+                "select": {"study": study.pk},
+                "metric": "loss",
+                "group": ["optimizer.name"],
+            },
+            {"type": "leaderboard", "id": "board", "study": study.pk},
+        ],
+        user,
+    )
+    page = page_as_user
+    page.goto(f"{live_server.url}/reports/{report.pk}/")
+    page.wait_for_function("document.body.dataset.loaded && window.trainwatchReport.charts.grouped")
+    with page.expect_download() as download:
+        page.click("#export-markdown")
+    bundle = tmp_path / "report.zip"
+    download.value.save_as(bundle)
+    with zipfile.ZipFile(bundle) as opened:
+        opened.extractall(tmp_path / "md")
+    text = (tmp_path / "md" / "report.md").read_text()
+    assert text.startswith("# On paper") and "![Loss by optimizer](images/grouped.png)" in text
+    assert f"| 1 | #{runs[-1].pk} adadelta-s2 | adadelta | 2 |" in text
+    # the text as written, disarmed for whatever renders it next, even a renderer that passes HTML
+    rendered = MarkdownIt("commonmark", {"html": True}).render(text)
+    assert "<img src=x" not in rendered and "javascript:" not in rendered and "&lt;img" in rendered
+    assert coloured_pixels(tmp_path / "md" / "images" / "grouped.png") > 2000
+
+    page.emulate_media(media="print")
+    pdf = tmp_path / "report.pdf"
+    page.pdf(path=str(pdf), format="A4", print_background=True)
+    subprocess.run(["pdftoppm", "-png", "-r", "60", str(pdf), str(tmp_path / "page")], check=True)
+    pages = sorted(tmp_path.glob("page-*.png"))
+    assert pages and coloured_pixels(pages[0]) > 2000  # the chart, drawn on the first page
+    (ARTIFACTS / "report-pdf-page-1.png").write_bytes(pages[0].read_bytes())

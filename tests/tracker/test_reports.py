@@ -299,3 +299,38 @@ def test_markdown_keeps_no_script_handler_javascript_link_or_frame(text):
                 assert (value or "").split(":")[0].lower() in ("http", "https", "mailto") or ":" not in (value or ""), (
                     text
                 )
+
+
+def test_the_markdown_export_refuses_what_is_not_a_png_of_one_of_its_charts(logged_in, user, team):
+    project, runs = team
+    report = reports.create_report(
+        project, "r", [chart([runs[0].pk], id="c"), {"type": "markdown", "id": "m", "text": "x"}], user
+    )
+    url = f"/reports/{report.pk}/export.md.zip"
+    for images, field, says in (
+        ({"m": "data:image/png;base64,AAAA"}, "images.m", "not a chart block"),
+        ({"c": "data:text/html;base64,PHNjcmlwdD4="}, "images.c", "data:image/png;base64"),
+        ({"c": "data:image/png;base64,!!!"}, "images.c", "not valid base64"),
+        ({"c": "data:image/png;base64,R0lGODlhAQABAAAAACw="}, "images.c", "not a PNG"),
+        ([], "images", "must be an object"),
+    ):
+        answer = post(logged_in, url, {"images": images})
+        assert answer.status_code == 400 and says in answer.json()["errors"][field], (images, answer.content)
+    answer = post(logged_in, url, {"images": {}})
+    assert answer.status_code == 200 and answer.headers["Content-Type"] == "application/zip"
+
+
+@pytest.mark.parametrize(
+    ("written", "exported"),
+    [
+        ("<script>alert(1)</script>", "\\<script>alert(1)\\</script>"),
+        ("[x](javascript:alert(1))", "[x](#removed-link))"),
+        ("![x](DATA:text/html,x)", "![x](#removed-link)"),
+        ("[ok](https://example.com) and [run](/runs/3/) and <https://example.com>", None),
+        ("`<b>` stays code\n```\n<div onclick=x>\n```", None),
+    ],
+)
+def test_a_text_block_is_exported_as_written_with_what_could_run_disarmed(written, exported):
+    from tracker.core.markdown import inert
+
+    assert inert(written) == (written if exported is None else exported)

@@ -18,12 +18,13 @@ from django.utils.text import slugify
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from tracker.core import reports
+from tracker.core import report_export, reports
 from tracker.core.access import visible_projects
 from tracker.core.markdown import render as render_markdown
 from tracker.lib.finite_json import JsonResponse
 from tracker.models import Report
 from tracker.views.decorators import api_login_required, bad_request, current_user, read_json_object
+from trainer import safe_json
 
 MAX_PREVIEW = reports.MAX_MARKDOWN
 
@@ -174,7 +175,7 @@ def _static_text(name: str) -> str:
 
 @login_required
 @require_GET
-def report_export(request: HttpRequest, report_id: int) -> HttpResponse:
+def report_export_html(request: HttpRequest, report_id: int) -> HttpResponse:
     """One HTML file that opens offline: the text rendered, every block's data, Chart.js and the
     page's own drawing code inside it."""
     report = get_object_or_404(reports.visible_reports(request.user), pk=report_id)
@@ -192,6 +193,35 @@ def report_export(request: HttpRequest, report_id: int) -> HttpResponse:
     response = render(request, "tracker/report_export.html", context)
     name = slugify(report.title) or f"report-{report.pk}"
     response["Content-Disposition"] = f'attachment; filename="{name}.html"'
+    return response
+
+
+# the page's chart images travel in this request
+MAX_EXPORT_BYTES = 64 * 2**20
+
+
+@require_POST
+@api_login_required
+def report_export_markdown(request: HttpRequest, report_id: int) -> HttpResponse:
+    """POST {"images": {block id: PNG data URL}} (the charts as the page drew them): a zip of
+    report.md and images/<block>.png."""
+    report = get_object_or_404(reports.visible_reports(current_user(request)), pk=report_id)
+    if len(request.body) > MAX_EXPORT_BYTES:
+        return bad_request({"body": f"must be at most {MAX_EXPORT_BYTES // 2**20} MiB"})
+    try:
+        body = safe_json.loads(request.body or b"{}")
+    except (ValueError, UnicodeDecodeError) as error:
+        return bad_request({"body": f"is not valid JSON: {error}"})
+    if not isinstance(body, dict) or set(body) - {"images"}:
+        return bad_request({"body": "must be a JSON object with images"})
+    try:
+        images = report_export.decoded_images(body.get("images", {}), report)
+    except report_export.ExportError as error:
+        return bad_request(error.errors)
+    bundle = report_export.markdown_zip(report, reports.member_viewer(current_user(request)), images)
+    response = HttpResponse(bundle, content_type="application/zip")
+    name = slugify(report.title) or f"report-{report.pk}"
+    response["Content-Disposition"] = f'attachment; filename="{name}-markdown.zip"'
     return response
 
 
