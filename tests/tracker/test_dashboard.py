@@ -109,7 +109,7 @@ def test_the_dashboard_api_refreshes_every_panel(logged_in, project):
     run(project, "diverged", "blew up", finished_at=timezone.now())
     run(project, "queued", "waiting")
     body = logged_in.get("/api/dashboard/").json()
-    assert set(body["panels"]) == {"running", "queue", "attention", "best", "workers"}
+    assert set(body["panels"]) == {"running", "queue", "attention", "best", "reports", "workers"}
     assert "blew up" in body["panels"]["attention"] and "waiting" in body["panels"]["queue"]
     assert body["queued"] == 1
 

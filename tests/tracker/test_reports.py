@@ -334,3 +334,14 @@ def test_a_text_block_is_exported_as_written_with_what_could_run_disarmed(writte
     from tracker.core.markdown import inert
 
     assert inert(written) == (written if exported is None else exported)
+
+
+def test_the_dashboard_shows_the_latest_report_changes_of_your_projects_only(logged_in, user, team):
+    project, runs = team
+    mine = reports.create_report(project, "Mine to read", [], user)
+    reports.save_report(mine, user, title="Mine, renamed", what="renamed")
+    reports.create_report(Project.objects.create(name="theirs"), "Not yours", [], None)
+    page = logged_in.get("/").content.decode()
+    panel = page.split('id="panel-reports"')[1].split("</section>")[0]
+    assert "Mine, renamed" in panel and "renamed" in panel and "alice" in panel and "Not yours" not in panel
+    assert "Mine, renamed" in logged_in.get("/api/dashboard/").json()["panels"]["reports"]

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from tracker.celery import app
 from tracker.core.storage import read_key_of_runs_downsampled
-from tracker.models import DashboardVisit, Project, Run, RunDict
+from tracker.models import DashboardVisit, Project, ReportVersion, Run, RunDict
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -148,3 +148,12 @@ def workers(visible: QuerySet[Run]) -> list[WorkerEntry]:
         )
         for name in found
     ]
+
+
+def recent_report_changes(projects: QuerySet[Project], limit: int = 8) -> list[ReportVersion]:
+    """The latest changes to the reports of these projects: who, when, what."""
+    return list(
+        ReportVersion.objects.filter(report__project__in=projects)
+        .select_related("report", "report__project", "author")
+        .order_by("-created_at", "-pk")[:limit]
+    )

@@ -17,7 +17,7 @@ from tracker.lib.finite_json import JsonResponse
 from tracker.models import Run
 from tracker.views.decorators import api_login_required, current_user
 
-PANELS = ("running", "queue", "attention", "best", "workers")
+PANELS = ("running", "queue", "attention", "best", "reports", "workers")
 
 
 def _context(request: HttpRequest) -> dict[str, Any]:
@@ -31,6 +31,7 @@ def _context(request: HttpRequest) -> dict[str, Any]:
         "attention": team.needs_attention(visible, since),
         "best": team.best_per_project(visible_projects(request.user)),
         "workers": team.workers(visible),
+        "report_changes": team.recent_report_changes(visible_projects(request.user)),
     }
 
 
