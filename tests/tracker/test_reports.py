@@ -337,7 +337,7 @@ def test_a_text_block_is_exported_as_written_with_what_could_run_disarmed(writte
 
 
 def test_the_dashboard_shows_the_latest_report_changes_of_your_projects_only(logged_in, user, team):
-    project, runs = team
+    project, _ = team
     mine = reports.create_report(project, "Mine to read", [], user)
     reports.save_report(mine, user, title="Mine, renamed", what="renamed")
     reports.create_report(Project.objects.create(name="theirs"), "Not yours", [], None)
