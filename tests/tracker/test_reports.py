@@ -345,3 +345,78 @@ def test_the_dashboard_shows_the_latest_report_changes_of_your_projects_only(log
     panel = page.split('id="panel-reports"')[1].split("</section>")[0]
     assert "Mine, renamed" in panel and "renamed" in panel and "alice" in panel and "Not yours" not in panel
     assert "Mine, renamed" in logged_in.get("/api/dashboard/").json()["panels"]["reports"]
+
+
+def test_with_a_share_token_no_other_route_reads_anything(client, logged_in, user, team):
+    # every route of the site, its ids filled with this project's and another's objects, asked
+    # with the token as a bearer token, as a cookie-less visitor and with the token in the path
+    from django.urls import URLPattern, URLResolver, get_resolver
+
+    project, runs = team
+    theirs = make_run(Project.objects.create(name="secret-project"), "lion", 7)
+    study = Study.objects.create(project=project, name="s", kind="grid", spec={})
+    report = reports.create_report(project, "shared", [chart([runs[0].pk], id="c")], user)
+    other = reports.create_report(theirs.project, "other", [chart([theirs.pk], id="o")], None)
+    token = reports.new_share_token(report)
+    logged_in.logout()
+
+    def patterns(resolver, prefix=""):
+        for entry in resolver.url_patterns:
+            if isinstance(entry, URLResolver):
+                if str(entry.pattern).startswith("admin/"):
+                    continue  # the admin's own login guards it (tested in test_access)
+                yield from patterns(entry, prefix + str(entry.pattern))
+            elif isinstance(entry, URLPattern):
+                yield prefix + str(entry.pattern)
+
+    shared_routes = {
+        "shared/<str:token>/",
+        "shared/<str:token>/blocks/<str:block_id>/",
+        "api/shared/<str:token>/blocks/<str:block_id>/",
+    }
+    public = {
+        "healthz",
+        "favicon.ico",
+        "accounts/login/",
+        "accounts/logout/",
+        "accounts/password_reset/",
+        "accounts/password_reset/done/",
+        "accounts/reset/<uidb64>/<token>/",
+        "accounts/reset/done/",
+    }
+    tried = 0
+    for route in patterns(get_resolver()):
+        if route in public or route.startswith("accounts/password_change"):
+            continue
+        for ids in ((runs[0].pk, report.pk, study.pk), (theirs.pk, other.pk, study.pk)):
+            path = "/" + route
+            for name, value in (
+                ("<int:run_id>", ids[0]),
+                ("<int:report_id>", ids[1]),
+                ("<int:study_id>", ids[2]),
+                ("<int:artifact_id>", 1),
+                ("<int:version_id>", 1),
+                ("<int:project_id>", project.pk),
+                ("<int:token_id>", 1),
+                ("<int:step>", 0),
+                ("<int:number>", 1),
+                ("<str:digest>", "0" * 64),
+                ("<str:name>", "production"),
+                ("<path:path>", "a.txt"),
+                ("<str:token>", token),
+                ("<str:block_id>", "c" if ids[1] == report.pk else "o"),
+            ):
+                path = path.replace(name, str(value))
+            assert "<" not in path, path
+            for headers in ({}, {"HTTP_AUTHORIZATION": f"Bearer {token}"}):
+                answer = client.get(path, **headers)
+                tried += 1
+                if route == "shared/<str:token>/" or (route in shared_routes and ids[1] == report.pk):
+                    assert answer.status_code == 200, (path, answer.status_code)  # its own report, only
+                else:
+                    # a login asked for (401, or a redirect to the login page), or nothing there
+                    assert answer.status_code in (401, 404, 405) or (
+                        answer.status_code == 302 and "/accounts/login/" in answer["Location"]
+                    ), (path, headers, answer.status_code)
+                    assert b"secret-project" not in answer.content and b"lion" not in answer.content, path
+    assert tried > 150
