@@ -296,6 +296,97 @@ window.Trainwatch = (function () {
     return chart;
   }
 
+  /* A layer x step heatmap's colour (log10 update ratio: blue below the diagnosis's low
+     threshold, green around its target, red above its high one, a decade past each; dead and
+     saturated fractions in red; other quantities on their own range). */
+  function heatmapColour(value, quantity, range, limits) {
+    if (value === null) return "rgba(0, 0, 0, 0.04)";
+    if (quantity === "update_ratio") {
+      const low = Math.log10(limits.ratio_low) - 1, high = Math.log10(limits.ratio_high) + 1;
+      const t = Math.min(1, Math.max(0, (value - low) / (high - low)));
+      return `hsl(${240 - 240 * t}, 70%, ${45 + 10 * Math.abs(t - 0.5)}%)`;
+    }
+    if (quantity === "dead_fraction" || quantity === "saturated_fraction") {
+      return `rgba(220, 38, 38, ${0.08 + 0.92 * Math.min(1, Math.max(0, value))})`;
+    }
+    const t = range[1] > range[0] ? (value - range[0]) / (range[1] - range[0]) : 0.5;
+    return `hsl(${260 - 200 * t}, 65%, ${30 + 35 * t}%)`;
+  }
+
+  /* A run's layer matrix (GET /api/runs/<id>/layers/) as a heatmap (chartjs-chart-matrix): the
+     run page's and a report's. options: {limits, xOf(step), xTitle, onClick(tensor)}. */
+  function layerHeatmap(canvas, body, options) {
+    const xOf = options.xOf || ((step) => step);
+    canvas.parentElement.style.height = `${Math.min(640, Math.max(160, body.rows.length * 14 + 60))}px`;
+    const finite = body.values.flat().filter((v) => v !== null);
+    const range = finite.length ? [Math.min(...finite), Math.max(...finite)] : [0, 1];
+    // cells sit on bucket indices; only the tick labels speak the chosen x unit
+    const cells = [];
+    body.rows.forEach((row, r) => body.values[r].forEach((v, c) => {
+      cells.push({ x: c, y: row, v, step: body.steps[c] });
+    }));
+    const xs = body.steps;
+    return new Chart(canvas, {
+      type: "matrix",
+      data: { datasets: [{
+        label: body.quantity, data: cells,
+        backgroundColor: (ctx) => heatmapColour(ctx.raw ? ctx.raw.v : null, body.quantity, range, options.limits),
+        borderWidth: 0,
+        width: ({ chart }) => Math.max(1, (chart.chartArea || { width: 0 }).width / Math.max(1, xs.length)),
+        height: ({ chart }) => Math.max(1, (chart.chartArea || { height: 0 }).height / Math.max(1, body.rows.length)),
+      }] },
+      options: {
+        animation: false, maintainAspectRatio: false,
+        plugins: {
+          legend: { display: false },
+          tooltip: { callbacks: {
+            title: (items) => items[0].raw.y,
+            label: (item) => {
+              const v = item.raw.v;
+              const shown = v === null ? "no data" : body.log10 ? `${Math.pow(10, v).toExponential(2)} (log10 ${v})` : v.toFixed(3);
+              return `step ${item.raw.step}: ${shown}`;
+            } } },
+        },
+        scales: {
+          x: { type: "linear", min: -0.5, max: xs.length - 0.5, offset: false, grid: { display: false },
+               title: { display: true, text: options.xTitle || "step" },
+               ticks: { callback: (index) => (Number.isInteger(index) && index < xs.length
+                 ? Number(xOf(xs[index]).toPrecision(3)) : null) } },
+          // the matrix chart reverses y by default; the input layer goes on top, as in a model summary
+          y: { type: "category", labels: body.rows, offset: true, reverse: false, grid: { display: false },
+               ticks: { autoSkip: true, font: { size: 10 } } },
+        },
+        onClick: (event, elements) => {
+          if (elements.length && options.onClick) options.onClick(body.rows.length ? cells[elements[0].index].y : null);
+        },
+      },
+    });
+  }
+
+  function heatmapLegend(body, limits) {
+    const unit = body.log10 ? "log10 of the value" : "fraction";
+    return `${body.rows.length} tensors x ${body.steps.length} step buckets; colour: ${unit}` +
+      (body.quantity === "update_ratio"
+        ? ` (blue < ${limits.ratio_low}, green about ${limits.ratio_target}, red > ${limits.ratio_high})` : "");
+  }
+
+  /* An image of uint8 pixels (base64, 1 or 3 channels) on a canvas, scaled up to about `size`
+     pixels with its pixels kept sharp: the first layer's filters. */
+  function drawPixels(canvas, img, size) {
+    const bytes = Uint8Array.from(atob(img.pixels), (c) => c.charCodeAt(0));
+    const pixels = new ImageData(img.width, img.height);
+    for (let i = 0; i < img.width * img.height; i++) {
+      const rgb = img.channels === 3 ? [bytes[3 * i], bytes[3 * i + 1], bytes[3 * i + 2]] : [bytes[i], bytes[i], bytes[i]];
+      pixels.data.set([...rgb, 255], 4 * i);
+    }
+    canvas.width = img.width;
+    canvas.height = img.height;
+    const scale = Math.max(1, Math.floor(size / Math.max(img.width, img.height)));
+    canvas.style.width = `${img.width * scale}px`;
+    canvas.style.height = `${img.height * scale}px`;
+    canvas.getContext("2d").putImageData(pixels, 0, 0);
+  }
+
   return { palette, lineChart, logTick, markerRadius, smooth, toCSV, toolbar, emaExtend, formatNumber, formatSeconds,
-           fetchJSON, interp, wallClock, poll, comparisonDatasets, comparisonChart };
+           fetchJSON, interp, wallClock, poll, comparisonDatasets, comparisonChart, layerHeatmap, heatmapLegend, drawPixels };
 })();

@@ -16,74 +16,12 @@ window.TrainwatchLayers = (function () {
 
   let limits = null;  // the diagnosis's update-ratio thresholds, from the run page
 
-  /* log10 update ratio: blue below the low threshold, green around the target, red above the
-     high one; the scale runs a decade past each threshold */
-  function colour(value, quantity, range) {
-    if (value === null) return "rgba(0, 0, 0, 0.04)";
-    if (quantity === "update_ratio") {
-      const low = Math.log10(limits.ratio_low) - 1, high = Math.log10(limits.ratio_high) + 1;
-      const t = Math.min(1, Math.max(0, (value - low) / (high - low)));
-      return `hsl(${240 - 240 * t}, 70%, ${45 + 10 * Math.abs(t - 0.5)}%)`;
-    }
-    if (quantity === "dead_fraction" || quantity === "saturated_fraction") {
-      return `rgba(220, 38, 38, ${0.08 + 0.92 * Math.min(1, Math.max(0, value))})`;
-    }
-    const t = range[1] > range[0] ? (value - range[0]) / (range[1] - range[0]) : 0.5;
-    return `hsl(${260 - 200 * t}, 65%, ${30 + 35 * t}%)`;
-  }
-
   function draw(body) {
     const canvas = document.getElementById("layer-heatmap");
-    const box = canvas.parentElement;
-    box.style.height = `${Math.min(640, Math.max(160, body.rows.length * 14 + 60))}px`;
-    const finite = body.values.flat().filter((v) => v !== null);
-    const range = finite.length ? [Math.min(...finite), Math.max(...finite)] : [0, 1];
-    // cells sit on bucket indices; only the tick labels speak the chosen x unit
-    const cells = [];
-    body.rows.forEach((row, r) => body.values[r].forEach((v, c) => {
-      cells.push({ x: c, y: row, v, step: body.steps[c] });
-    }));
-    const xs = body.steps;
     if (heatmap) heatmap.destroy();
-    heatmap = new Chart(canvas, {
-      type: "matrix",
-      data: { datasets: [{
-        label: body.quantity, data: cells,
-        backgroundColor: (ctx) => colour(ctx.raw ? ctx.raw.v : null, body.quantity, range),
-        borderWidth: 0,
-        width: ({ chart }) => Math.max(1, (chart.chartArea || { width: 0 }).width / Math.max(1, xs.length)),
-        height: ({ chart }) => Math.max(1, (chart.chartArea || { height: 0 }).height / Math.max(1, body.rows.length)),
-      }] },
-      options: {
-        animation: false, maintainAspectRatio: false,
-        plugins: {
-          legend: { display: false },
-          tooltip: { callbacks: {
-            title: (items) => items[0].raw.y,
-            label: (item) => {
-              const v = item.raw.v;
-              const shown = v === null ? "no data" : body.log10 ? `${Math.pow(10, v).toExponential(2)} (log10 ${v})` : v.toFixed(3);
-              return `step ${item.raw.step}: ${shown}`;
-            } } },
-        },
-        scales: {
-          x: { type: "linear", min: -0.5, max: xs.length - 0.5, offset: false, grid: { display: false },
-               title: { display: true, text: xTitle() },
-               ticks: { callback: (index) => (Number.isInteger(index) && index < xs.length
-                 ? Number(xOf(xs[index]).toPrecision(3)) : null) } },
-          // the matrix chart reverses y by default; the input layer goes on top, as in a model summary
-          y: { type: "category", labels: body.rows, offset: true, reverse: false, grid: { display: false },
-               ticks: { autoSkip: true, font: { size: 10 } } },
-        },
-        onClick: (event, elements) => { if (elements.length) open(body.rows.length ? cells[elements[0].index].y : null); },
-      },
-    });
+    heatmap = T.layerHeatmap(canvas, body, { limits, xOf, xTitle: xTitle(), onClick: open });
     window.trainwatchHeatmap = heatmap;  // read by the browser tests
-    const unit = body.log10 ? "log10 of the value" : "fraction";
-    document.getElementById("layer-legend").textContent =
-      `${body.rows.length} tensors x ${xs.length} step buckets; colour: ${unit}` +
-      (body.quantity === "update_ratio"
-        ? ` (blue < ${limits.ratio_low}, green about ${limits.ratio_target}, red > ${limits.ratio_high})` : "");
+    document.getElementById("layer-legend").textContent = T.heatmapLegend(body, limits);
   }
 
   async function refresh(force) {

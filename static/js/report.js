@@ -110,6 +110,35 @@
     },
   };
 
+  Object.assign(drawers, {
+    layers(block, data, body) {
+      if (charts[block.id]) charts[block.id].destroy();
+      delete charts[block.id];
+      if (!data.rows.length) { body.replaceChildren(element("p", "No per-tensor measurement to show.", "muted")); return; }
+      const box = element("div", undefined, "canvas-box");
+      const canvas = element("canvas");
+      box.append(canvas);
+      const legend = element("p", T.heatmapLegend(data, data.thresholds), "muted small");
+      body.replaceChildren(box, legend);
+      const spe = data.run.steps_per_epoch;
+      charts[block.id] = T.layerHeatmap(canvas, data, {
+        limits: data.thresholds, xOf: (step) => (spe ? (step + 1) / spe : step), xTitle: spe ? "epoch" : "step",
+      });
+    },
+    first_layer(block, data, body) {
+      const row = element("div", undefined, "first-layer-row");
+      data.images.forEach((image) => {
+        const figure = element("figure", undefined, "image-box");
+        const canvas = element("canvas");
+        T.drawPixels(canvas, image, 220);
+        const epoch = data.run.steps_per_epoch ? `, epoch ${Number(((image.step + 1) / data.run.steps_per_epoch).toFixed(2))}` : "";
+        figure.append(canvas, element("figcaption", `step ${image.step}${epoch}`));
+        row.append(figure);
+      });
+      body.replaceChildren(row);
+    },
+  });
+
   function section(id) {
     return document.querySelector(`.report-block[data-block-id="${id}"]`);
   }
@@ -352,15 +381,22 @@
     }).catch(() => {}));
   }
 
-  /* A chart as the page drew it, on white (a canvas is transparent), as a PNG data URL. */
-  function png(chart) {
+  /* Canvases as the page drew them, side by side on white (a canvas is transparent), each at
+     the size it is shown, as one PNG data URL. */
+  function png(...drawn) {
+    const sizes = drawn.map((canvas) => [canvas.clientWidth || canvas.width, canvas.clientHeight || canvas.height]);
     const canvas = document.createElement("canvas");
-    canvas.width = chart.canvas.width;
-    canvas.height = chart.canvas.height;
+    canvas.width = sizes.reduce((sum, [w]) => sum + w, 0) + 8 * (drawn.length - 1);
+    canvas.height = Math.max(...sizes.map(([, h]) => h));
     const context = canvas.getContext("2d");
     context.fillStyle = "#fff";
     context.fillRect(0, 0, canvas.width, canvas.height);
-    context.drawImage(chart.canvas, 0, 0);
+    context.imageSmoothingEnabled = false;  // a filter's pixels stay sharp
+    let x = 0;
+    drawn.forEach((source, index) => {
+      context.drawImage(source, x, 0, sizes[index][0], sizes[index][1]);
+      x += sizes[index][0] + 8;
+    });
     return canvas.toDataURL("image/png");
   }
 
@@ -368,7 +404,11 @@
     const markdown = document.getElementById("export-markdown");
     if (markdown) markdown.addEventListener("click", async () => {
       say("Exporting…");
-      const images = Object.fromEntries(Object.entries(charts).map(([id, chart]) => [id, png(chart)]));
+      const images = Object.fromEntries(Object.entries(charts).map(([id, chart]) => [id, png(chart.canvas)]));
+      document.querySelectorAll(".report-block[data-type=first_layer]").forEach((box) => {
+        const canvases = [...box.querySelectorAll("canvas")];
+        if (canvases.length) images[box.dataset.blockId] = png(...canvases);
+      });
       const meta = document.querySelector('meta[name="csrf-token"]');
       const response = await fetch(`/reports/${page.id}/export.md.zip`, {
         method: "POST", credentials: "same-origin", body: JSON.stringify({ images }),

@@ -399,19 +399,7 @@
   const imageSlider = document.getElementById("first-layer-slider");
 
   function drawImage(img) {
-    const canvas = document.getElementById("first-layer");
-    const bytes = Uint8Array.from(atob(img.pixels), (c) => c.charCodeAt(0));
-    const pixels = new ImageData(img.width, img.height);
-    for (let i = 0; i < img.width * img.height; i++) {
-      const rgb = img.channels === 3 ? [bytes[3 * i], bytes[3 * i + 1], bytes[3 * i + 2]] : [bytes[i], bytes[i], bytes[i]];
-      pixels.data.set([...rgb, 255], 4 * i);
-    }
-    canvas.width = img.width;
-    canvas.height = img.height;
-    const scale = Math.max(1, Math.floor(260 / Math.max(img.width, img.height)));
-    canvas.style.width = `${img.width * scale}px`;
-    canvas.style.height = `${img.height * scale}px`;
-    canvas.getContext("2d").putImageData(pixels, 0, 0);
+    T.drawPixels(document.getElementById("first-layer"), img, 260);
     const epoch = stepsPerEpoch ? ` (epoch ${Number(((img.step + 1) / stepsPerEpoch).toFixed(2))})` : "";
     document.getElementById("first-layer-step").textContent = `step ${img.step}${epoch}`;
     image.shown = img.step;

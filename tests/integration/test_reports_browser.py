@@ -15,7 +15,7 @@ from markdown_it import MarkdownIt
 from tests.conftest import ARTIFACTS, member_of
 from tracker.core import reports
 from tracker.core.storage import ChunkWriter
-from tracker.models import Report, Run, Study
+from tracker.models import Report, Run, RunImage, Study
 from trainer.presets import PRESETS
 from trainer.search import parse_spec
 
@@ -333,3 +333,61 @@ def test_the_markdown_export_holds_each_chart_as_the_page_drew_it_and_the_pdf_sh
     pages = sorted(tmp_path.glob("page-*.png"))
     assert pages and coloured_pixels(pages[0]) > 2000  # the chart, drawn on the first page
     (ARTIFACTS / "report-pdf-page-1.png").write_bytes(pages[0].read_bytes())
+
+
+def test_a_run_page_adds_its_loss_findings_heatmap_and_first_layer_to_a_report(
+    live_server, page_as_user, optimizer_study
+):
+    _, _, runs = optimizer_study
+    run = runs[0]
+    finding = {
+        "rule": "lr_too_high",
+        "severity": "error",
+        "title": "learning rate too high",
+        "evidence": "update ratio 3e-2 on fc1 since step 4",
+        "advice": "lower it",
+        "series": [],
+        "step": 4,
+        "numbers": {},
+    }
+    Run.objects.filter(pk=run.pk).update(
+        tensors=["fc1.weight", "fc1.bias", "fc2.weight"], findings=[finding], health="error"
+    )
+    ChunkWriter(run.pk).write(
+        {
+            f"update_ratio/{name}": (np.arange(0, 60, 4), np.geomspace(1e-2, 1e-4, 15))
+            for name in ("fc1.weight", "fc1.bias", "fc2.weight")
+        }
+    )
+    rng = np.random.default_rng(0)
+    for step in (0, 59):
+        RunImage.objects.create(
+            run=run,
+            key="first_layer",
+            step=step,
+            height=8,
+            width=8,
+            channels=3,
+            pixels=rng.integers(0, 255, 192, dtype=np.uint8).tobytes(),
+        )
+    page = page_as_user
+    page.goto(f"{live_server.url}/runs/{run.pk}/")
+    page.click("button[data-add-to-report]")
+    page.fill("#add-to-report input[name=title]", "One run")
+    page.click("#add-to-report button[value=add]")
+    page.click("#added-report-link")
+    page.wait_for_function("document.body.dataset.loaded && window.trainwatchReport")
+    report = Report.objects.get(title="One run")
+    assert [block["type"] for block in report.blocks] == ["chart", "findings", "layers", "first_layer"]
+    heatmap = report.blocks[2]["id"]
+    page.wait_for_function(f"window.trainwatchReport.charts['{heatmap}']")
+    assert page.evaluate(f"window.trainwatchReport.charts['{heatmap}'].config.type") == "matrix"
+    assert page.evaluate(f"window.trainwatchReport.charts['{heatmap}'].options.scales.y.labels") == [
+        "fc1.weight",
+        "fc1.bias",
+        "fc2.weight",
+    ]
+    assert page.locator(".report-block[data-type=first_layer] canvas").count() == 1
+    assert page.text_content(".report-block[data-type=first_layer] figcaption").startswith("step 59")
+    findings = page.text_content(".report-block[data-type=findings]")
+    assert "error: learning rate too high" in findings and "update ratio 3e-2 on fc1 since step 4" in findings

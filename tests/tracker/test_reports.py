@@ -11,7 +11,7 @@ from tests.conftest import member_of
 from tracker.core import reports
 from tracker.core.markdown import TAGS, render
 from tracker.core.storage import ChunkWriter
-from tracker.models import Project, Report, Run, Study
+from tracker.models import Project, Report, Run, RunImage, Study
 
 pytestmark = pytest.mark.django_db
 
@@ -308,7 +308,7 @@ def test_the_markdown_export_refuses_what_is_not_a_png_of_one_of_its_charts(logg
     )
     url = f"/reports/{report.pk}/export.md.zip"
     for images, field, says in (
-        ({"m": "data:image/png;base64,AAAA"}, "images.m", "not a chart block"),
+        ({"m": "data:image/png;base64,AAAA"}, "images.m", "not a chart, heatmap or image block"),
         ({"c": "data:text/html;base64,PHNjcmlwdD4="}, "images.c", "data:image/png;base64"),
         ({"c": "data:image/png;base64,!!!"}, "images.c", "not valid base64"),
         ({"c": "data:image/png;base64,R0lGODlhAQABAAAAACw="}, "images.c", "not a PNG"),
@@ -420,3 +420,42 @@ def test_with_a_share_token_no_other_route_reads_anything(client, logged_in, use
                     ), (path, headers, answer.status_code)
                     assert b"secret-project" not in answer.content and b"lion" not in answer.content, path
     assert tried > 150
+
+
+def test_a_runs_layers_and_first_layer_blocks_read_its_heatmap_and_images_at_the_steps_asked(logged_in, user, team):
+    project, runs = team
+    run = runs[0]
+    Run.objects.filter(pk=run.pk).update(tensors=["fc1.weight", "fc2.weight"])
+    ChunkWriter(run.pk).write(
+        {f"update_ratio/{name}": (np.arange(0, 30, 5), np.full(6, 1e-3)) for name in ("fc1.weight", "fc2.weight")}
+    )
+    for step in (0, 10, 20):
+        RunImage.objects.create(run=run, key="first_layer", step=step, height=2, width=2, channels=1, pixels=bytes(4))
+    report = reports.create_report(
+        project,
+        "r",
+        [
+            {"type": "layers", "id": "h", "run": run.pk},
+            {"type": "first_layer", "id": "i", "run": run.pk, "steps": [0, 15, 99]},
+            {"type": "first_layer", "id": "latest", "run": run.pk},
+        ],
+        user,
+    )
+    heatmap = logged_in.get(f"/api/reports/{report.pk}/blocks/h/").json()
+    assert heatmap["rows"] == ["fc1.weight", "fc2.weight"] and heatmap["log10"] is True
+    assert heatmap["values"][0][0] == pytest.approx(-3) and heatmap["thresholds"]["ratio_low"] > 0
+    images = logged_in.get(f"/api/reports/{report.pk}/blocks/i/").json()["images"]
+    assert [(image["asked"], image["step"]) for image in images] == [(0, 0), (15, 10), (99, 20)]
+    assert [image["step"] for image in logged_in.get(f"/api/reports/{report.pk}/blocks/latest/").json()["images"]] == [
+        20
+    ]
+    reports.freeze(report, "latest", user, True)
+    RunImage.objects.create(run=run, key="first_layer", step=40, height=2, width=2, channels=1, pixels=bytes(4))
+    frozen = logged_in.get(f"/api/reports/{report.pk}/blocks/latest/").json()["images"]
+    assert [image["step"] for image in frozen] == [20]  # run.steps_done is 30: frozen at step 29
+    bad = post(
+        logged_in,
+        "/api/reports/",
+        {"project": "vision", "title": "t", "blocks": [{"type": "layers", "run": 1, "quantity": "vibes"}]},
+    )
+    assert "blocks[0].quantity" in bad.json()["errors"]

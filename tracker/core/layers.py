@@ -10,7 +10,18 @@ import numpy as np
 
 from tracker.core.storage import read_groups
 from tracker.models import HistogramDict, Run
+from trainer.diagnosis import thresholds
 from trainer.tensor_names import layer_order
+
+# The pages' charts (a run's, a report's) draw the diagnosis's own thresholds (json_script),
+# never a copy.
+PAGE_THRESHOLDS = {
+    "ratio_low": thresholds.RATIO_LOW,
+    "ratio_target": thresholds.RATIO_TARGET,
+    "ratio_high": thresholds.RATIO_HIGH,
+    "filters_noise": thresholds.FILTERS_NOISE,
+    "filters_smooth": thresholds.FILTERS_SMOOTH,
+}
 
 # quantity -> shown on a log10 scale?
 QUANTITIES = {

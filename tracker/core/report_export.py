@@ -17,6 +17,7 @@ from tracker.models import Report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_IMAGE_BYTES = 8 * 2**20
+DRAWN = ("chart", "layers", "first_layer")  # the blocks the page draws on canvases
 
 
 class ExportError(Exception):
@@ -30,12 +31,12 @@ def decoded_images(raw: Any, report: Report) -> dict[str, bytes]:
     report's chart blocks, each a PNG under MAX_IMAGE_BYTES."""
     if not isinstance(raw, dict):
         raise ExportError({"images": "must be an object of block id -> PNG data URL"})
-    charts = {block["id"] for block in report.blocks if block["type"] == "chart"}
+    charts = {block["id"] for block in report.blocks if block["type"] in DRAWN}
     images: dict[str, bytes] = {}
     for block_id, url in raw.items():
         where = f"images.{block_id}"
         if block_id not in charts:
-            raise ExportError({where: "is not a chart block of this report"})
+            raise ExportError({where: "is not a chart, heatmap or image block of this report"})
         if not isinstance(url, str) or not url.startswith("data:image/png;base64,"):
             raise ExportError({where: "must be a data:image/png;base64 URL"})
         if len(url) > MAX_IMAGE_BYTES * 4 // 3 + 100:
@@ -89,6 +90,15 @@ def _block_markdown(block: dict[str, Any], data: dict[str, Any], images: dict[st
             lines += [f"![{_cell(block.get('title') or block['metric'])}](images/{block['id']}.png)", ""]
         names = ", ".join(f"#{run['id']} {run['label']}" for run in data.get("runs", []))
         lines += [f"{_cell(block['metric'])} of {len(data.get('runs', []))} runs: {_cell(names)}", ""]
+    elif kind in ("layers", "first_layer"):
+        what = (
+            f"{block['quantity'].replace('_', ' ')} of each tensor" if kind == "layers" else "the first layer's weights"
+        )
+        if block["id"] in images:
+            lines += [f"![{_cell(block.get('title') or what)}](images/{block['id']}.png)", ""]
+        run = data.get("run")
+        if run:
+            lines += [f"{what}, run #{run['id']} {_cell(run['name'])}", ""]
     elif kind == "runs":
         lines += _table(data["columns"], [row["cells"] for row in data["rows"]])
     elif kind == "config_diff":

@@ -20,14 +20,17 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from tracker.core.access import sees_everything, visible_projects, visible_runs
 from tracker.core.compare import comparison, config_diff, flatten
+from tracker.core.layers import PAGE_THRESHOLDS, QUANTITIES, layer_matrix
 from tracker.core.markdown import render
 from tracker.core.runs import RUN_FILTERS, filter_runs
 from tracker.core.studies import summary
-from tracker.models import RUN_SORTS, Project, Report, ReportVersion, Run, Study, run_ordering
+from tracker.models import RUN_SORTS, Project, Report, ReportVersion, Run, RunImage, Study, run_ordering
 
 MAX_BLOCKS = 100
 MAX_RUNS = 100  # of one block: a report is read by people, not a bulk export
 MAX_MARKDOWN = 50_000
+MAX_IMAGES = 8  # of a first-layer block
+HEATMAP_BUCKETS = 100
 CHART_POINTS = 1000
 SERIES_KEY = r"^[A-Za-z0-9_.:/@+-]{1,100}$"
 CONFIG_KEY = r"^[A-Za-z0-9_.-]{1,100}$"
@@ -171,11 +174,43 @@ class LeaderboardBlock(_Strict):
     source: str = Field(default="", max_length=1000)
 
 
+class LayersBlock(_Strict):
+    """A run's layer x step heatmap of a per-tensor quantity."""
+
+    type: Literal["layers"]
+    id: BlockId | None = None
+    title: str = Field(default="", max_length=200)
+    run: Annotated[int, Field(ge=1)]
+    quantity: Literal[tuple(QUANTITIES)] = "update_ratio"  # type: ignore[valid-type]
+    frozen: Frozen | None = None
+    source: str = Field(default="", max_length=1000)
+
+
+class FirstLayerBlock(_Strict):
+    """A run's first-layer weights as images, at chosen steps (each: the image at the last step
+    at or before it; none: the latest)."""
+
+    type: Literal["first_layer"]
+    id: BlockId | None = None
+    title: str = Field(default="", max_length=200)
+    run: Annotated[int, Field(ge=1)]
+    steps: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list, max_length=MAX_IMAGES)
+    frozen: Frozen | None = None
+    source: str = Field(default="", max_length=1000)
+
+
 Block = Annotated[
-    MarkdownBlock | ChartBlock | RunsTableBlock | ConfigDiffBlock | FindingsBlock | LeaderboardBlock,
+    MarkdownBlock
+    | ChartBlock
+    | RunsTableBlock
+    | ConfigDiffBlock
+    | FindingsBlock
+    | LeaderboardBlock
+    | LayersBlock
+    | FirstLayerBlock,
     Field(discriminator="type"),
 ]
-BLOCK_TYPES = ("markdown", "chart", "runs", "config_diff", "findings", "leaderboard")
+BLOCK_TYPES = ("markdown", "chart", "runs", "config_diff", "findings", "leaderboard", "layers", "first_layer")
 _BLOCKS = TypeAdapter(list[Block])
 
 
@@ -481,6 +516,55 @@ def leaderboard_data(block: dict[str, Any], viewer: Viewer) -> dict[str, Any]:
     }
 
 
+def _one_run(block: dict[str, Any], viewer: Viewer) -> Run | None:
+    return viewer.runs.filter(pk=block["run"]).first()
+
+
+RUN_UNAVAILABLE = "the run of this block is not available (deleted, or not shared with you)"
+
+
+def layers_data(block: dict[str, Any], viewer: Viewer) -> dict[str, Any]:
+    run = _one_run(block, viewer)
+    if run is None:
+        return {"rows": [], "steps": [], "values": [], "missing": RUN_UNAVAILABLE, "live": False}
+    data: dict[str, Any] = dict(layer_matrix(run, block["quantity"], HEATMAP_BUCKETS))
+    frozen = block.get("frozen")
+    if frozen:
+        keep = [i for i, step in enumerate(data["steps"]) if step <= frozen["step"]]
+        data["steps"] = [data["steps"][i] for i in keep]
+        data["values"] = [[row[i] for i in keep] for row in data["values"]]
+    data.update(
+        run={"id": run.pk, "name": run.name or f"run {run.pk}", "steps_per_epoch": run.steps_per_epoch},
+        thresholds=PAGE_THRESHOLDS,
+        missing="",
+        live=_live(block, [run]),
+    )
+    return data
+
+
+def first_layer_data(block: dict[str, Any], viewer: Viewer) -> dict[str, Any]:
+    run = _one_run(block, viewer)
+    if run is None:
+        return {"images": [], "missing": RUN_UNAVAILABLE, "live": False}
+    rows = RunImage.objects.filter(run=run, key="first_layer").order_by("step")
+    frozen = block.get("frozen")
+    if frozen:
+        rows = rows.filter(step__lte=frozen["step"])
+    wanted = block["steps"] or [None]
+    images, shown = [], set()
+    for step in wanted:
+        row = rows.filter(step__lte=step).last() if step is not None else rows.last()
+        if row is not None and row.step not in shown:
+            shown.add(row.step)
+            images.append({"asked": step, **row.to_dict()})
+    return {
+        "run": {"id": run.pk, "name": run.name or f"run {run.pk}", "steps_per_epoch": run.steps_per_epoch},
+        "images": images,
+        "missing": "" if images else "this run has no first-layer image at these steps",
+        "live": _live(block, [run]) and not block["steps"],
+    }
+
+
 def _live(block: dict[str, Any], runs: list[Run]) -> bool:
     return not block.get("frozen") and any(not run.is_finished for run in runs)
 
@@ -491,6 +575,8 @@ READERS = {
     "config_diff": config_diff_data,
     "findings": findings_data,
     "leaderboard": leaderboard_data,
+    "layers": layers_data,
+    "first_layer": first_layer_data,
 }
 
 
@@ -519,6 +605,8 @@ def freeze(report: Report, block_id: str, user, frozen: bool) -> Report:
         viewer = member_viewer(user)
         if block["type"] == "leaderboard":
             runs = list(viewer.runs.filter(study_id=block["study"]))
+        elif block["type"] in ("layers", "first_layer"):
+            runs = list(viewer.runs.filter(pk=block["run"]))
         else:
             runs, _ = selected_runs({**block, "frozen": None}, viewer)
         target["frozen"] = {
@@ -561,10 +649,11 @@ def study_view(study: Study, group_by: list[str]) -> list[dict[str, Any]]:
 
 
 def run_view(run: Run) -> list[dict[str, Any]]:
-    """A run page: its loss and its findings."""
+    """A run page: its loss, its findings, and where it measured them its layers' update ratios
+    and its first layer's latest weights."""
     source = run.get_absolute_url()
     name = run.name or f"run {run.pk}"
-    return [
+    blocks: list[dict[str, Any]] = [
         {
             "type": "chart",
             "title": f"Loss of #{run.pk} {name}",
@@ -575,6 +664,15 @@ def run_view(run: Run) -> list[dict[str, Any]]:
         },
         {"type": "findings", "title": f"Diagnosis of #{run.pk} {name}", "select": {"runs": [run.pk]}, "source": source},
     ]
+    if run.series.filter(key__startswith="update_ratio/").exists():
+        blocks.append(
+            {"type": "layers", "title": f"Update ratios of #{run.pk} {name}", "run": run.pk, "source": source}
+        )
+    if RunImage.objects.filter(run=run, key="first_layer").exists():
+        blocks.append(
+            {"type": "first_layer", "title": f"First layer of #{run.pk} {name}", "run": run.pk, "source": source}
+        )
+    return blocks
 
 
 def runs_view(filters: dict[str, str], sort: str, shown: list[int], source: str) -> list[dict[str, Any]]:

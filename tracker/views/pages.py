@@ -20,23 +20,15 @@ from tracker.core.access import visible_projects, visible_runs
 from tracker.core.artifacts import versions_of_run
 from tracker.core.environment import differences as environment_differences
 from tracker.core.findings import CONFIRMATIONS, RETRACTIONS
+from tracker.core.layers import PAGE_THRESHOLDS
 from tracker.core.lifecycle import cancel_by_member
 from tracker.core.reports import run_view, runs_view
 from tracker.core.runs import RUN_FILTERS, create_run, filter_runs
 from tracker.core.tensorboard import export_zip
 from tracker.models import RUN_SORTS, Run, RunEnvironment, Study, run_ordering
 from trainer.config import OPTIMIZER_SETTINGS, SCHEDULE_SETTINGS, ConfigError
-from trainer.diagnosis import thresholds
 
 RUNS_PER_PAGE = 50
-# The run page's charts draw the diagnosis's own thresholds (json_script), never a copy.
-THRESHOLDS = {
-    "ratio_low": thresholds.RATIO_LOW,
-    "ratio_target": thresholds.RATIO_TARGET,
-    "ratio_high": thresholds.RATIO_HIGH,
-    "filters_noise": thresholds.FILTERS_NOISE,
-    "filters_smooth": thresholds.FILTERS_SMOOTH,
-}
 
 
 def _filtered_runs(request: HttpRequest) -> tuple[QuerySet[Run], dict[str, str], str]:
@@ -106,7 +98,7 @@ def run(request: HttpRequest, run_id: int) -> HttpResponse:
         "run": run.to_dict(),
         "keys": keys,
         "steps_per_epoch": run.steps_per_epoch,
-        "thresholds": THRESHOLDS,
+        "thresholds": PAGE_THRESHOLDS,
         "diagnose_seconds": settings.TRAINWATCH_DIAGNOSE_SECONDS,
     }
     return render(

@@ -27,6 +27,13 @@ from tracker.views.decorators import api_login_required, bad_request, current_us
 from trainer import safe_json
 
 MAX_PREVIEW = reports.MAX_MARKDOWN
+# what an exported report draws with, inside the file
+EXPORT_SCRIPTS = (
+    "vendor/chart.js/chart.umd.min.js",
+    "vendor/chartjs-chart-matrix/chartjs-chart-matrix.min.js",
+    "js/charts.js",
+    "js/report.js",
+)
 
 
 def _report_json(report: Report, with_blocks: bool = True) -> dict[str, Any]:
@@ -184,12 +191,7 @@ def report_export_html(request: HttpRequest, report_id: int) -> HttpResponse:
     context["page_data"]["embedded"] = {
         block["id"]: reports.block_data(block, viewer) for block in report.blocks if block["type"] != "markdown"
     }
-    context["inline"] = {
-        "css": _static_text("css/app.css"),
-        "scripts": [
-            _static_text(name) for name in ("vendor/chart.js/chart.umd.min.js", "js/charts.js", "js/report.js")
-        ],
-    }
+    context["inline"] = {"css": _static_text("css/app.css"), "scripts": [_static_text(name) for name in EXPORT_SCRIPTS]}
     response = render(request, "tracker/report_export.html", context)
     name = slugify(report.title) or f"report-{report.pk}"
     response["Content-Disposition"] = f'attachment; filename="{name}.html"'
