@@ -387,6 +387,34 @@ window.Trainwatch = (function () {
     canvas.getContext("2d").putImageData(pixels, 0, 0);
   }
 
+  /* A study's runs on parallel axes (chartjs-chart-pcp): each searched key, then the metric
+     (`metricLabel`: best validation accuracy); `rows` best first, the better the darker.
+     Log-scale keys get a log axis. The study page's and a report's leaderboard block's. */
+  function parallelCoordinates(canvas, rows, keys, logKeys, metricLabel) {
+    const axes = [...keys, metricLabel];
+    return new Chart(canvas, {
+      type: "pcp",
+      data: {
+        labels: rows.map((r) => `#${r.id}`),
+        datasets: axes.map((axis) => ({
+          label: axis,
+          type: logKeys.includes(axis) ? "logarithmicPcp" : "pcp",
+          data: rows.map((r) => (axis === metricLabel ? r.best_val_accuracy : r.values[axis])),
+        })),
+      },
+      options: {
+        animation: false, maintainAspectRatio: false,
+        elements: { lineSegment: { borderColor: (ctx) => {
+          const row = rows[ctx.dataIndex];
+          const best = rows[0] ? rows[0].best_val_accuracy : 1, worst = rows.length ? rows[rows.length - 1].best_val_accuracy : 0;
+          const t = row && best > worst ? (row.best_val_accuracy - worst) / (best - worst) : 1;
+          return `rgba(37, 99, 235, ${0.15 + 0.85 * t})`;
+        } } },
+        plugins: { legend: { display: false } },
+      },
+    });
+  }
+
   return { palette, lineChart, logTick, markerRadius, smooth, toCSV, toolbar, emaExtend, formatNumber, formatSeconds,
-           fetchJSON, interp, wallClock, poll, comparisonDatasets, comparisonChart, layerHeatmap, heatmapLegend, drawPixels };
+           fetchJSON, interp, wallClock, poll, comparisonDatasets, comparisonChart, layerHeatmap, heatmapLegend, drawPixels, parallelCoordinates };
 })();

@@ -107,6 +107,17 @@
         ...data.keys.map((key) => cellText(row.values[key], key)), cellText(row.best_val_accuracy),
         cellText(row.final_loss), row.status, row.finding || "–"]);
       body.replaceChildren(table(head, rows));
+      // the searched numeric values against the best accuracy, the scored runs best first
+      const keys = data.keys.filter((key) => key !== "seed" && data.rows.some((r) => typeof r.values[key] === "number"));
+      const scored = data.rows.filter((r) => r.scored).sort((a, b) => b.best_val_accuracy - a.best_val_accuracy);
+      if (charts[block.id]) { charts[block.id].destroy(); delete charts[block.id]; }
+      if (block.parallel && keys.length && scored.length && window.Chart && Chart.registry.controllers.get("pcp")) {
+        const box = element("div", undefined, "canvas-box");
+        const canvas = element("canvas");
+        box.append(canvas);
+        body.append(box);
+        charts[block.id] = T.parallelCoordinates(canvas, scored, keys, data.log_keys, "best val. acc.");
+      }
     },
   };
 

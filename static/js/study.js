@@ -174,30 +174,8 @@
     figure.hidden = keys.length === 0;
     if (!keys.length) return;
     const shown = shownRows();
-    const axes = [...keys, METRIC];
     if (charts.pcp) charts.pcp.destroy();
-    charts.pcp = new Chart(document.getElementById("chart-pcp"), {
-      type: "pcp",
-      data: {
-        labels: shown.map((r) => `#${r.id}`),
-        datasets: axes.map((axis) => ({
-          label: axis,
-          type: data.log_keys.includes(axis) ? "logarithmicPcp" : "pcp",
-          data: shown.map((r) => (axis === METRIC ? r.best_val_accuracy : r.values[axis])),
-        })),
-      },
-      options: {
-        animation: false, maintainAspectRatio: false,
-        elements: { lineSegment: { borderColor: (ctx) => {
-          // the better the run, the darker its line
-          const row = shown[ctx.dataIndex];
-          const best = shown[0] ? shown[0].best_val_accuracy : 1, worst = shown.length ? shown[shown.length - 1].best_val_accuracy : 0;
-          const t = row && best > worst ? (row.best_val_accuracy - worst) / (best - worst) : 1;
-          return `rgba(37, 99, 235, ${0.15 + 0.85 * t})`;
-        } } },
-        plugins: { legend: { display: false } },
-      },
-    });
+    charts.pcp = T.parallelCoordinates(document.getElementById("chart-pcp"), shown, keys, data.log_keys, METRIC);
     window.trainwatchPCP = charts.pcp;  // read by the browser tests
   }
 

@@ -391,3 +391,37 @@ def test_a_run_page_adds_its_loss_findings_heatmap_and_first_layer_to_a_report(
     assert page.text_content(".report-block[data-type=first_layer] figcaption").startswith("step 59")
     findings = page.text_content(".report-block[data-type=findings]")
     assert "error: learning rate too high" in findings and "update ratio 3e-2 on fc1 since step 4" in findings
+
+
+def test_a_leaderboard_block_of_a_search_draws_its_parallel_coordinates(live_server, page_as_user, user):
+    project = member_of(user, "search")
+    spec = {
+        "kind": "random",
+        "base": {"epochs": 2, "optimizer": {"name": "sgd"}},
+        "runs": 5,
+        "params": {
+            "optimizer.lr": {"distribution": "log_uniform", "low": 1e-5, "high": 1e-1},
+            "model.dropout": {"distribution": "uniform", "low": 0.0, "high": 0.5},
+        },
+    }
+    parsed = parse_spec(spec)
+    searched = [{"key": param.key, **param.to_dict()} for param in parsed.params]  # as create_study keeps them
+    study = Study.objects.create(
+        project=project, name="lr search", kind="random", spec=parsed.to_dict(), stage_params=[searched]
+    )
+    for index, lr in enumerate((1e-5, 1e-4, 1e-3, 1e-2, 1e-1)):
+        Run.objects.create(
+            project=project,
+            study=study,
+            name=f"r{index}",
+            config={"optimizer": {"name": "sgd", "lr": lr}},
+            study_values={"optimizer.lr": lr, "model.dropout": 0.1 * index},
+            status="succeeded",
+            best_val_accuracy=0.5 + 0.08 * index,
+        )
+    report = reports.create_report(project, "Search", [{"type": "leaderboard", "id": "board", "study": study.pk}], user)
+    page_as_user.goto(f"{live_server.url}/reports/{report.pk}/")
+    page_as_user.wait_for_function("document.body.dataset.loaded && window.trainwatchReport.charts.board")
+    axes = page_as_user.evaluate("window.trainwatchReport.charts.board.data.datasets.map((d) => [d.label, d.type])")
+    assert axes == [["optimizer.lr", "logarithmicPcp"], ["model.dropout", "pcp"], ["best val. acc.", "pcp"]]
+    assert page_as_user.evaluate("window.trainwatchReport.charts.board.data.labels.length") == 5

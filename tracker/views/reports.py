@@ -31,6 +31,7 @@ MAX_PREVIEW = reports.MAX_MARKDOWN
 EXPORT_SCRIPTS = (
     "vendor/chart.js/chart.umd.min.js",
     "vendor/chartjs-chart-matrix/chartjs-chart-matrix.min.js",
+    "vendor/chartjs-chart-pcp/chartjs-chart-pcp.umd.min.js",
     "js/charts.js",
     "js/report.js",
 )
