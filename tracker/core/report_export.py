@@ -7,12 +7,12 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import json
 import zipfile
 from typing import Any
 
 from tracker.core.markdown import inert
 from tracker.core.reports import Viewer, block_data
+from tracker.core.study_report import shown
 from tracker.models import Report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -51,19 +51,9 @@ def decoded_images(raw: Any, report: Report) -> dict[str, bytes]:
     return images
 
 
-def _text(value: Any) -> str:
-    if value is None or value == "":
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, dict):
-        return str(value.get("name") or json.dumps(value, sort_keys=True))
-    return str(value)
-
-
 def _cell(value: Any) -> str:
     # a table cell is one line of Markdown text: no pipe, no raw HTML, no newline
-    return inert(_text(value)).replace("|", "\\|").replace("\n", " ")
+    return inert(shown(value)).replace("|", "\\|").replace("\n", " ")
 
 
 def _table(head: list[str], rows: list[list[Any]]) -> list[str]:

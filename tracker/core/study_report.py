@@ -10,8 +10,10 @@ from typing import Any
 from tracker.core.studies import StudySummary
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
+def shown(value: Any) -> str:
+    """A value in a table of a Markdown or CSV document: 4 significant digits, a config
+    choice by its name, a dash for nothing."""
+    if value is None or value == "":
         return "–"
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -36,9 +38,9 @@ def report_markdown(data: StudySummary) -> str:
         cells = [
             str(rank),
             f"#{row['id']} {row['name']}",
-            *(_fmt(row["values"].get(k)) for k in data["keys"]),
-            _fmt(row["best_val_accuracy"]),
-            _fmt(row["final_loss"]),
+            *(shown(row["values"].get(k)) for k in data["keys"]),
+            shown(row["best_val_accuracy"]),
+            shown(row["final_loss"]),
             row["status"],
             row["finding"] or row["health"] or "–",
         ]
@@ -111,7 +113,7 @@ def report_csv(data: StudySummary) -> str:
                 row["id"],
                 row["name"],
                 row["stage"],
-                *(_fmt(row["values"].get(k)) for k in data["keys"]),
+                *(shown(row["values"].get(k)) for k in data["keys"]),
                 row["best_val_accuracy"],
                 row["final_loss"],
                 row["status"],
