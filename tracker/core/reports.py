@@ -103,10 +103,17 @@ class MarkdownBlock(_Strict):
     text: str = Field(default="", max_length=MAX_MARKDOWN)
 
 
-class ChartBlock(_Strict):
-    type: Literal["chart"]
+class _ShowsRuns(_Strict):
+    """A block that shows runs: a title, frozen or live, and the page it was added from."""
+
     id: BlockId | None = None
     title: str = Field(default="", max_length=200)
+    frozen: Frozen | None = None
+    source: str = Field(default="", max_length=1000)  # the page it was added from, for a link back
+
+
+class ChartBlock(_ShowsRuns):
+    type: Literal["chart"]
     select: Selection
     metric: str = Field(default="loss", pattern=SERIES_KEY)
     group: list[Annotated[str, Field(pattern=CONFIG_KEY)]] = Field(default_factory=list, max_length=5)
@@ -116,8 +123,6 @@ class ChartBlock(_Strict):
     smoothing: Annotated[float, Field(ge=0, le=0.99)] = 0.0
     x_min: float | None = None
     x_max: float | None = None
-    frozen: Frozen | None = None
-    source: str = Field(default="", max_length=1000)  # the page it was added from, for a link back
 
     @model_validator(mode="after")
     def _range(self) -> ChartBlock:
@@ -126,17 +131,13 @@ class ChartBlock(_Strict):
         return self
 
 
-class RunsTableBlock(_Strict):
+class RunsTableBlock(_ShowsRuns):
     type: Literal["runs"]
-    id: BlockId | None = None
-    title: str = Field(default="", max_length=200)
     select: Selection
     columns: list[Literal[TABLE_COLUMNS]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: list(DEFAULT_COLUMNS), min_length=1, max_length=len(TABLE_COLUMNS)
     )
     sort: str = "-best_val_accuracy"
-    frozen: Frozen | None = None
-    source: str = Field(default="", max_length=1000)
 
     @field_validator("sort")
     @classmethod
@@ -146,57 +147,37 @@ class RunsTableBlock(_Strict):
         return value
 
 
-class ConfigDiffBlock(_Strict):
+class ConfigDiffBlock(_ShowsRuns):
     type: Literal["config_diff"]
-    id: BlockId | None = None
-    title: str = Field(default="", max_length=200)
     select: Selection
-    frozen: Frozen | None = None
-    source: str = Field(default="", max_length=1000)
 
 
-class FindingsBlock(_Strict):
+class FindingsBlock(_ShowsRuns):
     type: Literal["findings"]
-    id: BlockId | None = None
-    title: str = Field(default="", max_length=200)
     select: Selection
-    frozen: Frozen | None = None
-    source: str = Field(default="", max_length=1000)
 
 
-class LeaderboardBlock(_Strict):
+class LeaderboardBlock(_ShowsRuns):
     type: Literal["leaderboard"]
-    id: BlockId | None = None
-    title: str = Field(default="", max_length=200)
     study: Annotated[int, Field(ge=1)]
     parallel: bool = True  # with the parallel-coordinates view of its searched values
-    frozen: Frozen | None = None
-    source: str = Field(default="", max_length=1000)
 
 
-class LayersBlock(_Strict):
+class LayersBlock(_ShowsRuns):
     """A run's layer x step heatmap of a per-tensor quantity."""
 
     type: Literal["layers"]
-    id: BlockId | None = None
-    title: str = Field(default="", max_length=200)
     run: Annotated[int, Field(ge=1)]
     quantity: Literal[tuple(QUANTITIES)] = "update_ratio"  # type: ignore[valid-type]
-    frozen: Frozen | None = None
-    source: str = Field(default="", max_length=1000)
 
 
-class FirstLayerBlock(_Strict):
+class FirstLayerBlock(_ShowsRuns):
     """A run's first-layer weights as images, at chosen steps (each: the image at the last step
     at or before it; none: the latest)."""
 
     type: Literal["first_layer"]
-    id: BlockId | None = None
-    title: str = Field(default="", max_length=200)
     run: Annotated[int, Field(ge=1)]
     steps: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list, max_length=MAX_IMAGES)
-    frozen: Frozen | None = None
-    source: str = Field(default="", max_length=1000)
 
 
 Block = Annotated[
