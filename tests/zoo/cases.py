@@ -23,7 +23,11 @@ class Case:
     plant: Callable[[nn.Module], None] | None = None
 
 
-SGD_COSINE = Recipe("sgd", 0.05, "cosine", weight_decay=5e-4)
+# On these 512 noisy images in steps of 32, SGD at 0.05 overshoots now and then: the loss
+# climbs back to 3x its low on one float path in eight (seeds 0-3, one or two threads), and
+# lr_too_high rightly says so. At 0.02 none of them does; the healthy case must be healthy on
+# any machine.
+SGD_COSINE = Recipe("sgd", 0.02, "cosine", weight_decay=5e-4)
 ADAMW_WARMUP = Recipe("adamw", 2e-3, "warmup_cosine", weight_decay=0.01)
 
 HEALTHY = {
