@@ -28,9 +28,20 @@ def stored(data: bytes, sender) -> str:
 def test_aliases_are_set_and_moved_and_the_lineage_shows_both_ways(live_server, page_as_user, user):
     project = member_of(user, "vision")
     trainer = Run.objects.create(
-        project=project, name="trains resnet", config={}, status="succeeded", best_val_accuracy=0.91
+        project=project,
+        name="trains resnet",
+        config={"optimizer": {"name": "sgd", "lr": 0.1}, "epochs": 30},
+        status="succeeded",
+        best_val_accuracy=0.91,
+        health="warning",
+        findings=[{"rule": "lr_too_high", "severity": "warning", "title": "learning rate too high"}],
     )
-    retrainer = Run.objects.create(project=project, name="trains it again", config={}, status="succeeded")
+    retrainer = Run.objects.create(
+        project=project,
+        name="trains it again",
+        config={"optimizer": {"name": "sgd", "lr": 0.01}, "epochs": 30},
+        status="succeeded",
+    )
     evaluator = Run.objects.create(project=project, name="evaluates", config={}, status="succeeded")
     for run, content in ((trainer, b"weights one"), (retrainer, b"weights two")):
         artifacts.log_version(
@@ -46,6 +57,10 @@ def test_aliases_are_set_and_moved_and_the_lineage_shows_both_ways(live_server, 
     model = page.locator("section.model[data-model=resnet18]")
     assert model.locator("tr[data-version='2']").inner_text().count("latest") == 1
     assert "trains resnet" in model.locator("tr[data-version='1']").inner_text()
+    # what sets the versions apart, and the producing run's diagnosis
+    assert model.locator("tr[data-version='1'] td.config span").all_inner_texts() == ["optimizer.lr=0.1"]
+    assert model.locator("tr[data-version='2'] td.config span").all_inner_texts() == ["optimizer.lr=0.01"]
+    assert "learning rate too high" in model.locator("tr[data-version='1']").inner_text()
     assert 'run.use_artifact("resnet18:v1")' in model.inner_text()
     page.click("section.model[data-model=resnet18] h2 a")
     # a person names v1 production, then moves it to v2

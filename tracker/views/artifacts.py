@@ -4,6 +4,7 @@ Models pages."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -17,6 +18,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from tracker.core import artifacts, blobs, checkpoints
 from tracker.core.access import visible_projects, visible_runs
+from tracker.core.compare import config_diff
 from tracker.lib.finite_json import JsonResponse
 from tracker.models import Artifact, ArtifactVersion, Blob
 from tracker.views.decorators import api_login_required, bad_request, current_user, read_json_object
@@ -336,5 +338,22 @@ def models_page(request: HttpRequest) -> HttpResponse:
     rows = []
     for model in models:
         versions = list(model.versions.select_related("run").prefetch_related("aliases").order_by("-version")[:20])
-        rows.append({"artifact": model, "versions": versions})
+        # what sets the versions apart: the config keys whose values differ between their runs
+        produced = [version for version in versions if version.run is not None]
+        differing = config_diff([version.run for version in produced if version.run is not None])
+        rows.append(
+            {
+                "artifact": model,
+                "versions": [
+                    {
+                        "version": version,
+                        "differs": [(key, values[produced.index(version)]) for key, values in differing.items()]
+                        if version in produced
+                        else [],
+                        "config": json.dumps(version.run.config, indent=2, sort_keys=True) if version.run else "",
+                    }
+                    for version in versions
+                ],
+            }
+        )
     return render(request, "tracker/models.html", {"rows": rows})
