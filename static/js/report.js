@@ -358,6 +358,11 @@
       const head = element("div", undefined, "block-head");
       head.append(element("h2", block.title || ""));
       if (block.frozen) head.append(element("span", frozenNote(block), "tag frozen"));
+      if (block.source) {
+        const source = element("a", "from this page", "small block-source");
+        source.href = block.source;  // a path of this site (the server checks it)
+        head.append(source);
+      }
       head.append(element("span", undefined, "block-tools"));
       const missing = element("p", undefined, "missing muted");
       missing.hidden = true;

@@ -459,3 +459,13 @@ def test_a_runs_layers_and_first_layer_blocks_read_its_heatmap_and_images_at_the
         {"project": "vision", "title": "t", "blocks": [{"type": "layers", "run": 1, "quantity": "vibes"}]},
     )
     assert "blocks[0].quantity" in bad.json()["errors"]
+
+
+@pytest.mark.parametrize(
+    "source", ["javascript:alert(1)", "//evil.example/x", "/\\\\evil.example/x", "https://evil.example/", "/runs/ 1"]
+)
+def test_a_blocks_source_is_a_path_of_this_site(logged_in, team, source):
+    answer = post(
+        logged_in, "/api/reports/", {"project": "vision", "title": "t", "blocks": [chart([1], source=source)]}
+    )
+    assert answer.status_code == 400 and "blocks[0].source" in answer.json()["errors"]

@@ -109,7 +109,16 @@ class _ShowsRuns(_Strict):
     id: BlockId | None = None
     title: str = Field(default="", max_length=200)
     frozen: Frozen | None = None
-    source: str = Field(default="", max_length=1000)  # the page it was added from, for a link back
+    # the page of this site it was added from (a path), for a link back
+    source: str = Field(default="", max_length=1000)
+
+    @field_validator("source")
+    @classmethod
+    def _a_path_here(cls, value: str) -> str:
+        # "//host" and "/\\host" would leave the site
+        if value and (not value.startswith("/") or value[1:2] in ("/", "\\") or any(c.isspace() for c in value)):
+            raise ValueError("must be a path of this site, such as /compare/?runs=1,2")
+        return value
 
 
 class ChartBlock(_ShowsRuns):
