@@ -236,9 +236,12 @@ window.Trainwatch = (function () {
      or per group its mean between two band edges (min..max, or mean ± std), on an x axis of
      steps, epochs or wall time; the learning rate on an "lr" axis when asked. The one drawing of
      compared runs: the compare page, a report, its share view and its export all call this.
-     options: {x: "step"|"epoch"|"wall", band: "minmax"|"std", lr: bool, smoothing: 0..0.99}. */
+     options: {x: "step"|"epoch"|"wall", band: "minmax"|"std", lr: bool, smoothing: 0..0.99,
+     prefix: a label's start (the metric, where a chart shows several), dash: its lines' dash}. */
   function comparisonDatasets(body, options) {
     const out = [];
+    const prefix = options.prefix || "";
+    const dash = options.dash ? { borderDash: options.dash } : {};
     const smoothing = options.smoothing || 0;
     const toX = (step, stepsPerEpoch, clock) => {
       if (options.x === "wall") return clock.known ? clock.at(step) : null;
@@ -256,16 +259,16 @@ window.Trainwatch = (function () {
         const wall = walls[group.runs[0]];  // the group's first run's clock
         const offset = (sign) => group.mean.map((m, i) => (m === null || group.std[i] === null ? null : m + sign * group.std[i]));
         const [lower, upper] = options.band === "std" ? [offset(-1), offset(1)] : [group.min, group.max];
-        out.push({ label: `_low ${name}`, data: points(group.steps, lower, spe, wall), borderWidth: 0, pointRadius: 0 });
-        out.push({ label: `_high ${name}`, data: points(group.steps, upper, spe, wall), borderWidth: 0, pointRadius: 0,
+        out.push({ label: `_low ${prefix}${name}`, data: points(group.steps, lower, spe, wall), borderWidth: 0, pointRadius: 0 });
+        out.push({ label: `_high ${prefix}${name}`, data: points(group.steps, upper, spe, wall), borderWidth: 0, pointRadius: 0,
                    fill: "-1", backgroundColor: withAlpha(color, 0.15) });
-        out.push({ label: `${name} (mean of ${group.runs.length})`, data: points(group.steps, smoothed(group.mean), spe, wall),
-                   borderColor: color, borderWidth: 2, pointRadius: 0 });
+        out.push({ label: `${prefix}${name} (mean of ${group.runs.length})`, data: points(group.steps, smoothed(group.mean), spe, wall),
+                   borderColor: color, borderWidth: 2, pointRadius: 0, ...dash });
       });
     } else {
       body.runs.forEach((run, index) => {
-        out.push({ label: `#${run.id} ${run.label}`, data: points(run.steps, smoothed(run.values), run.steps_per_epoch, walls[run.id]),
-                   borderColor: palette[index % palette.length], borderWidth: 1.5, pointRadius: 0 });
+        out.push({ label: `${prefix}#${run.id} ${run.label}`, data: points(run.steps, smoothed(run.values), run.steps_per_epoch, walls[run.id]),
+                   borderColor: palette[index % palette.length], borderWidth: 1.5, pointRadius: 0, ...dash });
       });
     }
     if (options.lr) {
@@ -279,11 +282,19 @@ window.Trainwatch = (function () {
     return out;
   }
 
-  /* A comparison drawn on a canvas (see comparisonDatasets); band edges stay out of the legend. */
-  function comparisonChart(canvas, body, options) {
+  /* A comparison drawn on a canvas (see comparisonDatasets), or several (one per metric, on one
+     axis: each named in its labels, the second dashed, the third dotted); band edges stay out
+     of the legend. */
+  const METRIC_DASHES = [undefined, [6, 3], [2, 2], [8, 3, 2, 3]];
+
+  function comparisonChart(canvas, bodies, options) {
+    const list = Array.isArray(bodies) ? bodies : [bodies];
+    const several = list.length > 1;
     const chart = lineChart(canvas, {
-      yLabel: body.metric, xLabel: options.x === "wall" ? "wall time (s)" : options.x, logY: options.y === "log",
-      datasets: comparisonDatasets(body, options), zoom: options.zoom,
+      yLabel: list.map((body) => body.metric).join(", "), xLabel: options.x === "wall" ? "wall time (s)" : options.x,
+      logY: options.y === "log", zoom: options.zoom,
+      datasets: list.flatMap((body, index) => comparisonDatasets(body, {
+        ...options, prefix: several ? `${body.metric}: ` : "", dash: METRIC_DASHES[index % METRIC_DASHES.length] })),
     });
     chart.options.plugins.legend.labels.filter = (item) => !item.text.startsWith("_");
     if (options.lr) {

@@ -126,7 +126,7 @@
     type: "chart",
     title: document.getElementById("compare-caption").textContent,
     select: { runs: state.runs.split(",").map(Number).filter((id) => id > 0) },
-    metric: state.metric, group: state.group, x: state.x, y: state.y, band: state.band,
+    metrics: [state.metric], group: state.group, x: state.x, y: state.y, band: state.band,
     source: location.pathname + location.search,
   }]);
   load().catch((error) => console.warn("compare:", error.message));

@@ -57,7 +57,7 @@
   const drawers = {
     chart(block, data, body) {
       if (charts[block.id]) charts[block.id].destroy();
-      if (!data.runs.length) { body.replaceChildren(element("p", "No run to draw.", "muted")); return; }
+      if (!data.series.length) { body.replaceChildren(element("p", "No run to draw.", "muted")); return; }
       let canvas = body.querySelector("canvas");
       if (!canvas) {
         const box = element("div", undefined, "canvas-box tall");
@@ -65,7 +65,7 @@
         box.append(canvas);
         body.replaceChildren(box);
       }
-      const chart = T.comparisonChart(canvas, data, {
+      const chart = T.comparisonChart(canvas, data.series, {
         x: block.x, y: block.y, band: block.band, smoothing: block.smoothing, xMin: block.x_min, xMax: block.x_max,
         zoom: page.embedded ? false : undefined,
       });
@@ -258,7 +258,7 @@
     const form = element("form", undefined, "controls block-settings");
     form.innerHTML = `
       <label>Title <input name="title" maxlength="200"></label>
-      <label>Metric <input name="metric" maxlength="100"></label>
+      <label>Metrics <input name="metrics" size="30" title="one or more series keys, comma-separated (at most 4)"></label>
       <label>x axis <select name="x"><option>epoch</option><option>step</option><option value="wall">wall time</option></select></label>
       <label>y axis <select name="y"><option>linear</option><option>log</option></select></label>
       <label>band <select name="band"><option value="minmax">min..max</option><option value="std">mean ± std</option></select></label>
@@ -266,7 +266,7 @@
       <label>group by <input name="group" size="30"></label>
       <button type="submit">Apply</button>`;
     form.title.value = block.title;
-    form.metric.value = block.metric;
+    form.metrics.value = block.metrics.join(", ");
     form.x.value = block.x;
     form.y.value = block.y;
     form.band.value = block.band;
@@ -275,7 +275,8 @@
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       const changed = {
-        ...block, title: form.title.value, metric: form.metric.value.trim(), x: form.x.value, y: form.y.value,
+        ...block, title: form.title.value, x: form.x.value, y: form.y.value,
+        metrics: form.metrics.value.split(",").map((key) => key.trim()).filter(Boolean),
         band: form.band.value, smoothing: Number(form.smoothing.value) || 0,
         group: form.group.value.split(",").map((key) => key.trim()).filter(Boolean),
       };

@@ -44,8 +44,13 @@ def trained(project, study, optimizer: str, seed: int, steps: int = 60, status: 
     )
     rate = 0.02 + 0.01 * (OPTIMIZERS.index(optimizer) if optimizer in OPTIMIZERS else 3)
     losses = 2.3 * np.exp(-rate * np.arange(steps)) + 0.01 * seed
+    epochs = np.array([19, 39, 59])
     ChunkWriter(run.pk).write(
-        {"loss": (np.arange(steps), losses), "wall_time": (np.array([19, 39, 59]), np.array([1.0, 2.0, 3.0]))}
+        {
+            "loss": (np.arange(steps), losses),
+            "val_loss": (epochs, 1.1 * losses[np.minimum(epochs, steps - 1)]),
+            "wall_time": (epochs, np.array([1.0, 2.0, 3.0])),
+        }
     )
     return run
 
@@ -125,9 +130,14 @@ def test_a_report_made_from_the_compare_page_of_a_21_run_study_freezes_goes_live
     assert chart_points(page, chart["id"]) == drawn  # the frozen block says the same thing
     page.wait_for_function(f'document.querySelectorAll("{rows}").length === 22')  # the live one does not
     study_chart = report.blocks[3]["id"]
-    assert "lion" in " ".join(
-        page.evaluate(f"window.trainwatchReport.charts['{study_chart}'].data.datasets.map((d) => d.label)")
+    labels = page.evaluate(f"window.trainwatchReport.charts['{study_chart}'].data.datasets.map((d) => d.label)")
+    assert "loss: name=lion (mean of 1)" in labels and "val_loss: name=adam (mean of 3)" in labels
+    assert len(labels) == 2 * 8 * 3  # two metrics, eight groups, each a mean between two band edges
+    dashes = page.evaluate(
+        f"window.trainwatchReport.charts['{study_chart}'].data.datasets.filter((d) => !d.label.startsWith('_'))"
+        ".map((d) => [d.label.split(':')[0], d.borderDash || null])"
     )
+    assert {tuple(dash) if dash else None for metric, dash in dashes if metric == "val_loss"} == {(6, 3)}
     assert page.text_content(f".report-block[data-block-id='{chart['id']}'] .tag.frozen").endswith(
         "21 runs, to step 59"
     )

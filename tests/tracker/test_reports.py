@@ -102,7 +102,13 @@ def test_a_report_is_made_with_blocks_and_every_change_is_a_version_that_can_be_
         ("nope", "blocks", "list of blocks"),
         ([{"type": "poem"}], "blocks[0]", "does not match any of the expected tags"),
         ([{"type": "markdown", "text": "ok"}, {"type": "chart", "select": {}}], "blocks[1].select", "name the runs"),
-        ([{"type": "chart", "select": {"runs": [1]}, "metric": "loss; drop"}], "blocks[0].metric", "pattern"),
+        ([{"type": "chart", "select": {"runs": [1]}, "metric": "loss; drop"}], "blocks[0].metrics[0]", "pattern"),
+        (
+            [{"type": "chart", "select": {"runs": [1]}, "metrics": ["a", "b", "c", "d", "e"]}],
+            "blocks[0].metrics",
+            "at most 4",
+        ),
+        ([{"type": "chart", "select": {"runs": [1]}, "metric": "a", "metrics": ["b"]}], "blocks[0]", "not both"),
         ([{"type": "chart", "select": {"runs": [1]}, "x": "time"}], "blocks[0].x", "'step', 'epoch' or 'wall'"),
         ([{"type": "chart", "select": {"runs": [1]}, "smoothing": 2}], "blocks[0].smoothing", "less than or equal"),
         ([{"type": "runs", "select": {"study": 1}, "sort": "-password"}], "blocks[0].sort", "must be one of"),
@@ -150,12 +156,14 @@ def test_a_chart_block_reads_its_query_live_and_a_frozen_one_keeps_its_runs_and_
     live = logged_in.get(f"/api/reports/{report.pk}/blocks/live/").json()
     cold = logged_in.get(f"/api/reports/{report.pk}/blocks/cold/").json()
     assert newcomer.pk in [r["id"] for r in live["runs"]] and live["live"] is True
-    assert "rmsprop" in " ".join(live["groups"])
+    ((live_loss,), (cold_loss,)) = (live["series"], cold["series"])
+    assert "rmsprop" in " ".join(live_loss["groups"])
     assert [r["id"] for r in cold["runs"]] == [r.pk for r in runs] and cold["live"] is False
     assert (
-        max(max(r["steps"]) for r in cold["runs"]) == 29 and max(max(b["steps"]) for b in cold["groups"].values()) <= 29
+        max(max(r["steps"]) for r in cold_loss["runs"]) == 29
+        and max(max(b["steps"]) for b in cold_loss["groups"].values()) <= 29
     )
-    assert max(live["runs"][0]["steps"]) == 49
+    assert max(live_loss["runs"][0]["steps"]) == 49
 
 
 def test_a_block_naming_runs_the_viewer_cannot_see_says_so_without_naming_them(logged_in, user, team):

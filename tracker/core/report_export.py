@@ -77,9 +77,9 @@ def _block_markdown(block: dict[str, Any], data: dict[str, Any], images: dict[st
     kind = block["type"]
     if kind == "chart":
         if block["id"] in images:
-            lines += [f"![{_cell(block.get('title') or block['metric'])}](images/{block['id']}.png)", ""]
+            lines += [f"![{_cell(block.get('title') or ', '.join(block['metrics']))}](images/{block['id']}.png)", ""]
         names = ", ".join(f"#{run['id']} {run['label']}" for run in data.get("runs", []))
-        lines += [f"{_cell(block['metric'])} of {len(data.get('runs', []))} runs: {_cell(names)}", ""]
+        lines += [f"{_cell(', '.join(block['metrics']))} of {len(data.get('runs', []))} runs: {_cell(names)}", ""]
     elif kind in ("layers", "first_layer"):
         what = (
             f"{block['quantity'].replace('_', ' ')} of each tensor" if kind == "layers" else "the first layer's weights"

@@ -30,6 +30,7 @@ MAX_BLOCKS = 100
 MAX_RUNS = 100  # of one block: a report is read by people, not a bulk export
 MAX_MARKDOWN = 50_000
 MAX_IMAGES = 8  # of a first-layer block
+MAX_METRICS = 4  # of a chart block
 HEATMAP_BUCKETS = 100
 CHART_POINTS = 1000
 SERIES_KEY = r"^[A-Za-z0-9_.:/@+-]{1,100}$"
@@ -124,7 +125,10 @@ class _ShowsRuns(_Strict):
 class ChartBlock(_ShowsRuns):
     type: Literal["chart"]
     select: Selection
-    metric: str = Field(default="loss", pattern=SERIES_KEY)
+    # one axis: a loss and its validation twin, accuracies; "metric": "loss" is taken for ["loss"]
+    metrics: list[Annotated[str, Field(pattern=SERIES_KEY)]] = Field(
+        default_factory=lambda: ["loss"], min_length=1, max_length=MAX_METRICS
+    )
     group: list[Annotated[str, Field(pattern=CONFIG_KEY)]] = Field(default_factory=list, max_length=5)
     x: Literal["step", "epoch", "wall"] = "epoch"
     y: Literal["linear", "log"] = "linear"
@@ -132,6 +136,16 @@ class ChartBlock(_ShowsRuns):
     smoothing: Annotated[float, Field(ge=0, le=0.99)] = 0.0
     x_min: float | None = None
     x_max: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_metric(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "metric" in data:
+            if "metrics" in data:
+                raise ValueError("give metrics (a list) or metric (one), not both")
+            data = {**data, "metrics": [data["metric"]]}
+            del data["metric"]
+        return data
 
     @model_validator(mode="after")
     def _range(self) -> ChartBlock:
@@ -397,28 +411,38 @@ def _cut(steps: list[int], values: list[Any], last: int) -> tuple[list[int], lis
     return [steps[i] for i in keep], [values[i] for i in keep]
 
 
+def _frozen_comparison(data: dict[str, Any], last: int) -> None:
+    for run in data["runs"]:
+        run["steps"], run["values"] = _cut(run["steps"], run["values"], last)
+        run["wall"]["steps"], run["wall"]["values"] = _cut(run["wall"]["steps"], run["wall"]["values"], last)
+    for band in data.get("groups", {}).values():
+        keep = [i for i, step in enumerate(band["steps"]) if step <= last]
+        for field in ("steps", "mean", "std", "min", "max", "count"):
+            band[field] = [band[field][i] for i in keep]
+
+
 def chart_data(block: dict[str, Any], viewer: Viewer) -> dict[str, Any]:
+    """Per metric, the comparison of the block's runs (tracker.core.compare.comparison): each
+    run's points, labels, wall clock, and per group its mean and band."""
     runs, missing = selected_runs(block, viewer)
     if not runs:
-        return {"runs": [], "diff": {}, "metric": block["metric"], "missing": missing, "live": False}
+        return {"metrics": block["metrics"], "series": [], "runs": [], "missing": missing, "live": False}
     known = set().union(*(flatten(run.config) for run in runs))
     group = [key for key in block["group"] if key in known]
-    data: dict[str, Any] = dict(comparison(runs, block["metric"], group, False, CHART_POINTS))
-    frozen = block.get("frozen")
-    if frozen:
-        for run in data["runs"]:
-            run["steps"], run["values"] = _cut(run["steps"], run["values"], frozen["step"])
-            run["wall"]["steps"], run["wall"]["values"] = _cut(
-                run["wall"]["steps"], run["wall"]["values"], frozen["step"]
-            )
-        for band in data.get("groups", {}).values():
-            keep = [i for i, step in enumerate(band["steps"]) if step <= frozen["step"]]
-            for field in ("steps", "mean", "std", "min", "max", "count"):
-                band[field] = [band[field][i] for i in keep]
-    data["group_by"] = group
-    data["missing"] = missing
-    data["live"] = not frozen and any(not run.is_finished for run in runs)
-    return data
+    series = []
+    for metric in block["metrics"]:
+        data: dict[str, Any] = dict(comparison(runs, metric, group, False, CHART_POINTS))
+        if block.get("frozen"):
+            _frozen_comparison(data, block["frozen"]["step"])
+        series.append(data)
+    return {
+        "metrics": block["metrics"],
+        "series": series,
+        "runs": [{"id": run["id"], "label": run["label"]} for run in series[0]["runs"]],
+        "group_by": group,
+        "missing": missing,
+        "live": not block.get("frozen") and any(not run.is_finished for run in runs),
+    }
 
 
 def _cell(run: Run, column: str) -> Any:
@@ -629,9 +653,9 @@ def study_view(study: Study, group_by: list[str]) -> list[dict[str, Any]]:
         {"type": "leaderboard", "title": f"Study #{study.pk} {study.name}", "study": study.pk, "source": source},
         {
             "type": "chart",
-            "title": f"Loss of study #{study.pk} {study.name}",
+            "title": f"Loss and validation loss of study #{study.pk} {study.name}",
             "select": {"study": study.pk},
-            "metric": "loss",
+            "metrics": ["loss", "val_loss"],
             "group": group_by,
             "source": source,
         },
@@ -648,7 +672,7 @@ def run_view(run: Run) -> list[dict[str, Any]]:
             "type": "chart",
             "title": f"Loss of #{run.pk} {name}",
             "select": {"runs": [run.pk]},
-            "metric": "loss",
+            "metrics": ["loss"],
             "x": "step",
             "source": source,
         },
