@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import logged_in_page, member_of
 from tests.security.conftest import server_password
+from tracker.core import reports
 from tracker.core.runs import create_run
 from tracker.core.storage import ChunkWriter, write_histograms, write_images
 from tracker.core.studies import create_study
@@ -30,6 +31,19 @@ def test_no_page_breaks_its_content_security_policy(browser, site, user):
     write_images(run.pk, [ImageRecord("first_layer", 0, np.zeros((8, 8), np.uint8))])
     study = create_study("csp", "lr", user=user, preset="random-lr")
     other = study.runs.first()
+    report = reports.create_report(
+        run.project,
+        "csp",
+        [
+            {"type": "markdown", "text": "# Text"},
+            {"type": "chart", "id": "c", "select": {"runs": [run.pk]}, "metrics": ["loss"]},
+            {"type": "layers", "id": "h", "run": run.pk},
+            {"type": "first_layer", "id": "i", "run": run.pk},
+            {"type": "leaderboard", "id": "l", "study": study.pk},
+        ],
+        user,
+    )
+    token = reports.new_share_token(report)
     context, page = logged_in_page(browser, site, "alice", "/accounts/login/", "/", enforce_csp=True)
     try:
         for path in (
@@ -43,6 +57,11 @@ def test_no_page_breaks_its_content_security_policy(browser, site, user):
             "/projects/",
             f"/projects/{run.project_id}/alerts/",
             "/tokens/",
+            "/reports/",
+            f"/reports/{report.pk}/",
+            f"/reports/{report.pk}/history/",
+            f"/shared/{token}/",
+            f"/shared/{token}/blocks/c/",
         ):
             page.goto(f"{site.url}{path}")
             page.wait_for_load_state("networkidle")
@@ -55,6 +74,13 @@ def test_no_page_breaks_its_content_security_policy(browser, site, user):
         page.select_option("#id_preset", index=1)
         page.click("#preset-to-spec")
         assert page.input_value("#id_spec").startswith("{")
+        # a report draws its blocks and its editor previews text under the policy
+        page.goto(f"{site.url}/reports/{report.pk}/")
+        page.wait_for_load_state("networkidle")
+        assert page.evaluate("() => document.querySelectorAll('#report-blocks canvas').length") >= 3
+        page.click(".report-block[data-type=markdown] button[data-action=edit]")
+        page.fill(".markdown-editor textarea", "# Edited")
+        page.wait_for_selector(".markdown-preview h1:has-text('Edited')")
         assert page.console_errors == [] and page.failed_responses == []
     finally:
         context.close()
