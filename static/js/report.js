@@ -253,34 +253,74 @@
     area.focus();
   }
 
-  function editChart(block, box) {
+  const list = (text) => text.split(",").map((item) => item.trim()).filter(Boolean);
+  const option = (value, text) => `<option value="${value}">${text || value}</option>`;
+
+  /* Each kind of block's settings: the form's fields, how they are filled from the block, and
+     the block they make. Values people type are set as values, never as HTML. */
+  const settings = {
+    chart: {
+      fields: `<label>Metrics <input name="metrics" size="30" title="one or more series keys, comma-separated (at most 4)"></label>
+        <label>x axis <select name="x"><option>epoch</option><option>step</option><option value="wall">wall time</option></select></label>
+        <label>y axis <select name="y"><option>linear</option><option>log</option></select></label>
+        <label>band <select name="band"><option value="minmax">min..max</option><option value="std">mean ± std</option></select></label>
+        <label>smoothing <input name="smoothing" type="number" min="0" max="0.99" step="0.01"></label>
+        <label>group by <input name="group" size="30"></label>`,
+      fill(form, block) {
+        form.metrics.value = block.metrics.join(", ");
+        form.x.value = block.x;
+        form.y.value = block.y;
+        form.band.value = block.band;
+        form.smoothing.value = block.smoothing;
+        form.group.value = block.group.join(", ");
+      },
+      read: (form) => ({ metrics: list(form.metrics.value), x: form.x.value, y: form.y.value, band: form.band.value,
+                         smoothing: Number(form.smoothing.value) || 0, group: list(form.group.value) }),
+    },
+    runs: {
+      fields: () => `<fieldset class="columns"><legend>Columns</legend>${page.columns.map((column) =>
+          `<label><input type="checkbox" name="columns" value="${column}"> ${column.replaceAll("_", " ")}</label>`).join(" ")}</fieldset>
+        <label>sort <select name="sort">${page.sorts.map((sort) => option(`-${sort}`, `${sort} ▼`) + option(sort, `${sort} ▲`)).join("")}</select></label>`,
+      fill(form, block) {
+        form.querySelectorAll("input[name=columns]").forEach((box) => { box.checked = block.columns.includes(box.value); });
+        form.sort.value = block.sort;
+      },
+      read: (form) => ({ columns: [...form.querySelectorAll("input[name=columns]:checked")].map((box) => box.value),
+                         sort: form.sort.value }),
+    },
+    layers: {
+      fields: () => `<label>quantity <select name="quantity">${page.quantities.map((q) => option(q, q.replaceAll("_", " "))).join("")}</select></label>`,
+      fill(form, block) { form.quantity.value = block.quantity; },
+      read: (form) => ({ quantity: form.quantity.value }),
+    },
+    first_layer: {
+      fields: `<label>steps <input name="steps" size="30" title="up to 8 steps, comma-separated; empty: the latest image"></label>`,
+      fill(form, block) { form.steps.value = block.steps.join(", "); },
+      read: (form) => ({ steps: list(form.steps.value).map(Number) }),
+    },
+    leaderboard: {
+      fields: `<label><input type="checkbox" name="parallel"> parallel coordinates</label>`,
+      fill(form, block) { form.parallel.checked = block.parallel; },
+      read: (form) => ({ parallel: form.parallel.checked }),
+    },
+    config_diff: { fields: "", fill() {}, read: () => ({}) },
+    findings: { fields: "", fill() {}, read: () => ({}) },
+  };
+
+  function editSettings(block, box) {
     if (box.querySelector("form.block-settings")) return;
+    const kind = settings[block.type];
     const form = element("form", undefined, "controls block-settings");
-    form.innerHTML = `
-      <label>Title <input name="title" maxlength="200"></label>
-      <label>Metrics <input name="metrics" size="30" title="one or more series keys, comma-separated (at most 4)"></label>
-      <label>x axis <select name="x"><option>epoch</option><option>step</option><option value="wall">wall time</option></select></label>
-      <label>y axis <select name="y"><option>linear</option><option>log</option></select></label>
-      <label>band <select name="band"><option value="minmax">min..max</option><option value="std">mean ± std</option></select></label>
-      <label>smoothing <input name="smoothing" type="number" min="0" max="0.99" step="0.01"></label>
-      <label>group by <input name="group" size="30"></label>
-      <button type="submit">Apply</button>`;
-    form.title.value = block.title;
-    form.metrics.value = block.metrics.join(", ");
-    form.x.value = block.x;
-    form.y.value = block.y;
-    form.band.value = block.band;
-    form.smoothing.value = block.smoothing;
-    form.group.value = block.group.join(", ");
+    const fields = typeof kind.fields === "function" ? kind.fields() : kind.fields;
+    form.innerHTML = `<label>Title <input name="title" maxlength="200"></label>${fields}<button type="submit">Apply</button>`;
+    form.elements.title.value = block.title;
+    kind.fill(form, block);
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
-      const changed = {
-        ...block, title: form.title.value, x: form.x.value, y: form.y.value,
-        metrics: form.metrics.value.split(",").map((key) => key.trim()).filter(Boolean),
-        band: form.band.value, smoothing: Number(form.smoothing.value) || 0,
-        group: form.group.value.split(",").map((key) => key.trim()).filter(Boolean),
-      };
-      await changeBlocks("edited a chart", blocks.map((b) => (b.id === block.id ? changed : b)));
+      const changed = { ...block, title: form.elements.title.value, ...kind.read(form) };
+      // a refused change keeps the form, and the status line says which field and why
+      await changeBlocks(`edited a ${block.type.replaceAll("_", " ")} block`,
+                         blocks.map((b) => (b.id === block.id ? changed : b))).catch(() => {});
     });
     box.querySelector(".block-body").before(form);
   }
@@ -323,8 +363,7 @@
       const next = blocks.slice(); [next[index], next[index + 1]] = [next[index + 1], next[index]];
       changeBlocks("moved a block down", next);
     });
-    if (block.type === "markdown") button("Edit", "edit", () => editText(block, box));
-    if (block.type === "chart") button("Edit", "edit", () => editChart(block, box));
+    button("Edit", "edit", () => (block.type === "markdown" ? editText(block, box) : editSettings(block, box)));
     if (block.type !== "markdown") {
       button(block.frozen ? "Make live" : "Freeze", block.frozen ? "unfreeze" : "freeze", () => setFrozen(block, !block.frozen));
     }

@@ -402,6 +402,32 @@ def test_a_run_page_adds_its_loss_findings_heatmap_and_first_layer_to_a_report(
     findings = page.text_content(".report-block[data-type=findings]")
     assert "error: learning rate too high" in findings and "update ratio 3e-2 on fc1 since step 4" in findings
 
+    # every kind of block's settings are edited in place; a refused value names its field
+    page.click(f".report-block[data-block-id='{heatmap}'] button[data-action=edit]")
+    page.select_option(f".report-block[data-block-id='{heatmap}'] select[name=quantity]", "grad_norm")
+    page.click(f".report-block[data-block-id='{heatmap}'] form.block-settings button[type=submit]")
+    page.wait_for_function(
+        f"window.trainwatchReport.blocks().find((b) => b.id === '{heatmap}').quantity === 'grad_norm'"
+    )
+    images = report.blocks[3]["id"]
+    page.click(f".report-block[data-block-id='{images}'] button[data-action=edit]")
+    page.fill(f".report-block[data-block-id='{images}'] input[name=steps]", "0, soon")
+    page.click(f".report-block[data-block-id='{images}'] form.block-settings button[type=submit]")
+    page.wait_for_function("document.getElementById('report-status').classList.contains('error')")
+    assert "blocks[3].steps[1]" in page.text_content("#report-status")
+    # the refused save is the one failed request (Chromium logs it as a console error)
+    refused = [error for error in page.console_errors if "400 (Bad Request)" in error]
+    assert len(refused) == 1
+    page.console_errors.remove(refused[0])
+    page.fill(f".report-block[data-block-id='{images}'] input[name=steps]", "0, 59")
+    page.click(f".report-block[data-block-id='{images}'] form.block-settings button[type=submit]")
+    page.wait_for_function(
+        f"document.querySelectorAll(\".report-block[data-block-id='{images}'] canvas\").length === 2"
+    )
+    report.refresh_from_db()
+    assert report.blocks[2]["quantity"] == "grad_norm" and report.blocks[3]["steps"] == [0, 59]
+    assert report.versions.first().what == "edited a first layer block"
+
 
 def test_a_leaderboard_block_of_a_search_draws_its_parallel_coordinates(live_server, page_as_user, user):
     project = member_of(user, "search")

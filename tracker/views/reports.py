@@ -20,9 +20,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from tracker.core import report_export, reports
 from tracker.core.access import visible_projects
+from tracker.core.layers import QUANTITIES
 from tracker.core.markdown import render as render_markdown
 from tracker.lib.finite_json import JsonResponse
-from tracker.models import Report
+from tracker.models import RUN_SORTS, Report
 from tracker.views.decorators import api_login_required, bad_request, current_user, read_json_object
 from trainer import safe_json
 
@@ -98,7 +99,10 @@ def _page_context(report: Report, *, editable: bool, data_url: str, shared: bool
             "blocks": report.blocks,
             "data_url": data_url,
             "editable": editable,
+            # what a block's settings may be: the server's lists, not a copy in the page's script
             "columns": reports.TABLE_COLUMNS,
+            "sorts": list(RUN_SORTS),
+            "quantities": list(QUANTITIES),
         },
     }
 
