@@ -448,3 +448,17 @@ def webhook_receiver(settings) -> Iterator[WebhookReceiver]:
         yield receiver
     finally:
         receiver.close()
+
+
+def lr_finding(severity: str = "warning") -> dict:
+    """A stored `lr_too_high` finding, as the diagnosis writes one (trainer.payloads.FindingDict)."""
+    return {
+        "rule": "lr_too_high",
+        "severity": severity,
+        "title": "learning rate too high",
+        "evidence": "update ratio 3e-2 on fc1 since step 4",
+        "advice": "lower it",
+        "series": [],
+        "step": 4,
+        "numbers": {},
+    }

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from markdown_it import MarkdownIt
 
-from tests.conftest import ARTIFACTS, member_of
+from tests.conftest import ARTIFACTS, lr_finding, member_of
 from tracker.core import reports
 from tracker.core.storage import ChunkWriter
 from tracker.models import Report, Run, RunImage, Study
@@ -350,16 +350,7 @@ def test_a_run_page_adds_its_loss_findings_heatmap_and_first_layer_to_a_report(
 ):
     _, _, runs = optimizer_study
     run = runs[0]
-    finding = {
-        "rule": "lr_too_high",
-        "severity": "error",
-        "title": "learning rate too high",
-        "evidence": "update ratio 3e-2 on fc1 since step 4",
-        "advice": "lower it",
-        "series": [],
-        "step": 4,
-        "numbers": {},
-    }
+    finding = lr_finding("error")
     Run.objects.filter(pk=run.pk).update(
         tensors=["fc1.weight", "fc1.bias", "fc2.weight"], findings=[finding], health="error"
     )

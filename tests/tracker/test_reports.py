@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from tests.conftest import member_of
+from tests.conftest import lr_finding, member_of
 from tracker.core import reports
 from tracker.core.markdown import TAGS, render
 from tracker.core.storage import ChunkWriter
@@ -26,18 +26,7 @@ def make_run(project, optimizer="adam", seed=0, steps=30, status="succeeded", st
         steps_per_epoch=10,
         steps_done=steps,
         study=study,
-        findings=[
-            {
-                "rule": "lr_too_high",
-                "severity": "warning",
-                "title": "learning rate too high",
-                "evidence": "update ratio 3e-2 on fc1 since step 4",
-                "advice": "lower it",
-                "series": [],
-                "step": 4,
-                "numbers": {},
-            }
-        ],
+        findings=[lr_finding()],
     )
     values = np.linspace(2.0, 0.5, steps) + seed * 0.01
     ChunkWriter(run.pk).write({"loss": (np.arange(steps), values)})
