@@ -15,6 +15,8 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 ROOT = Path(__file__).resolve().parent.parent
 # the data folder (TRAINWATCH_DATA_DIRS) of the suite's gunicorn servers and workers: a member's
@@ -171,11 +173,21 @@ def start_worker(
         start_new_session=True,
     )
     proc.log = log  # type: ignore[attr-defined]
-    wait_until(
-        lambda: proc.poll() is not None or app.control.ping(destination=[name], timeout=0.5),
-        60,
-        f"celery worker {name} to answer a ping",
-    )
+
+    def answers() -> bool:
+        # a connection of its own each time: the pool's may be one that a Redis restart
+        # (tests/integration/test_faults.py) closed, which a broadcast does not reopen
+        with app.connection_for_write() as broker:
+            try:
+                return bool(app.control.ping(destination=[name], timeout=0.5, connection=broker))
+            except (RedisConnectionError, KombuOperationalError):
+                return False
+
+    try:
+        wait_until(lambda: proc.poll() is not None or answers(), 60, f"celery worker {name} to answer a ping")
+    except BaseException:
+        stop_worker(proc)  # not left running past the test
+        raise
     if proc.poll() is not None:
         raise AssertionError(f"celery worker exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
     return proc
