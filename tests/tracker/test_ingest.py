@@ -3,8 +3,12 @@ import datetime as dt
 import numpy as np
 import pytest
 
+from tracker.core import console, external
 from tracker.core.storage import FINAL_LOSS_SPAN, ChunkWriter, final_loss, read_series, store_handoff
-from tracker.models import Project, Run, Series, SeriesChunk
+from tracker.models import Histogram, Project, Run, RunImage, Series, SeriesChunk
+from tracker.worker.sink import DatabaseSink
+from trainer.sink import HistogramRecord, ImageRecord
+from trainer.wire import Payload
 
 pytestmark = pytest.mark.django_db
 
@@ -143,3 +147,98 @@ def test_the_final_loss_is_an_average_of_the_last_steps_over_every_hand_off_not_
     store_handoff(run.pk, writer, {"loss": (np.array([600]), np.array([np.inf]))}, [], [], {}, dt.datetime.now(dt.UTC))
     run.refresh_from_db()
     assert run.final_loss == pytest.approx(ema(finite), rel=1e-9)
+
+
+def client_payloads() -> list[Payload]:
+    """What a script's client hands off over three flushes: points, a histogram and an image,
+    its model's description, learning rates, check results, progress and console lines."""
+    describe = {
+        "tensors": ["fc.weight", "fc.bias"],
+        "kinds": ["linear_weight", "bias"],
+        "context": {"loss": "cross_entropy", "optimizer": "sgd"},
+        "frozen": [],
+        "device": "cpu",
+    }
+    checks = {
+        "sanity": [{"name": "initial loss", "passed": True, "numbers": {"loss": 2.3}, "message": "ok"}],
+        "gradient": [],
+        "passed": True,
+    }
+    payloads = []
+    for seq, start in enumerate(range(0, 30, 10)):
+        steps = np.arange(start, start + 10, dtype=np.int64)
+        payloads.append(
+            Payload(
+                seq=seq,
+                scalars={"loss": (steps, 2.0 - steps * 0.01), "lr": (steps, np.full(10, 0.09 - seq * 0.01))},
+                histograms=[HistogramRecord("weight/fc.weight", start, -1.0, 1.0, np.arange(8), 0.0, 0.5)],
+                images=[ImageRecord("first_layer", start, np.full((4, 4), seq + 1, dtype=np.uint8))],
+                progress={"step": start + 10, "epoch": seq + 1, "total_steps": 30, "steps_per_epoch": 10},
+                describe=describe if seq == 0 else None,
+                checks=checks if seq == 1 else None,
+                console=[(float(start), "stdout", f"epoch {seq + 1}")],
+            )
+        )
+    return payloads
+
+
+def stored(run_id: int) -> dict:
+    row = Run.objects.get(pk=run_id)
+    return {
+        "series": {key: [list(a) for a in read_series(run_id, key)] for key in ("loss", "lr")},
+        "histograms": [
+            (key, step, bytes(counts))
+            for key, step, counts in Histogram.objects.filter(run_id=run_id)
+            .order_by("step")
+            .values_list("key", "step", "counts")
+        ],
+        "images": [
+            (key, step, bytes(pixels))
+            for key, step, pixels in RunImage.objects.filter(run_id=run_id)
+            .order_by("step")
+            .values_list("key", "step", "pixels")
+        ],
+        "console": [line[1:] for line in console.last_lines(row)],  # without the chunk's number
+        "row": {
+            field: getattr(row, field)
+            for field in (
+                "steps_done",
+                "epoch",
+                "total_steps",
+                "steps_per_epoch",
+                "tensors",
+                "tensor_kinds",
+                "context",
+                "checks",
+                "device",
+                "final_loss",
+            )
+        },
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_client_over_http_and_a_job_on_a_worker_store_the_same_hand_offs_alike(settings):
+    """One path: the same payloads, sent by a script's client (each one its own write) and handed
+    to a worker's sink (gathered, then written at once), leave the same run behind."""
+    settings.TRAINWATCH_DIAGNOSE_SECONDS = 3600  # no upkeep task: this compares what the writes store
+    project = Project.objects.create(name="one path")
+    over_http = Run.objects.create(project=project, config={}, status="running", kind=Run.Kind.EXTERNAL)
+    on_a_worker = Run.objects.create(project=project, config={}, status="running", worker="w@h")
+    for payload in client_payloads():
+        assert external.ingest(over_http, payload)["seq"] == payload.seq
+    sink = DatabaseSink(on_a_worker, flush_seconds=3600)
+    for payload in client_payloads():
+        sink.handoff(payload)
+    sink.flush()
+    sink.close()
+    one_by_one, gathered = stored(over_http.pk), stored(on_a_worker.pk)
+    # the smoothed final loss, updated per write, differs in its last bits only
+    assert one_by_one["row"].pop("final_loss") == pytest.approx(gathered["row"].pop("final_loss"), rel=1e-12)
+    assert one_by_one == gathered
+    # and what was stored is what was sent
+    row = one_by_one["row"]
+    assert row["steps_done"] == 30 and row["total_steps"] == 30 and row["tensor_kinds"]["fc.bias"] == "bias"
+    assert row["context"]["lr"] == pytest.approx(0.09) and row["context"]["lr_last"] == pytest.approx(0.07)
+    assert row["checks"]["sanity"][0]["name"] == "initial loss"
+    assert [line[-1] for line in one_by_one["console"]] == ["epoch 1", "epoch 2", "epoch 3"]

@@ -4,18 +4,26 @@ own trainer or a job's function, through tracker.worker.sink) and a client's run
 
 from tests.conftest import ROOT
 from tracker.core import checkpoints
+from tracker.core.ingest import handoff_fields, write_handoff
 from tracker.core.lifecycle import end_as_reported, reported_ending
-from tracker.core.live import EarlyStopping, LiveUpkeep, handoff_fields, upkeep_due, worker_seen
+from tracker.core.live import EarlyStopping, LiveUpkeep, upkeep_due, worker_seen
+from tracker.core.storage import roll_up_series
 from tracker.worker.sink import DatabaseSink
+from trainer.system import SystemSampler
 
-# each rule, its home, and what that home writes or reads, which no other module of tracker/ spells out again
+# each rule, its home, and what that home writes or reads, which no other module of the server,
+# the trainer or the client spells out again
 RULES = [
     (worker_seen, "tracker/core/live.py", "update(seen_at="),
     (checkpoints.save, "tracker/core/checkpoints.py", "Checkpoint.objects.update_or_create"),
     (EarlyStopping, "tracker/core/live.py", "early_stop_reason(self.run"),
     (upkeep_due, "tracker/core/live.py", "diagnosed_at__lt="),
     (LiveUpkeep, "tracker/core/live.py", "diagnose_run(run_id)"),
-    (handoff_fields, "tracker/core/live.py", '"lr_last"'),
+    (handoff_fields, "tracker/core/ingest.py", '"lr_last"'),
+    # what one hand-off stores, whatever trains the run
+    (write_handoff, "tracker/core/ingest.py", 'said.get("step")'),
+    (roll_up_series, "tracker/core/storage.py", "count >= low or total + count > high"),
+    (SystemSampler, "trainer/system.py", "memory_info().rss"),
     (reported_ending, "tracker/core/lifecycle.py", 'finish["seconds"]'),
     (end_as_reported, "tracker/core/lifecycle.py", "ending__isnull=False"),
     # a database outage: the points kept and written later, the run failed once it lasts too long
@@ -24,7 +32,11 @@ RULES = [
 
 
 def test_each_rule_of_a_running_run_has_one_home():
-    sources = {path.relative_to(ROOT).as_posix(): path.read_text() for path in (ROOT / "tracker").rglob("*.py")}
+    sources = {
+        path.relative_to(ROOT).as_posix(): path.read_text()
+        for package in ("tracker", "trainer", "trainwatch")
+        for path in (ROOT / package).rglob("*.py")
+    }
     for rule, home, spelled in RULES:
         assert rule.__module__ == home.removesuffix(".py").replace("/", ".")
         assert spelled in sources[home], f"{home} no longer holds {rule.__name__}"

@@ -1,8 +1,8 @@
 """Runs trained by a team's own scripts, sent by the trainwatch client: created on the first
-call, then fed with payloads (trainer.wire) in order, through the same storage path and rules
-(tracker.core.live) as a worker's runs, and ended by their last payload (written by a task on
-the upkeep queue), by the reaper when they fall silent, or by a cancel that the client sees in
-the answer to its next payload."""
+call, then fed with payloads (trainer.wire) in order, each stored by tracker.core.ingest as a
+worker's hand-offs are, under the same rules (tracker.core.live), and ended by their last
+payload (written by a task on the upkeep queue), by the reaper when they fall silent, or by a
+cancel that the client sees in the answer to its next payload."""
 
 from __future__ import annotations
 
@@ -16,14 +16,14 @@ from django.db import DataError, IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from tracker.core import console
 from tracker.core.access import visible_runs
 from tracker.core.dispatch import END_RUN, REFRESH_RUN, send_upkeep
 from tracker.core.environment import check_environment
+from tracker.core.ingest import Handoff, write_handoff
 from tracker.core.lifecycle import reported_ending
-from tracker.core.live import handoff_fields, upkeep_due
+from tracker.core.live import upkeep_due
 from tracker.core.runs import acting_user, check_name, check_project, check_tags, project_for
-from tracker.core.storage import ChunkWriter, store_handoff
+from tracker.core.storage import ChunkWriter
 from tracker.models import Run, RunEnvironment
 from trainer import safe_json
 from trainer.config import ConfigError
@@ -218,9 +218,9 @@ def refuse_payload(run: Run, seq: int | None, error: str) -> bool:
 
 def ingest(run: Run, payload: Payload) -> IngestAnswer:
     """Store one payload of the run's client: in order (payload n after n - 1; one already
-    stored is answered again, never stored twice), in one transaction, and answer. What takes
-    longer leaves the request for the upkeep queue: the run's roll-up and live diagnosis when
-    due, and the end its last payload reports."""
+    stored is answered again, never stored twice), in one transaction, as any hand-off is
+    (tracker.core.ingest), and answer. What takes longer leaves the request for the upkeep
+    queue: the run's roll-up and live diagnosis when due, and the end its last payload reports."""
     with transaction.atomic():
         locked = Run.objects.select_for_update().get(pk=run.pk)
         if locked.is_finished or locked.ending is not None:
@@ -229,28 +229,8 @@ def ingest(run: Run, payload: Payload) -> IngestAnswer:
             return IngestAnswer(seq=locked.ingest_seq, stop=locked.cancel_requested, status=locked.status)
         if payload.seq != locked.ingest_seq + 1:
             raise SeqError(locked.ingest_seq + 1)
-        progress = payload.progress or {}
-        now = timezone.now()
-        stop = store_handoff(
-            run.pk,
-            ChunkWriter(run.pk),
-            payload.scalars,
-            payload.histograms,
-            payload.images,
-            {
-                "steps_done": progress.get("step"),
-                "epoch": progress.get("epoch"),
-                "total_steps": progress.get("total_steps"),
-                "steps_per_epoch": progress.get("steps_per_epoch"),
-            },
-            now,
-        )
-        console.append(run.pk, payload.console)
-        rates = [payload.scalars["lr"][1]] if "lr" in payload.scalars else []
-        updates: dict[str, Any] = {
-            "ingest_seq": payload.seq,
-            **handoff_fields(locked.context, payload.describe, payload.checks, rates),
-        }
+        stop = write_handoff(run, Handoff.of(payload), ChunkWriter(run.pk), timezone.now(), context=locked.context)
+        updates: dict[str, Any] = {"ingest_seq": payload.seq}
         status = Run.Status.RUNNING
         if payload.finish is not None:
             updates["ending"] = reported_ending(locked, payload.finish, stop)

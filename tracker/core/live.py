@@ -1,8 +1,8 @@
 """What a run needs while it trains, whatever trains it: a worker's run (its own trainer or a
 job's function, through tracker.worker.sink) and a client's run over HTTP (through
-tracker.core.external) call these, so that each rule lives here once: what a hand-off sets
-on the run, the live upkeep and its cadence, the study's early stopping, the worker's
-heartbeat (a checkpoint's home is tracker.core.checkpoints)."""
+tracker.core.external) call these, so that each rule lives here once: the live upkeep and
+its cadence, the study's early stopping, the worker's heartbeat (what a hand-off stores is
+tracker.core.ingest's, a checkpoint's home tracker.core.checkpoints)."""
 
 from __future__ import annotations
 
@@ -12,19 +12,15 @@ import math
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any
 
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
-from pydantic import TypeAdapter, ValidationError
 
 from tracker.core.findings import diagnose_run
 from tracker.core.storage import roll_up_series
 from tracker.core.studies import early_stop_reason, early_stopping_of
 from tracker.models import Run, Worker
-from trainer.payloads import CheckResults
-from trainer.wire import WireError
 
 log = logging.getLogger(__name__)
 
@@ -46,46 +42,6 @@ def upkeep(run_id: int) -> None:
     diagnosis (which reads those summaries), so that a problem shows before the run ends."""
     roll_up_series(run_id)
     diagnose_run(run_id)
-
-
-_CHECKS = TypeAdapter(CheckResults)
-
-
-def checked_checks(checks: dict[str, Any]) -> CheckResults:
-    """Check results in the shape the diagnosis and the run page read (raises WireError naming
-    the first wrong field): a malformed entry must not break either."""
-    try:
-        return _CHECKS.validate_python(checks, strict=True)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = "checks" + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"])
-        raise WireError(f"{where}: {first['msg']}") from None
-
-
-def handoff_fields(
-    context: dict[str, Any],
-    describe: dict[str, Any] | None,
-    checks: dict[str, Any] | None,
-    rates: Iterable[Iterable[float]] = (),
-) -> dict[str, Any]:
-    """The run's fields that a client's hand-offs (trainer.wire.Payload) set besides points and
-    progress: the watched model's tensors and what the client saw of its training (`describe`),
-    the learning rates it logged (context `lr` their peak, what a schedule with warmup was
-    given; `lr_last` the latest), its check results. Raises WireError for malformed checks."""
-    updates: dict[str, Any] = {}
-    if describe is not None:
-        context = {**context, **describe["context"], "frozen": describe["frozen"]}
-        updates.update(
-            tensors=describe["tensors"], tensor_kinds=dict(zip(describe["tensors"], describe["kinds"])), context=context
-        )
-        if describe["device"]:
-            updates["device"] = describe["device"]
-    finite = [float(value) for values in rates for value in values if math.isfinite(value)]
-    if finite:
-        updates["context"] = {**context, "lr": max([*finite, float(context.get("lr") or 0.0)]), "lr_last": finite[-1]}
-    if checks is not None:
-        updates["checks"] = checked_checks(checks)
-    return updates
 
 
 class LiveUpkeep:

@@ -259,14 +259,16 @@ def store_handoff(
     images: Iterable[ImageRecord],
     progress: Mapping[str, int | None],
     heartbeat: dt.datetime,
+    fields: Mapping[str, Any] | None = None,
 ) -> bool:
-    """One hand-off of a run's measurements, from a worker's sink or a client's payload, and the
-    run's summary row with it (progress, heartbeat, smoothed final loss, best validation accuracy), in the
-    caller's transaction. Returns whether a cancel has been asked for."""
+    """One hand-off of a run's measurements (tracker.core.ingest.write), and the run's summary
+    row with it (progress, heartbeat, smoothed final loss, best validation accuracy, and the
+    other `fields` the hand-off sets), in the caller's transaction. Returns whether a cancel
+    has been asked for."""
     writer.write(batch)
     write_histograms(run_id, histograms)
     write_images(run_id, images)
-    updates: dict[str, Any] = {"heartbeat_at": heartbeat}
+    updates: dict[str, Any] = {"heartbeat_at": heartbeat, **(fields or {})}
     updates.update({field: value for field, value in progress.items() if value is not None})
     terms = final_loss_terms(batch["loss"][1]) if "loss" in batch else None
     if terms is not None:
