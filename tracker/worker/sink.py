@@ -1,9 +1,9 @@
 """How every run a worker trains reaches PostgreSQL: Trainwatch's own trainer hands this sink
 its batches (trainer.sink.Sink), a job's function its client's hand-offs (`handoff`, the
 payloads a script would send, never encoded nor written to a file). Either way it gathers
-them in one tracker.core.ingest.Handoff and writes it with ingest.write_handoff about once a second
-(TRAINWATCH_FLUSH_SECONDS), samples the process's system metrics, and keeps the points
-through a database outage."""
+them in one tracker.core.ingest.Handoff, writes it with ingest.write_handoff about once a
+second (TRAINWATCH_FLUSH_SECONDS), samples the process's system metrics, and keeps the
+points through a database outage."""
 
 from __future__ import annotations
 
